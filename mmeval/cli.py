@@ -1,0 +1,175 @@
+"""The `mmeval` command: parse, call, render. Bad input exits 2 with one clear line; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from mmeval import __version__
+from mmeval.console import make_progress, print_error, results_table, setup_logging, stderr, stdout
+
+app = typer.Typer(
+    name="mmeval",
+    help="Evaluate vision-language checkpoints: accuracy, recall@k, caption metrics, latency and bias.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+log = logging.getLogger("mmeval")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Run config (YAML). See configs/demo.yaml and the README.")
+]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value, e.g. --set runtime.batch_size=32 "
+                 "--set benchmarks[0].data.limit=100 (values are parsed as YAML). Repeatable."),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        stdout.print(f"mmeval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and debug logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+    setup_logging(debug)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn MmevalError into one red line and exit code 2 (a traceback only with --debug)."""
+    from mmeval.errors import MmevalError
+
+    try:
+        yield
+    except MmevalError as exc:
+        if _state["debug"]:
+            stderr.print_exception()
+        print_error(str(exc))
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    overrides: SetOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (overrides output.dir).")] = None,
+) -> None:
+    """Evaluate the config's model on each of its benchmarks; write a JSON report and print a results table.
+
+    Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
+    benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
+    """
+    from mmeval.config import load_config
+    from mmeval.evaluate import run_config
+
+    with _user_errors():
+        cfg = load_config(config, overrides)
+        if output is not None:
+            cfg.output.dir = output
+        with make_progress() as progress:
+            outcome = run_config(cfg, str(config), progress)
+    stdout.print(results_table(outcome.report))
+    if outcome.report_path:
+        stderr.print(f"report: {outcome.report_path}")
+    if outcome.samples_path:
+        stderr.print(f"per-sample ranks: {outcome.samples_path}")
+    for line in outcome.errors:
+        print_error(line)
+    if outcome.internal_error is not None:
+        if _state["debug"]:
+            raise outcome.internal_error
+        print_error(f"internal error: {type(outcome.internal_error).__name__}: {outcome.internal_error} "
+                    "(finished benchmarks were saved; rerun with --debug for the traceback)")
+        raise typer.Exit(1)
+    if outcome.interrupted:
+        print_error("interrupted; the finished benchmarks were saved in the report")
+        raise typer.Exit(130)
+    if outcome.errors:
+        raise typer.Exit(2)
+
+
+@app.command()
+def validate(
+    config: ConfigOption,
+    overrides: SetOption = None,
+    load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits.")] = False,
+) -> None:
+    """Check a config without running it: keys, names, files, annotation files and image files."""
+    from mmeval.config import load_config
+    from mmeval.data.loaders import load_retrieval_data, missing_images
+    from mmeval.errors import DataError
+    from mmeval.evaluate import load_model as load
+
+    with _user_errors():
+        cfg = load_config(config, overrides)
+        problems = []
+        for n, bench in enumerate(cfg.benchmarks):
+            try:
+                data = load_retrieval_data(bench.data)
+            except DataError as exc:
+                problems.append(f"benchmarks[{n}].data: {exc}")
+                continue
+            missing = missing_images(data)
+            note = ""
+            if missing:
+                note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}"
+                if bench.data.on_bad_image == "fail":
+                    problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]}")
+            stderr.print(f"benchmark '{bench.name}': {len(data.image_ids)} images, {len(data.texts)} texts{note}")
+        if load_model:
+            info = load(cfg).info
+            stderr.print(f"model: {info.name} ({info.adapter}), {info.n_parameters:,} parameters")
+        if problems:
+            from mmeval.errors import ConfigError
+
+            raise ConfigError(str(config), problems)
+    stdout.print(f"[green]ok[/]: {config} is valid")
+
+
+@app.command("list")
+def list_components() -> None:
+    """List model adapters, tasks, data formats and metrics."""
+    from rich.table import Table
+
+    from mmeval.metrics.retrieval import METRIC_DOCS
+    from mmeval.registry import DATA_FORMATS, MODELS, TASKS
+
+    for title, table, column in (("model adapters (model.type)", MODELS, "capability"),
+                                 ("tasks (benchmarks[].task)", TASKS, "needs"),
+                                 ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
+        out = Table(title=title, title_justify="left")
+        out.add_column("name", style="bold")
+        if column:
+            out.add_column(column)
+        out.add_column("description")
+        for name, entry in table.items():
+            out.add_row(name, *([entry.capability] if column else []), entry.help)
+        stdout.print(out)
+    out = Table(title="metrics (task retrieval)", title_justify="left")
+    for column in ("name", "better", "description"):
+        out.add_column(column)
+    for name, (better, text) in METRIC_DOCS.items():
+        out.add_row(name, "higher" if better else "lower", text)
+    stdout.print(out)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

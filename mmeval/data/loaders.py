@@ -1,0 +1,31 @@
+"""One entry point from a benchmark's `data` config to loaded retrieval data."""
+
+from __future__ import annotations
+
+from mmeval.data.retrieval_data import RetrievalData, take_first
+from mmeval.registry import DATA_FORMATS, resolve
+
+
+def load_retrieval_data(cfg) -> RetrievalData:
+    """Load with the format's registered loader, then apply `limit`."""
+    data = resolve("data format", cfg.format, DATA_FORMATS)(cfg)
+    return take_first(data, cfg.limit) if cfg.limit else data
+
+
+def shapes_from_config(cfg) -> RetrievalData:
+    from mmeval.data.shapes import load_shapes
+
+    return load_shapes(split=cfg.split or "test", n_images=cfg.n_images, seed=cfg.seed, image_size=cfg.image_size)
+
+
+def missing_images(data: RetrievalData) -> list[str]:
+    """Image files that do not exist (file-based formats only), for `mmeval validate`."""
+    from mmeval.data.images import FileImages, SubsetImages
+
+    source = data.images
+    indices = range(len(source))
+    if isinstance(source, SubsetImages):
+        source, indices = source.source, source.indices
+    if not isinstance(source, FileImages):
+        return []
+    return [str(source.paths[i]) for i in indices if not source.paths[i].is_file()]

@@ -1,0 +1,111 @@
+"""Run every benchmark of a config on one model and write the report; what finished is always kept.
+
+A benchmark that fails (bad data, a model error) is recorded as failed in the report and the others still
+run; Ctrl-C stops the run and the finished benchmarks are written before exiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmeval.config import RunConfig
+from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.registry import MODELS, TASKS, resolve
+from mmeval.report import add_failure, add_result, new_report, validate_report, write_json_no_clobber
+from mmeval.runner import NullProgress, place_model, resolve_runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    report: dict[str, Any]
+    report_path: Path | None = None
+    samples_path: Path | None = None
+    errors: list[str] = field(default_factory=list)  # one line per failed benchmark
+    internal_error: BaseException | None = None  # a bug, not bad input: re-raised by the CLI
+    interrupted: bool = False
+
+
+def load_model(cfg: RunConfig):
+    """Load the configured model through its adapter; unexpected loader failures become ModelLoadError."""
+    loader = resolve("model type", cfg.model.type, MODELS)
+    try:
+        return loader(cfg.model)
+    except MmevalError:
+        raise
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        where = cfg.model.checkpoint or cfg.model.pretrained or cfg.model.arch
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{cfg.model.type}' ({first_line})") from exc
+
+
+def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) -> RunOutcome:
+    """Evaluate the model on every benchmark and write the report (and per-sample ranks) to output.dir."""
+    progress = progress or NullProgress()
+    runtime = resolve_runtime(cfg.runtime)
+    started = time.perf_counter()
+    model = load_model(cfg)
+    place_model(model, runtime)
+    if cfg.model.name:
+        model.info.name = cfg.model.name
+    report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
+    report["model"]["load_s"] = time.perf_counter() - started
+    outcome = RunOutcome(report)
+    samples: dict[str, Any] = {}
+
+    for bench in cfg.benchmarks:
+        try:
+            result = resolve("task", bench.task, TASKS)(model, bench, runtime, progress)
+        except MmevalError as exc:
+            add_failure(report, bench.name, bench.task, str(exc))
+            outcome.errors.append(f"benchmark '{bench.name}': {exc}")
+            continue
+        except KeyboardInterrupt:
+            add_failure(report, bench.name, bench.task, "interrupted by the user")
+            report["benchmarks"][bench.name]["status"] = "interrupted"
+            report["status"] = "interrupted"
+            outcome.interrupted = True
+            break
+        except Exception as exc:  # a bug: keep what finished, then let the CLI show it
+            add_failure(report, bench.name, bench.task, f"internal error: {type(exc).__name__}: {exc}")
+            outcome.internal_error = exc
+            break
+        add_result(report, bench.name, result)
+        samples[bench.name] = result.per_sample
+
+    _write(cfg, report, samples, outcome)
+    return outcome
+
+
+def _write(cfg: RunConfig, report: dict[str, Any], samples: dict[str, Any], outcome: RunOutcome) -> None:
+    stem = cfg.output.name or f"{_safe(report['model']['name'])}-{time.strftime('%Y%m%d-%H%M%S')}"
+    directory = cfg.output.dir.expanduser()
+    if cfg.output.per_sample and samples:
+        outcome.samples_path = write_json_no_clobber(samples, directory, stem, ".samples.json")
+        stem = outcome.samples_path.name.removesuffix(".samples.json")
+        report["per_sample_file"] = outcome.samples_path.name
+    report = _without_nan(report)
+    validate_report(report)
+    outcome.report = report
+    outcome.report_path = write_json_no_clobber(report, directory, stem)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+
+
+def _without_nan(value: Any) -> Any:
+    """JSON has no NaN: undefined metric values (e.g. no queries) are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return value

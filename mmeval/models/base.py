@@ -1,0 +1,86 @@
+"""What a model can do, stated as capabilities (Protocols), plus the facts a report records about it.
+
+The runner and the benchmarks only talk to these interfaces, never to a model family directly, so a new
+family is one adapter file and one registry line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+from PIL import Image
+
+Tokens = torch.Tensor | dict[str, torch.Tensor]
+
+
+@dataclass
+class ModelInfo:
+    """Facts about a loaded model that go into the report so a number can be traced to its checkpoint."""
+
+    adapter: str
+    name: str
+    checkpoint: str | None
+    sha256: str | None
+    n_parameters: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ImageTextEncoder(Protocol):
+    """Capability `image_text_encoder`: images and texts embedded into one shared space (CLIP-style).
+
+    `image_transform` turns one RGB PIL image into a CHW float tensor (the model's own preprocessing) and
+    must be picklable so DataLoader workers can run it. `tokenize` turns a batch of strings into what
+    `encode_text` takes. Embeddings need not be normalised; the benchmark normalises them.
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    def tokenize(self, texts: list[str]) -> Tokens: ...
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, tokens: Tokens) -> torch.Tensor: ...
+
+
+CAPABILITIES: dict[str, type] = {"image_text_encoder": ImageTextEncoder}
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Number of parameters, shared tensors counted once."""
+    seen: set[int] = set()
+    total = 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def sha256_of_path(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (sorted relative names and contents) for saved HF models."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """The first informative line of a torch `load_state_dict` error (size mismatch / missing / unexpected)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("size mismatch", "Missing key", "Unexpected key")):
+            extra = len([l for l in lines if l.startswith(("size mismatch", "Missing key", "Unexpected key"))]) - 1
+            return line.rstrip(".") + (f" (and {extra} more problem(s))" if extra > 0 else "")
+    return lines[0] if lines else type(exc).__name__

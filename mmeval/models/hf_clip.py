@@ -1,0 +1,95 @@
+"""Hugging Face transformers dual encoders (CLIPModel, SiglipModel, ...) saved with `save_pretrained`.
+
+The folder must also hold the tokenizer and image processor (`processor.save_pretrained`), so that the
+model is always evaluated with its own preprocessing. SigLIP-style models were trained on texts padded to
+the maximum length and must be evaluated that way; CLIP-style ones pad to the longest text.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from mmeval.errors import ModelLoadError
+from mmeval.models.base import ModelInfo, Tokens, count_parameters, describe_load_error, sha256_of_path
+
+_PAD_TO_MAX = ("siglip", "siglip2")
+
+
+class _ImageProcessorTransform:
+    """Picklable wrapper: one PIL image -> the processor's pixel tensor (C, H, W)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+
+class HFClipEncoder:
+    """`image_text_encoder` capability over a transformers model with get_image/text_features."""
+
+    def __init__(self, model, tokenizer, image_processor, info: ModelInfo):
+        self.module = model
+        self.image_transform = _ImageProcessorTransform(image_processor)
+        self._tokenizer = tokenizer
+        self._pad_to_max = model.config.model_type in _PAD_TO_MAX
+        self._max_length = int(getattr(model.config.text_config, "max_position_embeddings", 77))
+        self.info = info
+
+    def tokenize(self, texts: list[str]) -> Tokens:
+        encoded = self._tokenizer(
+            texts,
+            padding="max_length" if self._pad_to_max else True,
+            truncation=True,
+            max_length=self._max_length,
+            return_tensors="pt",
+        )
+        return {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _features(self.module.get_image_features(pixel_values=pixels))
+
+    def encode_text(self, tokens: Tokens) -> torch.Tensor:
+        if self._pad_to_max:  # SigLIP's text tower takes no attention mask
+            tokens = {"input_ids": tokens["input_ids"]}
+        return _features(self.module.get_text_features(**tokens))
+
+
+def _features(output) -> torch.Tensor:
+    """Newer transformers may return a model output object instead of a tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in ("pooler_output", "image_embeds", "text_embeds"):
+        value = getattr(output, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    raise TypeError(f"unexpected feature output {type(output).__name__}")
+
+
+def load(cfg) -> HFClipEncoder:
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    folder = cfg.checkpoint
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise ModelLoadError(f"model.checkpoint: {folder} is not a save_pretrained folder (no config.json)")
+    try:
+        model = AutoModel.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
+        raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise ModelLoadError(
+            f"model.checkpoint: {folder} holds a '{model.config.model_type}' model, which is not an image-text "
+            "dual encoder (needs get_image_features and get_text_features, like CLIPModel or SiglipModel)"
+        )
+    info = ModelInfo(
+        adapter="hf_clip",
+        name=cfg.name or folder.name,
+        checkpoint=str(folder),
+        sha256=sha256_of_path(folder),
+        n_parameters=count_parameters(model),
+        extra={"model_type": model.config.model_type, "architectures": model.config.architectures},
+    )
+    return HFClipEncoder(model, tokenizer, image_processor, info)

@@ -1,0 +1,189 @@
+"""The "reference" adapter: mmeval's own small dual encoder, stored as a folder of two files.
+
+    <folder>/config.json        the architecture and preprocessing (`ReferenceConfig`)
+    <folder>/model.safetensors  the weights (fp32 or fp16 on disk; always float32 once loaded)
+
+Loading is strict: a missing or unreadable file, or weights that do not fit the config, raise
+`ModelLoadError` with one line naming the file. No pickle anywhere. With no checkpoint configured, the
+demo checkpoint trained on the shapes benchmark (`scripts/train_reference.py`) ships in mmeval/assets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from mmeval.errors import ModelLoadError
+from mmeval.models.base import ModelInfo, count_parameters, sha256_of_path
+from mmeval.models.reference_arch import ReferenceCLIP, ReferenceConfig, tokenize
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "shapes-clip"
+
+
+def normalize_pixels(pixels: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 normalised; shared by `ImageTransform` and the training script."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (pixels.to(torch.float32) / 255.0 - mean_t) / std_t
+
+
+class ImageTransform:
+    """PIL image -> RGB -> bicubic resize to the model's size -> normalised CHW float tensor (picklable)."""
+
+    def __init__(self, image_size: int, mean: list[float], std: list[float]):
+        self.image_size = image_size
+        self.mean = list(mean)
+        self.std = list(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGB")
+        if image.size != (self.image_size, self.image_size):
+            image = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        return normalize_pixels(pixels, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"ImageTransform(size={self.image_size}, mean={self.mean}, std={self.std})"
+
+
+# --- checkpoint folders --------------------------------------------------------------------------------
+
+
+def save_reference(module: ReferenceCLIP, folder: Path, dtype: torch.dtype = torch.float32) -> None:
+    """Write the module's config.json and model.safetensors (weights stored as `dtype`) into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(module.config), indent=2) + "\n")
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()}
+    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "mmeval": "reference"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_TYPE_CHECKS = {  # ReferenceConfig field annotation -> check of a JSON value
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _is_number,
+    "str": lambda v: isinstance(v, str),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[float]": lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+}
+
+
+def read_config(path: Path) -> ReferenceConfig:
+    """config.json -> ReferenceConfig; unknown or missing keys and bad values are a ModelLoadError."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"reference checkpoint config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read reference config {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"reference config {path} must hold a JSON object, found {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(ReferenceConfig)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ModelLoadError(f"reference config {path} has unknown key(s): {', '.join(unknown)}")
+    if "vocab" not in raw:
+        raise ModelLoadError(f"reference config {path} has no 'vocab'")
+    bad_types = [name for name, value in raw.items() if not _TYPE_CHECKS[str(fields[name].type)](value)]
+    if bad_types:
+        raise ModelLoadError(f"reference config {path} has values of the wrong type for: {', '.join(bad_types)}")
+    config = ReferenceConfig(**raw)
+    problems = config.problems()
+    if problems:
+        raise ModelLoadError(f"reference config {path} is not a valid architecture: {'; '.join(problems)}")
+    return config
+
+
+def _describe_shape(shape: Any) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def load_reference_module(folder: Path) -> tuple[ReferenceCLIP, ReferenceConfig]:
+    """Build the architecture from config.json and load model.safetensors into it, strictly, as float32."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelLoadError(f"reference checkpoint {folder} is not a folder (expected {CONFIG_FILE} + {WEIGHTS_FILE})")
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    config = read_config(config_path)
+    if not weights_path.is_file():
+        raise ModelLoadError(f"reference checkpoint weights {weights_path} do not exist")
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises several types for truncated or garbage files
+        raise ModelLoadError(f"cannot read reference weights {weights_path}: {exc}") from None
+    module = ReferenceCLIP(config)
+    expected = module.state_dict()
+    misfits = [f"{k} is missing" for k in expected if k not in tensors]
+    misfits += [f"{k} is not part of the architecture" for k in tensors if k not in expected]
+    misfits += [
+        f"{k} has shape {_describe_shape(v.shape)}, the config expects {_describe_shape(expected[k].shape)}"
+        for k, v in tensors.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    misfits += [f"{k} has dtype {v.dtype}" for k, v in tensors.items() if k in expected and not v.is_floating_point()]
+    if misfits:
+        more = f" (and {len(misfits) - 3} more)" if len(misfits) > 3 else ""
+        raise ModelLoadError(
+            f"checkpoint {weights_path} does not fit the reference config {config_path}: "
+            f"{'; '.join(misfits[:3])}{more}"
+        )
+    module.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=True)
+    return module.eval(), config
+
+
+# --- the adapter -----------------------------------------------------------------------------------------
+
+
+class ReferenceEncoder:
+    """`ImageTextEncoder` over a reference checkpoint folder."""
+
+    def __init__(self, module: ReferenceCLIP, config: ReferenceConfig, info: ModelInfo):
+        self.module = module
+        self.config = config
+        self.info = info
+        self.image_transform = ImageTransform(config.image_size, config.image_mean, config.image_std)
+        self._vocab = {word: i for i, word in enumerate(config.vocab)}
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return tokenize(texts, self._vocab, self.config.context_length)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_image(pixels)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_text(tokens)
+
+
+def load_folder(folder: Path, name: str | None = None) -> ReferenceEncoder:
+    """The adapter for one checkpoint folder; `name` defaults to the folder's name."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise ModelLoadError(f"reference checkpoint {folder} does not exist")
+    module, config = load_reference_module(folder)
+    info = ModelInfo(
+        adapter="reference",
+        name=name or folder.name,
+        checkpoint=str(folder),
+        sha256=sha256_of_path(folder),
+        n_parameters=count_parameters(module),
+        extra={"architecture": config.name, "embed_dim": config.embed_dim, "image_size": config.image_size},
+    )
+    return ReferenceEncoder(module, config, info)
+
+
+def load(cfg: Any) -> ReferenceEncoder:
+    """Registry entry point: `cfg.checkpoint` (a folder, or None for the shipped shapes demo) and `cfg.name`."""
+    checkpoint = cfg.checkpoint if cfg.checkpoint is not None else DEMO_CHECKPOINT
+    return load_folder(Path(checkpoint).expanduser(), cfg.name)

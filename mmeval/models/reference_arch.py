@@ -1,0 +1,137 @@
+"""The reference dual encoder as data (`ReferenceConfig`) and as torch modules (`ReferenceCLIP`).
+
+A small CLIP: a ViT image tower (patch embedding, [CLS] token, learned positions, pre-norm transformer,
+LayerNorm, linear projection) and a word-level text tower (learned positions, pre-norm transformer with a
+padding mask, the [EOS] state, LayerNorm, linear projection) meeting in one embedding space, with CLIP's
+learned temperature. Loading and saving checkpoints lives in `mmeval.models.reference`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
+PAD, UNK, BOS, EOS = range(4)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class ReferenceConfig:
+    """Everything needed to rebuild the architecture and its preprocessing; saved as config.json."""
+
+    vocab: list[str]  # token id -> word; starts with SPECIAL_TOKENS
+    name: str = "reference"
+    image_size: int = 64
+    patch_size: int = 8
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    context_length: int = 32
+    embed_dim: int = 64
+    mlp_ratio: float = 2.0
+    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+
+    def problems(self) -> list[str]:
+        """What makes this config unbuildable (empty when it is fine)."""
+        found = []
+        if tuple(self.vocab[:4]) != SPECIAL_TOKENS:
+            found.append(f"vocab must start with {list(SPECIAL_TOKENS)}")
+        if len(set(self.vocab)) != len(self.vocab):
+            found.append("vocab has duplicate words")
+        if self.image_size % self.patch_size:
+            found.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.width % self.heads:
+            found.append(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.text_width % self.text_heads:
+            found.append(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
+        if self.context_length < 3:
+            found.append("context_length must be at least 3 ([BOS], one word, [EOS])")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            found.append("image_mean and image_std need 3 values each, std positive")
+        return found
+
+
+def tokenize(texts: list[str], vocab: dict[str, int], context_length: int) -> torch.Tensor:
+    """Lower-case words split on non-alphanumerics -> (B, context_length) ids: [BOS] words [EOS] [PAD]...
+
+    Unknown words become [UNK]; long texts are cut so that [EOS] always fits.
+    """
+    tokens = torch.full((len(texts), context_length), PAD, dtype=torch.long)
+    for row, text in enumerate(texts):
+        words = [vocab.get(w, UNK) for w in _WORD.findall(text.lower())][: context_length - 2]
+        ids = [BOS, *words, EOS]
+        tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return tokens
+
+
+def _encoder(width: int, layers: int, heads: int, mlp_ratio: float) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        width, heads, int(width * mlp_ratio), dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class VisionTower(nn.Module):
+    """ViT: (B, 3, H, W) normalised pixels -> (B, embed_dim)."""
+
+    def __init__(self, cfg: ReferenceConfig):
+        super().__init__()
+        n_patches = (cfg.image_size // cfg.patch_size) ** 2
+        self.patch_embed = nn.Conv2d(3, cfg.width, cfg.patch_size, stride=cfg.patch_size, bias=False)
+        self.class_embedding = nn.Parameter(torch.randn(cfg.width) * cfg.width**-0.5)
+        self.positional_embedding = nn.Parameter(torch.randn(n_patches + 1, cfg.width) * 0.02)
+        self.ln_pre = nn.LayerNorm(cfg.width)
+        self.transformer = _encoder(cfg.width, cfg.layers, cfg.heads, cfg.mlp_ratio)
+        self.ln_post = nn.LayerNorm(cfg.width)
+        self.proj = nn.Linear(cfg.width, cfg.embed_dim, bias=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(pixels).flatten(2).transpose(1, 2)  # (B, patches, width)
+        cls = self.class_embedding.expand(x.shape[0], 1, -1).to(x.dtype)
+        x = self.ln_pre(torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype))
+        x = self.transformer(x)
+        return self.proj(self.ln_post(x[:, 0]))
+
+
+class TextTower(nn.Module):
+    """Word-level transformer: (B, context_length) token ids -> (B, embed_dim), read at [EOS]."""
+
+    def __init__(self, cfg: ReferenceConfig):
+        super().__init__()
+        self.token_embedding = nn.Embedding(len(cfg.vocab), cfg.text_width)
+        self.positional_embedding = nn.Parameter(torch.randn(cfg.context_length, cfg.text_width) * 0.01)
+        self.transformer = _encoder(cfg.text_width, cfg.text_layers, cfg.text_heads, cfg.mlp_ratio)
+        self.ln_final = nn.LayerNorm(cfg.text_width)
+        self.proj = nn.Linear(cfg.text_width, cfg.embed_dim, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        x = self.transformer(x, src_key_padding_mask=tokens == PAD)
+        eos = (tokens == EOS).int().argmax(dim=1)
+        return self.proj(self.ln_final(x[torch.arange(x.shape[0], device=x.device), eos]))
+
+
+class ReferenceCLIP(nn.Module):
+    """Both towers plus CLIP's learned logit scale (log of the inverse temperature)."""
+
+    def __init__(self, cfg: ReferenceConfig):
+        super().__init__()
+        self.config = cfg
+        self.visual = VisionTower(cfg)
+        self.text = TextTower(cfg)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.visual(pixels)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.text(tokens)

@@ -1,0 +1,83 @@
+"""Names users write in configs, mapped to "module:attr" strings that are imported only when used.
+
+One small table per kind instead of if/elif chains over names; `resolve` turns an unknown name into an
+error that lists what exists and suggests the closest match.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from mmeval.errors import MmevalError
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "package.module:attribute"
+    help: str
+    capability: str = ""  # models: what they can do; tasks: what they need
+    extra: str = ""  # the pip extra that provides the dependencies, if any
+
+
+MODELS: dict[str, Entry] = {
+    "reference": Entry(
+        "mmeval.models.reference:load",
+        "mmeval's own small dual encoder (safetensors + JSON config folder)",
+        "image_text_encoder",
+    ),
+    "open_clip": Entry(
+        "mmeval.models.open_clip_adapter:load",
+        "any open_clip architecture + a local checkpoint file or pretrained tag",
+        "image_text_encoder",
+        "open_clip",
+    ),
+    "hf_clip": Entry(
+        "mmeval.models.hf_clip:load",
+        "a transformers CLIPModel / SiglipModel folder saved with save_pretrained",
+        "image_text_encoder",
+        "hf",
+    ),
+}
+
+TASKS: dict[str, Entry] = {
+    "retrieval": Entry(
+        "mmeval.benchmarks.retrieval:run",
+        "image-text retrieval: recall@k, mean / median rank in both directions",
+        "image_text_encoder",
+    ),
+}
+
+DATA_FORMATS: dict[str, Entry] = {
+    "coco": Entry("mmeval.data.coco:load_coco", "COCO captions annotation JSON + image folder"),
+    "karpathy": Entry("mmeval.data.coco:load_karpathy", "Karpathy dataset_*.json + image folder, one split"),
+    "hf": Entry("mmeval.data.hf:load_hf", "a Hugging Face datasets dataset (hub id or local folder)"),
+    "shapes": Entry("mmeval.data.loaders:shapes_from_config", "mmeval's synthetic shapes scenes (built in, offline)"),
+}
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """' Did you mean 'x'?' when a close match exists, else ''."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name_message(kind: str, name: str, table: dict[str, Entry]) -> str:
+    names = sorted(table)
+    return f"unknown {kind} '{name}'.{did_you_mean(name, names)} Available: {', '.join(names)}"
+
+
+def resolve(kind: str, name: str, table: dict[str, Entry]) -> Any:
+    """Import and return the object registered under `name`."""
+    if name not in table:
+        raise MmevalError(unknown_name_message(kind, name, table))
+    entry = table[name]
+    module_name, attr = entry.target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f" Install it with: pip install 'mmeval[{entry.extra}]'" if entry.extra else ""
+        raise MmevalError(f"{kind} '{name}' needs a package that is not installed ({exc.name}).{hint}") from exc
+    return getattr(module, attr)
