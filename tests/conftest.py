@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny models and datasets that the tests build themselves (no hub, no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real COCO files in ../shared/data; missing is a failure in CI and a skip elsewhere."""
+    if not (SHARED_DATA / "coco" / "images_captions.json").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data missing at {SHARED_DATA} (CI must have ../shared beside the checkout)")
+        pytest.skip(f"shared data missing at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def make_coco_dataset(root: Path, n_images: int = 40, seed: int = 0, captions: list[int] | None = None) -> Path:
+    """A COCO-format captions dataset: JPEGs of coloured boxes in root/val2014, annotations in root/ann.json.
+
+    Caption counts vary (1 to 7 per image by default) to exercise multi-positive ranking.
+    """
+    rng = random.Random(seed)
+    colors = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+    (root / "val2014").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(n_images):
+        color, other = rng.sample(colors, 2)
+        image = Image.new("RGB", (48 + 8 * (i % 3), 40), other)
+        x, y = rng.randrange(0, 24), rng.randrange(0, 20)
+        ImageDraw.Draw(image).rectangle([x, y, x + 16, y + 14], fill=color)
+        name = f"COCO_val2014_{i + 1:012d}.jpg"
+        image.save(root / "val2014" / name, quality=90)
+        images.append({"id": i + 1, "file_name": name, "width": image.width, "height": image.height})
+        count = captions[i] if captions else 1 + (i % 7)
+        for c in range(count):
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                "caption": f"a {color} box on {other} number {rng.randrange(100)} take {c}"})
+    path = root / "ann.json"
+    path.write_text(json.dumps({"info": {}, "licenses": [], "images": images, "annotations": annotations}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def coco_dataset(tmp_path_factory) -> Path:
+    """Annotation file of a 40-image COCO-format dataset; images are in its folder's val2014/."""
+    return make_coco_dataset(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory) -> dict[str, Path | str]:
+    """A randomly initialised tiny open_clip model saved as a plain state-dict checkpoint."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("openclip")
+    config = folder / "tiny-clip.json"
+    config.write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip")
+    checkpoint = folder / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return {"arch": "tiny-clip", "arch_config": config, "checkpoint": checkpoint}
+
+
+def write_yaml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
