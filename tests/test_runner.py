@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,8 +21,6 @@ class _MeanColour:
     """Picklable transform: an image's mean RGB as a 3-vector."""
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        import numpy as np
-
         return torch.from_numpy(np.asarray(image.resize((8, 8)), dtype=np.float32)).mean((0, 1))
 
 
