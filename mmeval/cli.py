@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
+from rich.markup import escape
 
 from mmeval import __version__
 from mmeval.console import make_progress, print_error, results_table, setup_logging, stderr, stdout
@@ -23,13 +24,44 @@ _state = {"debug": False}
 log = logging.getLogger("mmeval")
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Run config (YAML). See configs/demo.yaml and the README.")
+    Path,
+    typer.Option("--config", "-c", help="Run config (YAML): model, benchmarks, runtime, output. Relative paths in "
+                 "it are relative to the current directory. Examples: configs/*.yaml."),
 ]
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config value, e.g. --set runtime.batch_size=32 "
-                 "--set benchmarks[0].data.limit=100 (values are parsed as YAML). Repeatable."),
+    typer.Option("--set", "-s", help="Override a config value, e.g. --set runtime.batch_size=8 "
+                 "--set benchmarks[0].data.limit=100 (or benchmarks.0.data.limit=100). Values are parsed as YAML. "
+                 "Repeatable."),
 ]
+OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (overrides output.dir).")]
+
+_CONFIG_HELP = """A config names one model and one or more benchmarks:
+
+  model:      {type: open_clip, arch: ViT-B-32, checkpoint: checkpoints/vitb32.pt}
+  benchmarks:
+    - name: coco5k
+      task: retrieval
+      data: {format: coco, annotations: data/coco/captions.json, images: data/coco/val2014}
+  runtime:    {device: auto, precision: fp32, batch_size: 256}
+  output:     {dir: reports/}
+
+`mmeval list` shows the model types, tasks and data formats; `mmeval validate` checks a config."""
+
+_RUN_HELP = f"""Evaluate the config's model on each of its benchmarks; write a JSON report, print a results table.
+
+Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
+benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
+Bad input is reported as one `error:` line per problem; `mmeval --debug run ...` adds the traceback.
+
+{_CONFIG_HELP}"""
+
+_VALIDATE_HELP = f"""Check a config without running it: keys, names, files, annotation files, image files.
+
+Every problem is reported at once, one `error:` line each, with its place in the config (exit code 2);
+a valid config prints `ok` (exit code 0). Image files are checked to exist, not decoded.
+
+{_CONFIG_HELP}"""
 
 
 def _version_callback(value: bool) -> None:
@@ -40,7 +72,8 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and debug logs.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and debug logs. Goes before the "
+                                        "command: mmeval --debug run ...")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -50,7 +83,7 @@ def _main(
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn MmevalError into one red line and exit code 2 (a traceback only with --debug)."""
+    """Turn MmevalError into `error:` lines (one per problem) and exit code 2; a traceback only with --debug."""
     from mmeval.errors import MmevalError
 
     try:
@@ -58,35 +91,32 @@ def _user_errors() -> Iterator[None]:
     except MmevalError as exc:
         if _state["debug"]:
             stderr.print_exception()
-        print_error(str(exc))
+        for line in exc.lines():
+            print_error(line)
         raise typer.Exit(2) from None
 
 
-@app.command()
+@app.command(help=_RUN_HELP)
 def run(
     config: ConfigOption,
     overrides: SetOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (overrides output.dir).")] = None,
+    output: OutputOption = None,
 ) -> None:
-    """Evaluate the config's model on each of its benchmarks; write a JSON report and print a results table.
-
-    Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
-    benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
-    """
-    from mmeval.config import load_config
-    from mmeval.evaluate import run_config
+    from mmeval.config_file import load_config
 
     with _user_errors():
         cfg = load_config(config, overrides)
+        from mmeval.evaluate import run_config  # torch: imported only once the config is known to be valid
+
         if output is not None:
             cfg.output.dir = output
         with make_progress() as progress:
             outcome = run_config(cfg, str(config), progress)
     stdout.print(results_table(outcome.report))
     if outcome.report_path:
-        stderr.print(f"report: {outcome.report_path}")
+        stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
     if outcome.samples_path:
-        stderr.print(f"per-sample ranks: {outcome.samples_path}")
+        stderr.print(f"per-sample ranks: {outcome.samples_path}", markup=False, highlight=False)
     for line in outcome.errors:
         print_error(line)
     if outcome.internal_error is not None:
@@ -102,42 +132,59 @@ def run(
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(help=_VALIDATE_HELP)
 def validate(
     config: ConfigOption,
     overrides: SetOption = None,
-    load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits.")] = False,
+    load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits the "
+                                             "architecture (imports the model's framework; slower).")] = False,
 ) -> None:
-    """Check a config without running it: keys, names, files, annotation files and image files."""
-    from mmeval.config import load_config
-    from mmeval.data.loaders import load_retrieval_data, missing_images
-    from mmeval.errors import DataError
-    from mmeval.evaluate import load_model as load
+    from mmeval.config_file import load_config
+    from mmeval.errors import ConfigError, MmevalError
 
     with _user_errors():
         cfg = load_config(config, overrides)
-        problems = []
-        for n, bench in enumerate(cfg.benchmarks):
-            try:
-                data = load_retrieval_data(bench.data)
-            except DataError as exc:
-                problems.append(f"benchmarks[{n}].data: {exc}")
-                continue
-            missing = missing_images(data)
-            note = ""
-            if missing:
-                note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}"
-                if bench.data.on_bad_image == "fail":
-                    problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]}")
-            stderr.print(f"benchmark '{bench.name}': {len(data.image_ids)} images, {len(data.texts)} texts{note}")
-        if load_model:
-            info = load(cfg).info
-            stderr.print(f"model: {info.name} ({info.adapter}), {info.n_parameters:,} parameters")
-        if problems:
-            from mmeval.errors import ConfigError
+        problems = _data_problems(cfg)
+        if cfg.runtime.device.startswith("cuda"):
+            from mmeval.runner import resolve_runtime
 
+            try:
+                resolve_runtime(cfg.runtime)
+            except MmevalError as exc:
+                problems.append(str(exc))
+        if load_model:
+            from mmeval.evaluate import load_model as load
+
+            try:
+                info = load(cfg).info
+                stderr.print(f"model: {info.name} ({info.adapter}), {info.n_parameters:,} parameters", markup=False)
+            except MmevalError as exc:
+                problems.extend(exc.lines())
+        if problems:
             raise ConfigError(str(config), problems)
-    stdout.print(f"[green]ok[/]: {config} is valid")
+    stdout.print(f"[green]ok[/]: {escape(str(config))} is valid")
+
+
+def _data_problems(cfg) -> list[str]:
+    """Load each benchmark's annotations and check its image files exist; print a one-line summary of each."""
+    from mmeval.data.loaders import load_retrieval_data, missing_images
+    from mmeval.errors import MmevalError
+
+    problems = []
+    for n, bench in enumerate(cfg.benchmarks):
+        try:
+            data = load_retrieval_data(bench.data)
+        except MmevalError as exc:
+            problems.append(f"benchmarks[{n}].data: {exc}")
+            continue
+        missing = missing_images(data)
+        note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
+        if missing and bench.data.on_bad_image == "fail":
+            problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
+                            "(set data.on_bad_image: skip to skip them)")
+        stderr.print(f"benchmark '{bench.name}': {len(data.image_ids)} images, {len(data.texts)} texts{note}",
+                     markup=False, highlight=False)
+    return problems
 
 
 @app.command("list")

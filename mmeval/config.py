@@ -2,6 +2,11 @@
 
 Relative paths are resolved against the current working directory (as with any command-line tool), and
 problems are reported as `benchmarks[0].data.annotations: file not found: /abs/path`.
+
+Checks that span several fields (which fields a model type or data format reads, unique benchmark names,
+task capabilities) run on the raw mapping in `validate_mapping`, because pydantic skips a model's "after"
+validators as soon as one of its fields fails, and those problems would then surface one run at a time.
+The same checks run in the validators when a config class is validated on its own.
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import model_serializer
 
 from mmeval.errors import ConfigError
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS, did_you_mean, unknown_name_message
+
+Loc = tuple[Any, ...]
+_CROSS_CHECKED = "mmeval_cross_checked"  # validation context flag: validate_mapping did the cross-field checks
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 class _Strict(BaseModel):
@@ -35,14 +44,33 @@ def _existing(path: Path | None, kind: str) -> Path | None:
     return path
 
 
+def _valid_name(value: str | None) -> str | None:
+    if value is not None and not _NAME.fullmatch(value):
+        raise ValueError(f"use letters, digits, '_', '.' and '-', starting with a letter or digit (got {value!r})")
+    return value
+
+
+def _known(value: Any, table: dict[str, Any]) -> bool:
+    return isinstance(value, str) and value in table
+
+
+def _raise_unless_checked(info: ValidationInfo, problems: list[tuple[Loc, str]]) -> None:
+    if problems and not (info.context or {}).get(_CROSS_CHECKED):
+        raise ValueError("; ".join(f"{format_loc(loc)}: {message}" for loc, message in problems))
+
+
+def _set_fields(model: BaseModel) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
 class ModelConfig(_Strict):
     """Which checkpoint to evaluate, and through which adapter."""
 
-    type: str = Field(description="adapter: " + ", ".join(MODELS))
-    arch: str | None = Field(None, description="architecture name (open_clip: e.g. ViT-B-32)")
+    type: str = Field(description="the adapter: " + ", ".join(sorted(MODELS)))
+    arch: str | None = Field(None, description="an open_clip architecture name, e.g. ViT-B-32")
     checkpoint: Path | None = Field(None, description="checkpoint file or folder")
-    pretrained: str | None = Field(None, description="open_clip pretrained tag (needs the hub)")
-    arch_config: Path | None = Field(None, description="open_clip: a model config JSON to register")
+    pretrained: str | None = Field(None, description="an open_clip pretrained tag (needs the hub)")
+    arch_config: Path | None = Field(None, description="an open_clip model config JSON to register")
     name: str | None = Field(None, description="label used in reports (default: derived)")
 
     @field_validator("type")
@@ -63,19 +91,62 @@ class ModelConfig(_Strict):
         return _existing(value, "file")
 
     @model_validator(mode="after")
-    def _fields_for_type(self) -> ModelConfig:
-        if self.type == "open_clip":
-            if not self.arch:
-                raise ValueError("model type 'open_clip' needs 'arch' (e.g. ViT-B-32)")
-            if not self.checkpoint and not self.pretrained:
-                raise ValueError("model type 'open_clip' needs 'checkpoint' (a local file) or 'pretrained' (a tag)")
-        if self.type == "hf_clip" and not self.checkpoint:
-            raise ValueError("model type 'hf_clip' needs 'checkpoint': a folder saved with save_pretrained")
+    def _fields_for_type(self, info: ValidationInfo) -> ModelConfig:
+        _raise_unless_checked(info, _model_problems({**_set_fields(self), "type": self.type}))
         return self
 
 
-# Which data fields each format reads; a field set for a format that ignores it is an error, not a no-op.
-_FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # format -> (required, optional)
+# Which fields each adapter reads (required, optional); a field the adapter would ignore is an error.
+_MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "reference": (set(), {"checkpoint"}),
+    "open_clip": ({"arch"}, {"checkpoint", "pretrained", "arch_config"}),
+    "hf_clip": ({"checkpoint"}, set()),
+}
+_COMMON_MODEL_FIELDS = {"type", "name"}
+_CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
+    "reference": ("folder", "a folder with config.json and model.safetensors"),
+    "hf_clip": ("folder", "a folder saved with save_pretrained"),
+    "open_clip": ("file", "a state-dict file"),
+}
+
+
+def _field_problems(raw: dict[str, Any], owner: type[BaseModel], what: str, required: set[str],
+                    optional: set[str]) -> list[tuple[Loc, str]]:
+    """Required fields that are absent and known fields that `what` would silently ignore."""
+    problems = [((key,), f"required for {what}{_about(owner, key)}") for key in sorted(required)
+                if raw.get(key) is None]
+    reads = ", ".join(sorted(required | optional - {"type", "format"}))
+    unused = sorted(k for k in raw if isinstance(k, str) and k in owner.model_fields
+                    and k not in required | optional and raw[k] is not None)
+    problems += [((key,), f"not used by {what} (it reads: {reads}); remove it") for key in unused]
+    return problems
+
+
+def _model_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    kind = raw.get("type")
+    if not _known(kind, _MODEL_FIELDS):
+        return []
+    required, optional = _MODEL_FIELDS[kind]
+    problems = _field_problems(raw, ModelConfig, f"model type '{kind}'", required, optional | _COMMON_MODEL_FIELDS)
+    if kind == "open_clip":
+        has_file, has_tag = raw.get("checkpoint") is not None, raw.get("pretrained") is not None
+        if not has_file and not has_tag:
+            problems.append((("checkpoint",), "model type 'open_clip' needs 'checkpoint' (a local file) "
+                                              "or 'pretrained' (a tag)"))
+        elif has_file and has_tag:
+            problems.append((("pretrained",), "set 'checkpoint' or 'pretrained', not both"))
+    checkpoint = raw.get("checkpoint")
+    if kind in _CHECKPOINT_KIND and isinstance(checkpoint, (str, Path)):
+        expected, holds = _CHECKPOINT_KIND[kind]
+        path = Path(checkpoint).expanduser().resolve()
+        if (expected == "folder" and path.is_file()) or (expected == "file" and path.is_dir()):
+            got = "a file" if path.is_file() else "a folder"
+            problems.append((("checkpoint",), f"model type '{kind}' needs {holds}, got {got}: {path}"))
+    return problems
+
+
+# Which data fields each format reads (required, optional); a field the format ignores is an error.
+_FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "coco": ({"annotations", "images"}, set()),
     "karpathy": ({"annotations", "images"}, {"split"}),
     "hf": ({"path"}, {"split", "image_column", "caption_column", "image_id_column"}),
@@ -84,14 +155,22 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # format -> (required,
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit"}
 
 
+def _data_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    fmt = raw.get("format")
+    if not _known(fmt, _FORMAT_FIELDS):
+        return []
+    required, optional = _FORMAT_FIELDS[fmt]
+    return _field_problems(raw, DataConfig, f"format '{fmt}'", required, optional | _COMMON_DATA_FIELDS)
+
+
 class DataConfig(_Strict):
     """Where a benchmark's images and texts come from. Fields used depend on `format`."""
 
-    format: str = Field(description="coco | karpathy | hf | shapes")
-    annotations: Path | None = Field(None, description="annotation JSON (coco, karpathy)")
-    images: Path | None = Field(None, description="image folder (coco, karpathy)")
+    format: str = Field(description="one of " + ", ".join(sorted(DATA_FORMATS)))
+    annotations: Path | None = Field(None, description="the annotation JSON file")
+    images: Path | None = Field(None, description="the image folder")
     split: str | None = Field(None, description="karpathy: test|val|train|restval; hf: dataset split; shapes")
-    path: str | None = Field(None, description="hf: a hub id, a local dataset folder or a save_to_disk folder")
+    path: str | None = Field(None, description="a hub id, a local dataset folder or a save_to_disk folder")
     image_column: str = "image"
     caption_column: str = "caption"
     image_id_column: str | None = None
@@ -119,27 +198,30 @@ class DataConfig(_Strict):
         return _existing(value, "folder")
 
     @model_validator(mode="after")
-    def _fields_for_format(self) -> DataConfig:
-        required, optional = _FORMAT_FIELDS[self.format]
-        missing = sorted(f for f in required if getattr(self, f) is None)
-        unused = sorted(self.model_fields_set - required - optional - _COMMON_DATA_FIELDS)
-        problems = []
-        if missing:
-            problems.append(f"format '{self.format}' needs: {', '.join(missing)}")
-        if unused:
-            problems.append(f"format '{self.format}' does not use: {', '.join(unused)}")
-        if problems:
-            raise ValueError("; ".join(problems))
+    def _fields_for_format(self, info: ValidationInfo) -> DataConfig:
+        _raise_unless_checked(info, _data_problems({**_set_fields(self), "format": self.format}))
         return self
+
+    @model_serializer(mode="wrap")
+    def _only_used_fields(self, handler):
+        """The resolved config in reports shows the fields this format reads, not every format's defaults."""
+        required, optional = _FORMAT_FIELDS.get(self.format, (set(type(self).model_fields), set()))
+        used = required | optional | _COMMON_DATA_FIELDS
+        return {k: v for k, v in handler(self).items() if k in used}
 
 
 class BenchmarkConfig(_Strict):
     """One benchmark: a unique name, a task and its data."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", description="unique; used in report keys")
-    task: str = Field(description="task: " + ", ".join(TASKS))
-    data: DataConfig
+    name: str = Field(description="unique; used in report keys")
+    task: str = Field(description="one of " + ", ".join(sorted(TASKS)))
+    data: DataConfig = Field(description="where the images and texts come from: format and its fields")
     recall_k: list[int] = Field([1, 5, 10], min_length=1, description="k values for recall@k")
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, value: str) -> str:
+        return _valid_name(value)
 
     @field_validator("task")
     @classmethod
@@ -159,7 +241,7 @@ class BenchmarkConfig(_Strict):
 class RuntimeConfig(_Strict):
     """How to run: device, numeric precision, batching, workers, seed."""
 
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = fp32 on CPU, bf16 autocast on CUDA"
     )
@@ -167,13 +249,32 @@ class RuntimeConfig(_Strict):
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers (default: from the core count)")
     seed: int = 0
 
+    @field_validator("device")
+    @classmethod
+    def _device_spec(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"expected auto, cpu, cuda or cuda:N (e.g. cuda:1), got {value!r}")
+        return value
+
 
 class OutputConfig(_Strict):
     """Where reports go. A report never overwrites an earlier one."""
 
     dir: Path = Path("reports")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", description="report file stem")
+    name: str | None = Field(None, description="report file stem")
     per_sample: bool = Field(True, description="also write per-query ranks next to the report")
+
+    @field_validator("dir")
+    @classmethod
+    def _not_a_file(cls, value: Path) -> Path:
+        if value.expanduser().is_file():  # found now, not after the whole evaluation has run
+            raise ValueError(f"expected a folder (created if missing), got a file: {value.expanduser().resolve()}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, value: str | None) -> str | None:
+        return _valid_name(value)
 
 
 class RunConfig(_Strict):
@@ -183,23 +284,47 @@ class RunConfig(_Strict):
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
-    def _consistent(self) -> RunConfig:
-        names = [b.name for b in self.benchmarks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"benchmark names must be unique; repeated: {', '.join(duplicates)}")
-        can = MODELS[self.model.type].capability
-        for bench in self.benchmarks:
-            needs = TASKS[bench.task].capability
-            if needs != can:
-                raise ValueError(
-                    f"benchmark '{bench.name}': task '{bench.task}' needs a model with capability "
-                    f"'{needs}', but model type '{self.model.type}' provides '{can}'"
-                )
+    def _consistent(self, info: ValidationInfo) -> RunConfig:
+        raw = {"model": {"type": self.model.type},
+               "benchmarks": [{"name": b.name, "task": b.task} for b in self.benchmarks]}
+        _raise_unless_checked(info, _benchmark_problems(raw))
         return self
 
 
-def format_loc(loc: tuple[Any, ...]) -> str:
+def _benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Unique benchmark names, and tasks the model type can do."""
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    kind = model.get("type")
+    can = MODELS[kind].capability if _known(kind, MODELS) else None
+    benchmarks = raw.get("benchmarks") if isinstance(raw.get("benchmarks"), list) else []
+    problems: list[tuple[Loc, str]] = []
+    first: dict[str, int] = {}
+    for n, bench in enumerate(benchmarks):
+        if not isinstance(bench, dict):
+            continue
+        name, task = bench.get("name"), bench.get("task")
+        if isinstance(name, str) and name in first:
+            problems.append((("benchmarks", n, "name"), f"duplicate benchmark name '{name}' (also used by "
+                                                        f"benchmarks[{first[name]}]); names must be unique"))
+        elif isinstance(name, str):
+            first[name] = n
+        if can and _known(task, TASKS) and TASKS[task].capability != can:
+            problems.append((("benchmarks", n, "task"), f"task '{task}' needs a model with capability "
+                             f"'{TASKS[task].capability}', but model type '{kind}' provides '{can}'"))
+    return problems
+
+
+def _cross_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    if isinstance(raw.get("model"), dict):
+        problems += [(("model", *loc), message) for loc, message in _model_problems(raw["model"])]
+    for n, bench in enumerate(raw.get("benchmarks") if isinstance(raw.get("benchmarks"), list) else []):
+        if isinstance(bench, dict) and isinstance(bench.get("data"), dict):
+            problems += [(("benchmarks", n, "data", *loc), message) for loc, message in _data_problems(bench["data"])]
+    return problems + _benchmark_problems(raw)
+
+
+def format_loc(loc: Loc) -> str:
     """('benchmarks', 0, 'data', 'images') -> 'benchmarks[0].data.images'."""
     text = ""
     for part in loc:
@@ -207,7 +332,7 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: Loc) -> type[BaseModel] | None:
     """The config class that owns the key at `loc`, to suggest its real field names."""
     current: Any = RunConfig
     for part in loc:
@@ -221,71 +346,60 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _about(owner: type[BaseModel] | None, key: Any) -> str:
+    field = owner.model_fields.get(key) if owner and isinstance(key, str) else None
+    return f" ({field.description})" if field and field.description else ""
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _describe(error: dict[str, Any]) -> str:
+    """One line for one pydantic error: where, what is wrong, what was expected."""
     loc = tuple(error["loc"])
-    if error["type"] == "extra_forbidden":
+    kind = error["type"]
+    if kind == "extra_forbidden":
         owner = _model_at(loc[:-1])
         known = sorted(owner.model_fields) if owner else []
         hint = did_you_mean(str(loc[-1]), known)
         return f"{format_loc(loc)}: unknown key.{hint} Valid keys here: {', '.join(known)}"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "missing":
-        return f"{format_loc(loc)}: required key is missing"
-    if error["type"] != "value_error" and "input" in error and not isinstance(error["input"], dict):
-        message += f" (got {error['input']!r})"
+    if kind == "missing":
+        return f"{format_loc(loc)}: required key is missing{_about(_model_at(loc[:-1]), loc[-1])}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        owner = _model_at(loc)
+        keys = f" with keys: {', '.join(owner.model_fields)}" if owner else ""
+        return f"{format_loc(loc)}: expected a mapping{keys} (got {_short_repr(error.get('input'))})"
+    message = "expected a path" if kind == "path_type" else error["msg"].removeprefix("Value error, ")
+    if kind != "value_error" and "input" in error:
+        value = error["input"]
+        message += " (got a mapping)" if isinstance(value, dict) else f" (got {_short_repr(value)})"
+    if kind == "literal_error" and isinstance(error.get("input"), str):
+        hint = did_you_mean(error["input"], re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+        message += f".{hint}" if hint else ""
     return f"{format_loc(loc)}: {message}"
 
 
-def _parse_override(item: str) -> tuple[list[str | int], Any]:
-    if "=" not in item:
-        raise ValueError(f"--set {item!r}: expected key.path=value")
-    key, raw = item.split("=", 1)
-    parts: list[str | int] = []
-    for token in re.split(r"\.|\[(\d+)\]", key.strip()):
-        if token:
-            parts.append(int(token) if token.isdigit() else token)
-    return parts, yaml.safe_load(raw) if raw.strip() else ""
+_SECTIONS = {name: n for n, name in enumerate(("model", "benchmarks", "runtime", "output"))}
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `--set a.b[0].c=value` overrides (values parsed as YAML) to the raw config mapping."""
-    for item in overrides:
-        try:
-            parts, value = _parse_override(item)
-            node: Any = raw
-            for part in parts[:-1]:
-                if isinstance(node, list):
-                    node = node[int(part)]
-                else:
-                    node = node.setdefault(part, {})
-            if isinstance(node, list):
-                node[int(parts[-1])] = value
-            else:
-                node[parts[-1]] = value
-        except (IndexError, TypeError, ValueError, AttributeError, yaml.YAMLError) as exc:
-            raise ConfigError("--set", [f"{item}: cannot apply ({exc})"]) from exc
-    return raw
-
-
-def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a run config; raise ConfigError listing every problem."""
-    source = str(path)
-    if not path.is_file():
-        raise ConfigError(source, [f"config file not found: {path.resolve()}"])
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"not valid YAML: {' '.join(str(exc).split())}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"not a UTF-8 text file ({exc.reason})"]) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [f"expected a mapping with keys model, benchmarks, ...; got {type(raw).__name__}"])
-    raw = apply_overrides(raw, overrides or [])
-    return validate_mapping(raw, source)
+def _order(item: tuple[Loc, str]) -> tuple[int, int]:
+    """Problems in config order: section, then benchmark index (the sort is stable within a group)."""
+    loc = item[0]
+    section = _SECTIONS.get(loc[0], len(_SECTIONS)) if loc else -1
+    index = loc[1] if len(loc) > 1 and loc[0] == "benchmarks" and isinstance(loc[1], int) else -1
+    return section, index
 
 
 def validate_mapping(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a raw config mapping; raise ConfigError listing every problem, each with its path."""
+    cross = _cross_problems(raw) if isinstance(raw, dict) else []
+    problems = [(loc, f"{format_loc(loc)}: {message}") for loc, message in cross]
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw, context={_CROSS_CHECKED: True})
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from exc
+        problems = [(tuple(e["loc"]), _describe(e)) for e in exc.errors()] + problems
+    if problems:
+        raise ConfigError(source, [line for _, line in sorted(problems, key=_order)])
+    return config

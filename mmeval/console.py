@@ -6,21 +6,43 @@ import logging
 from typing import Any
 
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-stderr = Console(stderr=True)
+# soft_wrap: a long message (an error naming a file) stays on one line, so it can be copied and grepped
+# whatever the terminal width; rich would otherwise break it at the width (80 columns when not a TTY).
+stderr = Console(stderr=True, soft_wrap=True)
 stdout = Console()
 
 
+_LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as `level: message` lines, like the CLI's `error:` lines.
+
+    Printed through the stderr console, so a line is never wrapped (it can be grepped) and appears above a
+    live progress bar instead of through it; rich's own RichHandler wraps messages at the terminal width.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = Text(f"{record.levelname.lower()}: ", style=_LEVEL_STYLE.get(record.levelname, ""))
+            line.append(self.format(record))
+            stderr.print(line, soft_wrap=True, highlight=False)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=stderr, show_time=False, show_path=debug, markup=False)],
-        force=True,
-    )
+    handler = _ConsoleHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if debug else "%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
+    # Libraries (open_clip, transformers) log chatty INFO lines on the root logger; show only ours.
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("mmeval").setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("PIL", "urllib3", "filelock", "httpx", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -38,7 +60,8 @@ def make_progress() -> Progress:
 
 
 def print_error(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """`error: message` on one line; the message is printed as is (a path like data/[a]/x.jpg is not markup)."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _format(name: str, value: Any) -> str:
@@ -50,24 +73,21 @@ def _format(name: str, value: Any) -> str:
 
 
 def results_table(report: dict[str, Any]) -> Table:
-    """One row per benchmark, one column per metric (benchmarks of the same task line up)."""
+    """One column per benchmark, one row per metric (so many metrics still fit a terminal)."""
     model = report["model"]
     table = Table(title=f"mmeval results: {model['name']} ({model['adapter']})", title_justify="left")
-    names: list[str] = []
-    for bench in report["benchmarks"].values():
-        for metric in bench.get("metrics", {}):
-            if metric not in names:
-                names.append(metric)
-    table.add_column("benchmark", style="bold")
-    table.add_column("images / texts", justify="right")
-    for metric in names:
-        table.add_column(metric, justify="right")
-    for bench_name, bench in report["benchmarks"].items():
-        if bench["status"] != "complete":
-            table.add_row(bench_name, "", f"[red]{bench['status']}[/]", *[""] * (len(names) - 1))
-            continue
-        data = bench["dataset"]
-        metrics = bench["metrics"]
-        cells = [_format(m, metrics[m]["value"]) if m in metrics else "" for m in names]
-        table.add_row(bench_name, f"{data['n_images']} / {data['n_texts']}", *cells)
+    table.add_column("metric", style="bold")
+    benches = report["benchmarks"]
+    rows: dict[str, list[str]] = {"images / texts": []}
+    for bench_name, bench in benches.items():
+        table.add_column(bench_name, justify="right")
+        ok = bench["status"] == "complete"
+        rows["images / texts"].append(
+            f"{bench['dataset']['n_images']} / {bench['dataset']['n_texts']}" if ok else f"[red]{bench['status']}[/]"
+        )
+    for position, bench in enumerate(benches.values()):
+        for metric, entry in bench.get("metrics", {}).items():
+            rows.setdefault(metric, [""] * len(benches))[position] = _format(metric, entry["value"])
+    for metric, cells in rows.items():
+        table.add_row(metric, *(cells + [""] * (len(benches) - len(cells))))
     return table

@@ -6,6 +6,10 @@ from __future__ import annotations
 class MmevalError(Exception):
     """Bad input or an unusable environment: a message a user can act on, never a traceback."""
 
+    def lines(self) -> list[str]:
+        """The message as the CLI prints it: one self-contained line per problem."""
+        return [line.strip() for line in str(self).splitlines() if line.strip()] or [type(self).__name__]
+
 
 class ConfigError(MmevalError):
     """A run config with one or more problems, each reported with its path in the config."""
@@ -13,8 +17,15 @@ class ConfigError(MmevalError):
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the config:\n{lines}")
+        if len(problems) == 1:
+            super().__init__(f"{source}: {problems[0]}")
+        else:
+            listed = "\n".join(f"  {p}" for p in problems)
+            super().__init__(f"{source}: {len(problems)} problems in the config:\n{listed}")
+
+    def lines(self) -> list[str]:
+        """`source: path: problem` for each problem, so every line can be read (and grepped) on its own."""
+        return [f"{self.source}: {problem}" for problem in self.problems]
 
 
 class DataError(MmevalError):

@@ -22,7 +22,9 @@ def decode_image(data: bytes, where: str) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             image.load()
         return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+    except UnidentifiedImageError as exc:
+        raise DataError(f"{where}: cannot decode image (not a recognised image format)") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise DataError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})") from exc
 

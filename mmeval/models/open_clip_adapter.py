@@ -49,7 +49,7 @@ def load(cfg) -> OpenClipEncoder:
     pretrained = str(cfg.checkpoint) if cfg.checkpoint else cfg.pretrained
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(cfg.arch, pretrained=pretrained, device="cpu")
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError) as exc:  # open_clip asserts on some shape changes
         raise ModelLoadError(
             f"model.checkpoint: {pretrained} does not fit open_clip architecture '{cfg.arch}': {describe_load_error(exc)}"
         ) from exc
