@@ -6,7 +6,6 @@ import hashlib
 import time
 
 import numpy as np
-import torch
 
 from mmeval.benchmarks import BenchmarkResult
 from mmeval.data.loaders import load_retrieval_data
