@@ -61,14 +61,7 @@ def load_coco(cfg) -> RetrievalData:
             texts.append(ann["caption"])
             owner.append(position)
     paths = [cfg.images / coco.imgs[i]["file_name"] for i in ids]
-    return RetrievalData(
-        image_ids=ids,
-        images=FileImages(paths),
-        texts=texts,
-        text_image_index=owner,
-        source=f"coco:{path}",
-        annotation_digest=annotation_digest(ids, texts, owner, [p.name for p in paths]),
-    )
+    return _from_files(ids, paths, texts, owner, f"coco:{path}")
 
 
 def load_karpathy(cfg) -> RetrievalData:
@@ -95,11 +88,15 @@ def load_karpathy(cfg) -> RetrievalData:
             owner.append(position)
     splits = sorted({str(i.get("split")) for i in raw["images"] if isinstance(i, dict)})
     _require(bool(ids), path, f"no images in split '{split}'; splits present: {', '.join(splits)}")
+    return _from_files(ids, paths, texts, owner, f"karpathy:{path}[{split}]")
+
+
+def _from_files(ids: list[Any], paths: list[Path], texts: list[str], owner: list[int], source: str) -> RetrievalData:
     return RetrievalData(
         image_ids=ids,
         images=FileImages(paths),
         texts=texts,
         text_image_index=owner,
-        source=f"karpathy:{path}[{split}]",
+        source=source,
         annotation_digest=annotation_digest(ids, texts, owner, [p.name for p in paths]),
     )
