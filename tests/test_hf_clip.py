@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,4 +115,28 @@ def test_not_a_dual_encoder_is_refused(tmp_path: Path) -> None:
     cfg = validate_mapping({"model": {"type": "hf_clip", "checkpoint": str(folder)},
                             "benchmarks": [{"name": "b", "task": "retrieval", "data": {"format": "shapes"}}]})
     with pytest.raises(ModelLoadError, match="not an image-text dual encoder"):
+        resolve("model type", "hf_clip", MODELS)(cfg.model)
+
+
+@pytest.mark.parametrize("damage", ["config", "weights"])
+def test_weights_that_do_not_fit_are_refused(tmp_path: Path, damage: str) -> None:
+    """A partly random model must never be evaluated: transformers would only warn."""
+    from safetensors.torch import load_file, save_file
+
+    from mmeval.errors import ModelLoadError
+
+    folder = save_tiny(tmp_path / "clip", "clip")
+    if damage == "config":
+        config = json.loads((folder / "config.json").read_text())
+        config["projection_dim"] = 24
+        (folder / "config.json").write_text(json.dumps(config))
+        expected = r"do not fit its config.json: size mismatch for .*projection.weight: checkpoint \(16, 32\), config \(24, 32\)"
+    else:
+        weights = load_file(folder / "model.safetensors")
+        del weights["text_projection.weight"]
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+        expected = "do not fit its config.json: missing key text_projection.weight"
+    cfg = validate_mapping({"model": {"type": "hf_clip", "checkpoint": str(folder)},
+                            "benchmarks": [{"name": "b", "task": "retrieval", "data": {"format": "shapes"}}]})
+    with pytest.raises(ModelLoadError, match=expected):
         resolve("model type", "hf_clip", MODELS)(cfg.model)

@@ -67,18 +67,37 @@ def _features(output) -> torch.Tensor:
     raise TypeError(f"unexpected feature output {type(output).__name__}")
 
 
+def _check_weights_fit(folder, loading: dict) -> None:
+    problems = [f"size mismatch for {key}: checkpoint {tuple(saved)}, config {tuple(wanted)}"
+                for key, saved, wanted in loading.get("mismatched_keys", [])]
+    problems += [f"missing key {key}" for key in loading.get("missing_keys", [])]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ModelLoadError(
+            f"model.checkpoint: the weights in {folder} do not fit its config.json: {problems[0]}{more}"
+        )
+
+
 def load(cfg) -> HFClipEncoder:
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # its load report would repeat, at length, what the error below says
 
     folder = cfg.checkpoint
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise ModelLoadError(f"model.checkpoint: {folder} is not a save_pretrained folder (no config.json)")
     try:
-        model = AutoModel.from_pretrained(folder, local_files_only=True)
+        # Load leniently, then refuse anything that was not loaded exactly: transformers would otherwise
+        # evaluate a partly random model after a warning.
+        model, loading = AutoModel.from_pretrained(
+            folder, local_files_only=True, ignore_mismatched_sizes=True, output_loading_info=True
+        )
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
         raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
+    _check_weights_fit(folder, loading)
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ModelLoadError(
             f"model.checkpoint: {folder} holds a '{model.config.model_type}' model, which is not an image-text "
