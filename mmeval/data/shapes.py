@@ -149,9 +149,13 @@ def _polygon(kind: str, cx: float, cy: float, r: float) -> list[tuple[float, flo
             points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
         return points
     if kind == "cross":
-        a, b = r, r * 0.35
-        offsets = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
-        return [(cx + x, cy + y) for x, y in offsets]
+        arm, half = r, r * 0.35
+        quarter = [(-half, -arm), (half, -arm), (half, -half)]  # the top arm and the corner after it
+        points = []
+        for _ in range(4):  # four quarter turns, clockwise on screen
+            points += [(cx + x, cy + y) for x, y in quarter]
+            quarter = [(-y, x) for x, y in quarter]
+        return points
     raise ValueError(f"no polygon for kind '{kind}'")
 
 

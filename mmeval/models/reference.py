@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mmeval.errors import ModelLoadError
@@ -64,7 +65,9 @@ def save_reference(module: ReferenceCLIP, folder: Path, dtype: torch.dtype = tor
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(module.config), indent=2) + "\n")
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()}
-    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "mmeval": "reference"})
+    # one metadata key only: safetensors writes metadata in hash order, and the file should be reproducible
+    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    (folder / WEIGHTS_FILE).chmod(0o644)  # safetensors creates it owner-only; a checkpoint is meant to be shared
 
 
 def _is_number(value: Any) -> bool:
@@ -121,23 +124,24 @@ def load_reference_module(folder: Path) -> tuple[ReferenceCLIP, ReferenceConfig]
         raise ModelLoadError(f"reference checkpoint weights {weights_path} do not exist")
     try:
         tensors = load_file(str(weights_path))
-    except Exception as exc:  # safetensors raises several types for truncated or garbage files
+    except (SafetensorError, OSError, ValueError) as exc:  # a truncated, garbage or unreadable file
         raise ModelLoadError(f"cannot read reference weights {weights_path}: {exc}") from None
     module = ReferenceCLIP(config)
     expected = module.state_dict()
-    misfits = [f"{k} is missing" for k in expected if k not in tensors]
-    misfits += [f"{k} is not part of the architecture" for k in tensors if k not in expected]
-    misfits += [
-        f"{k} has shape {_describe_shape(v.shape)}, the config expects {_describe_shape(expected[k].shape)}"
-        for k, v in tensors.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    misfits += [f"{k} has dtype {v.dtype}" for k, v in tensors.items() if k in expected and not v.is_floating_point()]
+    misfits = []  # in the architecture's order, then the extra tensors
+    for key, want in expected.items():
+        if key not in tensors:
+            misfits.append(f"{key} is missing")
+        elif tensors[key].shape != want.shape:
+            have = _describe_shape(tensors[key].shape)
+            misfits.append(f"{key} has shape {have}, the config expects {_describe_shape(want.shape)}")
+        elif not tensors[key].is_floating_point():
+            misfits.append(f"{key} has dtype {tensors[key].dtype}, expected floating point")
+    misfits += [f"{key} is not part of the architecture" for key in tensors if key not in expected]
     if misfits:
         more = f" (and {len(misfits) - 3} more)" if len(misfits) > 3 else ""
         raise ModelLoadError(
-            f"checkpoint {weights_path} does not fit the reference config {config_path}: "
-            f"{'; '.join(misfits[:3])}{more}"
+            f"checkpoint {weights_path} does not fit the reference config {config_path}: {'; '.join(misfits[:3])}{more}"
         )
     module.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=True)
     return module.eval(), config

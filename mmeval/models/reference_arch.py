@@ -42,7 +42,10 @@ class ReferenceConfig:
 
     def problems(self) -> list[str]:
         """What makes this config unbuildable (empty when it is fine)."""
-        found = []
+        sizes = ("image_size", "patch_size", "width", "layers", "heads", "text_width", "text_layers", "text_heads")
+        found = [f"{name} must be at least 1" for name in (*sizes, "embed_dim") if getattr(self, name) < 1]
+        if found:
+            return found
         if tuple(self.vocab[:4]) != SPECIAL_TOKENS:
             found.append(f"vocab must start with {list(SPECIAL_TOKENS)}")
         if len(set(self.vocab)) != len(self.vocab):
