@@ -84,3 +84,40 @@ def describe_load_error(exc: BaseException) -> str:
             extra = len([l for l in lines if l.startswith(("size mismatch", "Missing key", "Unexpected key"))]) - 1
             return line.rstrip(".") + (f" (and {extra} more problem(s))" if extra > 0 else "")
     return lines[0] if lines else type(exc).__name__
+
+
+@dataclass
+class GenerationSettings:
+    """How captions are decoded; the same settings for every adapter (from a benchmark's `generation`)."""
+
+    max_new_tokens: int = 30
+    num_beams: int = 1  # 1 = greedy
+    min_new_tokens: int = 0
+    length_penalty: float = 1.0  # beam search: score / length**length_penalty
+    prompt: str | None = None  # prompted image-text-to-text models only
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Capability `captioner`: a caption for each image of a batch.
+
+    `generate` must be deterministic and batch-independent: an image's caption may not depend on which
+    other images share its batch (no sampling; any padding handled so it cannot leak across images).
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    def generate(self, pixels: torch.Tensor, settings: GenerationSettings) -> list[str]: ...
+
+
+CAPABILITIES["captioner"] = Captioner
+
+
+def capabilities_of(model: Any) -> set[str]:
+    """The capabilities a loaded model actually has (an adapter may offer more than one checkpoint can do)."""
+    declared = getattr(model, "capabilities", None)
+    if declared is not None:
+        return set(declared)
+    return {name for name, protocol in CAPABILITIES.items() if isinstance(model, protocol)}
