@@ -156,7 +156,7 @@ def validate(
             from mmeval.evaluate import load_model as load
 
             try:
-                info = load(cfg).info
+                info = load(cfg.model).info
                 stderr.print(f"model: {info.name} ({info.adapter}), {info.n_parameters:,} parameters", markup=False)
             except MmevalError as exc:
                 problems.extend(exc.lines())
@@ -195,7 +195,7 @@ def list_components() -> None:
     from mmeval.metrics.retrieval import METRIC_DOCS
     from mmeval.registry import DATA_FORMATS, MODELS, TASKS
 
-    for title, table, column in (("model adapters (model.type)", MODELS, "capability"),
+    for title, table, column in (("model adapters (model.type)", MODELS, "capabilities"),
                                  ("tasks (benchmarks[].task)", TASKS, "needs"),
                                  ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
         out = Table(title=title, title_justify="left")
@@ -204,7 +204,7 @@ def list_components() -> None:
             out.add_column(column)
         out.add_column("description")
         for name, entry in table.items():
-            out.add_row(name, *([entry.capability] if column else []), entry.help)
+            out.add_row(name, *([", ".join(entry.capabilities)] if column else []), entry.help)
         stdout.print(out)
     out = Table(title="metrics (task retrieval)", title_justify="left")
     for column in ("name", "better", "description"):

@@ -71,7 +71,16 @@ class ModelConfig(_Strict):
     checkpoint: Path | None = Field(None, description="checkpoint file or folder")
     pretrained: str | None = Field(None, description="an open_clip pretrained tag (needs the hub)")
     arch_config: Path | None = Field(None, description="an open_clip model config JSON to register")
+    entry: str | None = Field(None, description="plugin: 'package.module:factory' building the model")
+    options: dict[str, Any] = Field(default_factory=dict, description="plugin: keyword arguments for the factory")
     name: str | None = Field(None, description="label used in reports (default: derived)")
+
+    @field_validator("entry")
+    @classmethod
+    def _entry_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError(f"expected 'package.module:factory', got {value!r}")
+        return value
 
     @field_validator("type")
     @classmethod
@@ -101,11 +110,14 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "reference": (set(), {"checkpoint"}),
     "open_clip": ({"arch"}, {"checkpoint", "pretrained", "arch_config"}),
     "hf_clip": ({"checkpoint"}, set()),
+    "hf_captioner": ({"checkpoint"}, set()),
+    "plugin": ({"entry"}, {"checkpoint", "options"}),
 }
 _COMMON_MODEL_FIELDS = {"type", "name"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "reference": ("folder", "a folder with config.json and model.safetensors"),
     "hf_clip": ("folder", "a folder saved with save_pretrained"),
+    "hf_captioner": ("folder", "a folder saved with save_pretrained"),
     "open_clip": ("file", "a state-dict file"),
 }
 
@@ -210,13 +222,42 @@ class DataConfig(_Strict):
         return {k: v for k, v in handler(self).items() if k in used}
 
 
+class GenerationConfig(_Strict):
+    """How captions are decoded (captioning tasks). Deterministic: no sampling."""
+
+    max_new_tokens: int = Field(30, gt=0, description="the longest caption, in model tokens")
+    num_beams: int = Field(1, gt=0, description="1 = greedy decoding, more = beam search")
+    min_new_tokens: int = Field(0, ge=0, description="end-of-caption is forbidden before this many tokens")
+    length_penalty: float = Field(1.0, description="beam search: score / length ** length_penalty")
+    prompt: str | None = Field(None, description="prompted image-text-to-text models: the instruction")
+
+
+# Which benchmark fields each task reads; a field for another task is an error, not a silent no-op.
+_TASK_FIELDS: dict[str, set[str]] = {
+    "retrieval": {"recall_k"},
+    "coco_captions": {"generation", "metrics", "tokenizer", "spice_jars", "scorer", "clipscore_prefix"},
+}
+_COMMON_BENCHMARK_FIELDS = {"name", "task", "data"}
+CAPTION_METRICS = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+
+
 class BenchmarkConfig(_Strict):
-    """One benchmark: a unique name, a task and its data."""
+    """One benchmark: a unique name, a task and its data, plus the task's own settings."""
 
     name: str = Field(description="unique; used in report keys")
     task: str = Field(description="one of " + ", ".join(sorted(TASKS)))
     data: DataConfig = Field(description="where the images and texts come from: format and its fields")
-    recall_k: list[int] = Field([1, 5, 10], min_length=1, description="k values for recall@k")
+    recall_k: list[int] = Field([1, 5, 10], min_length=1, description="retrieval: k values for recall@k")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="captioning: decoding")
+    metrics: list[Literal["Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE"]] = Field(
+        list(CAPTION_METRICS), min_length=1, description="captioning: which pycocoevalcap metrics to compute"
+    )
+    tokenizer: Literal["auto", "ptb", "python"] = Field(
+        "auto", description="captioning: ptb (Java, as pycocoevalcap), python (fallback), auto (ptb if Java)"
+    )
+    spice_jars: Path | None = Field(None, description="captioning: folder with the Stanford CoreNLP 3.6.0 jars")
+    scorer: ModelConfig | None = Field(None, description="captioning: an image-text encoder for CLIPScore")
+    clipscore_prefix: str = Field("A photo depicts", description="captioning: text put before each caption")
 
     @field_validator("name")
     @classmethod
@@ -236,6 +277,17 @@ class BenchmarkConfig(_Strict):
         if any(k < 1 for k in value):
             raise ValueError(f"every k must be >= 1, got {value}")
         return sorted(set(value))
+
+    @field_validator("spice_jars")
+    @classmethod
+    def _jars_exist(cls, value: Path | None) -> Path | None:
+        return _existing(value, "folder")
+
+    @model_serializer(mode="wrap")
+    def _only_task_fields(self, handler):
+        """The resolved config in reports shows the settings this task reads."""
+        used = _TASK_FIELDS.get(self.task, set(type(self).model_fields)) | _COMMON_BENCHMARK_FIELDS
+        return {k: v for k, v in handler(self).items() if k in used}
 
 
 class RuntimeConfig(_Strict):
@@ -292,10 +344,10 @@ class RunConfig(_Strict):
 
 
 def _benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Unique benchmark names, and tasks the model type can do."""
+    """Unique benchmark names, tasks the model type can do, settings that belong to another task."""
     model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     kind = model.get("type")
-    can = MODELS[kind].capability if _known(kind, MODELS) else None
+    can = MODELS[kind].capabilities if _known(kind, MODELS) else None
     benchmarks = raw.get("benchmarks") if isinstance(raw.get("benchmarks"), list) else []
     problems: list[tuple[Loc, str]] = []
     first: dict[str, int] = {}
@@ -308,9 +360,23 @@ def _benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
                                                         f"benchmarks[{first[name]}]); names must be unique"))
         elif isinstance(name, str):
             first[name] = n
-        if can and _known(task, TASKS) and TASKS[task].capability != can:
+        if not _known(task, TASKS):
+            continue
+        needs = TASKS[task].capabilities[0]
+        if can and needs not in can:
             problems.append((("benchmarks", n, "task"), f"task '{task}' needs a model with capability "
-                             f"'{TASKS[task].capability}', but model type '{kind}' provides '{can}'"))
+                             f"'{needs}', but model type '{kind}' provides: {', '.join(can)}"))
+        reads = _TASK_FIELDS[task]
+        for key in sorted(k for k in bench if k in BenchmarkConfig.model_fields and k not in reads
+                          and k not in _COMMON_BENCHMARK_FIELDS):
+            problems.append((("benchmarks", n, key), f"not used by task '{task}' (it reads: "
+                                                     f"{', '.join(sorted(reads))}); remove it"))
+        scorer = bench.get("scorer")
+        if isinstance(scorer, dict):
+            problems += [(("benchmarks", n, "scorer", *loc), message) for loc, message in _model_problems(scorer)]
+            if _known(scorer.get("type"), MODELS) and "image_text_encoder" not in MODELS[scorer["type"]].capabilities:
+                problems.append((("benchmarks", n, "scorer", "type"), f"a CLIPScore scorer must be an "
+                                 f"image_text_encoder; model type '{scorer['type']}' is not"))
     return problems
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmeval.config import RunConfig
+from mmeval.benchmarks import RunContext
+from mmeval.config import ModelConfig, RunConfig
 from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, TASKS, resolve
 from mmeval.report import add_failure, add_result, new_report, validate_report, write_json_no_clobber
 from mmeval.runner import NullProgress, place_model, resolve_runtime
@@ -32,36 +34,55 @@ class RunOutcome:
     interrupted: bool = False
 
 
-def load_model(cfg: RunConfig):
-    """Load the configured model through its adapter; unexpected loader failures become ModelLoadError."""
-    loader = resolve("model type", cfg.model.type, MODELS)
+def load_model(model_cfg: ModelConfig):
+    """Load a model through its adapter; unexpected loader failures become ModelLoadError."""
+    loader = resolve("model type", model_cfg.type, MODELS)
     try:
-        return loader(cfg.model)
+        model = loader(model_cfg)
     except MmevalError:
         raise
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        where = cfg.model.checkpoint or cfg.model.pretrained or cfg.model.arch
+        where = model_cfg.checkpoint or model_cfg.pretrained or model_cfg.arch or model_cfg.entry
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{cfg.model.type}' ({first_line})") from exc
+        raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{model_cfg.type}' ({first_line})") from exc
+    if model_cfg.name:
+        model.info.name = model_cfg.name
+    return model
+
+
+def missing_capability(model, task: str) -> str | None:
+    """Why `model` cannot run `task`, or None; checked before any data is loaded."""
+    needs = TASKS[task].capabilities[0]
+    has = capabilities_of(model)
+    if needs in has:
+        return None
+    return (f"task '{task}' needs a model with capability '{needs}'; {model.info.name} "
+            f"({model.info.adapter}) has: {', '.join(sorted(has)) or 'none'}")
 
 
 def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) -> RunOutcome:
-    """Evaluate the model on every benchmark and write the report (and per-sample ranks) to output.dir."""
-    progress = progress or NullProgress()
+    """Evaluate the model on every benchmark and write the report (and per-sample output) to output.dir."""
     runtime = resolve_runtime(cfg.runtime)
     started = time.perf_counter()
-    model = load_model(cfg)
+    model = load_model(cfg.model)
     place_model(model, runtime)
-    if cfg.model.name:
-        model.info.name = cfg.model.name
     report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
     report["model"]["load_s"] = time.perf_counter() - started
     outcome = RunOutcome(report)
     samples: dict[str, Any] = {}
+    stem = cfg.output.name or f"{_safe(model.info.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    directory = cfg.output.dir.expanduser()
 
     for bench in cfg.benchmarks:
+        def save_artifact(kind: str, payload: Any, _name: str = bench.name) -> Path:
+            return write_json_no_clobber(payload, directory, f"{stem}.{_name}", f".{kind}.json")
+
+        ctx = RunContext(runtime, progress or NullProgress(), save_artifact)
         try:
-            result = resolve("task", bench.task, TASKS)(model, bench, runtime, progress)
+            problem = missing_capability(model, bench.task)
+            if problem:
+                raise MmevalError(problem)
+            result = resolve("task", bench.task, TASKS)(model, bench, ctx)
         except MmevalError as exc:
             add_failure(report, bench.name, bench.task, str(exc))
             outcome.errors.append(f"benchmark '{bench.name}': {exc}")
@@ -79,14 +100,14 @@ def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) ->
         add_result(report, bench.name, result)
         samples[bench.name] = result.per_sample
 
-    _write(cfg, report, samples, outcome)
+    write_outputs(report, samples, directory, stem, cfg.output.per_sample, outcome)
     return outcome
 
 
-def _write(cfg: RunConfig, report: dict[str, Any], samples: dict[str, Any], outcome: RunOutcome) -> None:
-    stem = cfg.output.name or f"{_safe(report['model']['name'])}-{time.strftime('%Y%m%d-%H%M%S')}"
-    directory = cfg.output.dir.expanduser()
-    if cfg.output.per_sample and samples:
+def write_outputs(report: dict[str, Any], samples: dict[str, Any], directory: Path, stem: str,
+                  per_sample: bool, outcome: RunOutcome) -> None:
+    """Write per-sample rows (if wanted) and the schema-checked report; record their paths in `outcome`."""
+    if per_sample and samples:
         outcome.samples_path = write_json_no_clobber(samples, directory, stem, ".samples.json")
         stem = outcome.samples_path.name.removesuffix(".samples.json")
         report["per_sample_file"] = outcome.samples_path.name

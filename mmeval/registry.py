@@ -18,27 +18,38 @@ from mmeval.errors import MmevalError
 class Entry:
     target: str  # "package.module:attribute"
     help: str
-    capability: str = ""  # models: what they can do; tasks: what they need
+    capabilities: tuple[str, ...] = ()  # models: what they can do; tasks: what they need (one)
     extra: str = ""  # the pip extra that provides the dependencies, if any
 
 
 MODELS: dict[str, Entry] = {
     "reference": Entry(
         "mmeval.models.reference:load",
-        "mmeval's own small dual encoder (safetensors + JSON config folder)",
-        "image_text_encoder",
+        "mmeval's own small dual encoder + captioner (safetensors + JSON config folder)",
+        ("image_text_encoder", "captioner"),
     ),
     "open_clip": Entry(
         "mmeval.models.open_clip_adapter:load",
         "any open_clip architecture + a local checkpoint file or pretrained tag",
-        "image_text_encoder",
+        ("image_text_encoder",),
         "open_clip",
     ),
     "hf_clip": Entry(
         "mmeval.models.hf_clip:load",
         "a transformers CLIPModel / SiglipModel folder saved with save_pretrained",
-        "image_text_encoder",
+        ("image_text_encoder",),
         "hf",
+    ),
+    "hf_captioner": Entry(
+        "mmeval.models.hf_captioner:load",
+        "transformers BLIP, GIT, VisionEncoderDecoder or prompted image-text-to-text folder (save_pretrained)",
+        ("captioner",),
+        "hf",
+    ),
+    "plugin": Entry(
+        "mmeval.models.plugin:load",
+        "your own 'module:factory' returning an object with a capability (checked when loaded)",
+        ("image_text_encoder", "captioner"),
     ),
 }
 
@@ -46,7 +57,12 @@ TASKS: dict[str, Entry] = {
     "retrieval": Entry(
         "mmeval.benchmarks.retrieval:run",
         "image-text retrieval: recall@k, mean / median rank in both directions",
-        "image_text_encoder",
+        ("image_text_encoder",),
+    ),
+    "coco_captions": Entry(
+        "mmeval.benchmarks.captioning:run",
+        "captioning: BLEU 1-4, METEOR, ROUGE_L, CIDEr, SPICE as pycocoevalcap; CLIPScore with a scorer",
+        ("captioner",),
     ),
 }
 

@@ -101,6 +101,7 @@ def add_result(report: dict[str, Any], name: str, result: BenchmarkResult) -> No
         "dataset": result.dataset,
         "metrics": result.metrics,
         "timings": result.timings,
+        **result.extra,
     }
 
 

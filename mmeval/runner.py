@@ -110,16 +110,18 @@ def _collate(items):
 
 
 @dataclass
-class ImageEncoding:
-    embeddings: torch.Tensor  # (n_ok, dim) float32 on the compute device, L2-normalised
-    ok_indices: list[int]  # source indices of the rows of `embeddings`
-    bad: list[tuple[int, str]]  # (index, reason) of images that could not be read
-    digests: dict[int, bytes]  # sha256 of each image's raw bytes
-    timer: Timer
+class ImagePass:
+    """One pass over a dataset's images: what was read, what could not be, and where the time went."""
+
+    ok_indices: list[int] = field(default_factory=list)  # source indices, in the order they were processed
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (index, reason) of unreadable images
+    digests: dict[int, bytes] = field(default_factory=dict)  # sha256 of each image's raw bytes
+    timer: Timer = field(default_factory=Timer)
 
 
-def encode_images(model, source, runtime: Runtime, on_bad_image: str, progress: Callable[[int], None]) -> ImageEncoding:
-    """Embed every image of `source` once, in order; skip or fail on unreadable images."""
+def _image_batches(model, source, runtime: Runtime, on_bad_image: str, progress: Callable[[int], None],
+                   done: ImagePass) -> Iterator[torch.Tensor]:
+    """Yield batches of preprocessed pixels, in order, recording good and bad images in `done`."""
     loader = DataLoader(
         _ImageDataset(source, model.image_transform),
         batch_size=runtime.batch_size,
@@ -128,21 +130,50 @@ def encode_images(model, source, runtime: Runtime, on_bad_image: str, progress: 
         pin_memory=runtime.device.type == "cuda",
         persistent_workers=False,
     )
-    timer, chunks, ok, bad, digests = Timer(), [], [], [], {}
-    for indices, pixels, items in _timed(loader, timer):
+    for indices, pixels, items in _timed(loader, done.timer):
         for index, _, digest, error in items:
-            digests[index] = digest
+            done.digests[index] = digest
             if error is not None:
                 if on_bad_image == "fail":
                     raise DataError(f"{error} (set data.on_bad_image: skip to skip such images)")
                 log.warning("skipping image: %s", error)
-                bad.append((index, error))
+                done.bad.append((index, error))
         if pixels is not None:
-            chunks.append(_run_model(model.encode_image, pixels, runtime, timer))
-            ok.extend(indices)
+            yield pixels
+            done.ok_indices.extend(indices)
         progress(len(items))
-    embeddings = torch.cat(chunks) if chunks else torch.empty(0, 0)
-    return ImageEncoding(embeddings, ok, bad, digests, timer)
+
+
+def encode_images(model, source, runtime: Runtime, on_bad_image: str,
+                  progress: Callable[[int], None]) -> tuple[torch.Tensor, ImagePass]:
+    """Embed every image of `source` once, in order (L2-normalised float32 rows on the run's device)."""
+    done, chunks = ImagePass(), []
+    for pixels in _image_batches(model, source, runtime, on_bad_image, progress, done):
+        chunks.append(_run_model(model.encode_image, pixels, runtime, done.timer))
+    return (torch.cat(chunks) if chunks else torch.empty(0, 0)), done
+
+
+def generate_captions(model, source, runtime: Runtime, settings, on_bad_image: str,
+                      progress: Callable[[int], None]) -> tuple[list[str], ImagePass]:
+    """One caption per readable image of `source`, in order (aligned with `ImagePass.ok_indices`)."""
+    done, captions = ImagePass(), []
+    for pixels in _image_batches(model, source, runtime, on_bad_image, progress, done):
+        began = time.perf_counter()
+        pixels = _to_device(pixels, runtime.device)
+        _sync(runtime.device)
+        copied = time.perf_counter()
+        with torch.inference_mode(), runtime.autocast:
+            batch = model.generate(pixels, settings)
+        _sync(runtime.device)
+        finished = time.perf_counter()
+        if len(batch) != len(pixels) or not all(isinstance(c, str) for c in batch):
+            raise MmevalError(f"the model returned {len(batch)} captions for {len(pixels)} images "
+                              "(generate must return one string per image)")
+        captions.extend(batch)
+        done.timer.h2d_s += copied - began
+        done.timer.model_s += finished - copied
+        done.timer.batches.append(finished - copied)
+    return captions, done
 
 
 def encode_texts(model, texts: list[str], runtime: Runtime, progress: Callable[[int], None]) -> tuple[torch.Tensor, Timer]:

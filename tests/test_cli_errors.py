@@ -353,7 +353,7 @@ def test_checkpoint_with_another_text_width_does_not_fit(world: World) -> None:
     cfg = validate_mapping({"model": {**world.model, "checkpoint": str(checkpoint)},
                             "benchmarks": [world.good_benchmark()]})
     with pytest.raises(ModelLoadError, match=f"model.checkpoint: {checkpoint} does not fit open_clip architecture"):
-        load_model(cfg)
+        load_model(cfg.model)
 
 
 def test_validate_checks_the_device_exists(model_runs) -> None:

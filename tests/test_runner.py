@@ -14,7 +14,8 @@ from mmeval.benchmarks import retrieval
 from mmeval.config import RuntimeConfig, validate_mapping
 from mmeval.errors import DataError, MmevalError
 from mmeval.models.base import ImageTextEncoder, ModelInfo
-from mmeval.runner import NullProgress, resolve_runtime
+from mmeval.benchmarks import RunContext
+from mmeval.runner import resolve_runtime
 
 
 class _MeanColour:
@@ -56,8 +57,8 @@ def bench_config(annotations: Path, **data):
     }).benchmarks[0]
 
 
-def runtime(batch_size: int = 5, workers: int = 0):
-    return resolve_runtime(RuntimeConfig(device="cpu", batch_size=batch_size, num_workers=workers))
+def runtime(batch_size: int = 5, workers: int = 0) -> RunContext:
+    return RunContext(resolve_runtime(RuntimeConfig(device="cpu", batch_size=batch_size, num_workers=workers)))
 
 
 def test_the_counting_encoder_meets_the_protocol() -> None:
@@ -68,7 +69,7 @@ def test_the_counting_encoder_meets_the_protocol() -> None:
 def test_each_image_and_text_encoded_once(tmp_path: Path, workers: int) -> None:
     annotations = make_coco_dataset(tmp_path, n_images=13)
     model = CountingEncoder()
-    result = retrieval.run(model, bench_config(annotations), runtime(batch_size=4, workers=workers), NullProgress())
+    result = retrieval.run(model, bench_config(annotations), runtime(batch_size=4, workers=workers))
     n_texts = sum(1 + i % 7 for i in range(13))
     assert model.images_seen == 13
     assert len(model.texts_seen) == n_texts and len(set(model.texts_seen)) == n_texts
@@ -79,14 +80,14 @@ def test_bad_image_fails_by_default_and_names_the_file(tmp_path: Path) -> None:
     annotations = make_coco_dataset(tmp_path, n_images=6)
     (tmp_path / "val2014" / "COCO_val2014_000000000004.jpg").write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(DataError, match=r"COCO_val2014_000000000004\.jpg: cannot decode image.*on_bad_image: skip"):
-        retrieval.run(CountingEncoder(), bench_config(annotations), runtime(), NullProgress())
+        retrieval.run(CountingEncoder(), bench_config(annotations), runtime())
 
 
 def test_skipped_image_drops_its_captions_and_is_counted(tmp_path: Path) -> None:
     annotations = make_coco_dataset(tmp_path, n_images=6)
     (tmp_path / "val2014" / "COCO_val2014_000000000004.jpg").unlink()  # image 4 has 4 captions
     model = CountingEncoder()
-    result = retrieval.run(model, bench_config(annotations, on_bad_image="skip"), runtime(), NullProgress())
+    result = retrieval.run(model, bench_config(annotations, on_bad_image="skip"), runtime())
     assert model.images_seen == 5
     assert result.dataset["n_skipped_images"] == 1
     assert result.dataset["skipped_images"][0]["image_id"] == 4
@@ -98,7 +99,7 @@ def test_skipped_image_drops_its_captions_and_is_counted(tmp_path: Path) -> None
 def test_nan_embeddings_are_an_error(tmp_path: Path) -> None:
     annotations = make_coco_dataset(tmp_path, n_images=3)
     with pytest.raises(MmevalError, match="NaN or Inf"):
-        retrieval.run(CountingEncoder(nan=True), bench_config(annotations), runtime(), NullProgress())
+        retrieval.run(CountingEncoder(nan=True), bench_config(annotations), runtime())
 
 
 def test_runtime_resolution() -> None:

@@ -1,9 +1,13 @@
-"""One module per task; each exposes `run(model, bench_cfg, runtime, progress) -> BenchmarkResult`."""
+"""One module per task; each exposes `run(model, bench_cfg, ctx) -> BenchmarkResult`."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
+
+from mmeval.runner import NullProgress, Runtime
 
 
 @dataclass
@@ -15,3 +19,32 @@ class BenchmarkResult:
     metrics: dict[str, dict[str, Any]]
     timings: dict[str, float]
     per_sample: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific report fields (files, tokenizer, ...)
+
+
+@dataclass
+class RunContext:
+    """What a benchmark may use besides its model and config: runtime, progress bars, an artifact writer.
+
+    `save_artifact(kind, payload)` writes JSON next to the report at once (so generated outputs survive a
+    later failure) and returns the file's path.
+    """
+
+    runtime: Runtime
+    progress: Any = field(default_factory=NullProgress)
+    save_artifact: Callable[[str, Any], Path] | None = None
+
+
+def dataset_summary(data, images, n_texts: int) -> dict[str, Any]:
+    """The report's `dataset` block: sizes, skipped images, source and a digest of annotations + image bytes."""
+    digest = hashlib.sha256(data.annotation_digest.encode())
+    for index in sorted(images.digests):
+        digest.update(images.digests[index])
+    return {
+        "n_images": len(images.ok_indices),
+        "n_texts": n_texts,
+        "n_skipped_images": len(images.bad),
+        "skipped_images": [{"image_id": data.image_ids[i], "reason": reason} for i, reason in images.bad],
+        "source": data.source,
+        "sha256": digest.hexdigest(),
+    }

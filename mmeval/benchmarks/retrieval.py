@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
 
-from mmeval.benchmarks import BenchmarkResult
+from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
-from mmeval.runner import Runtime, encode_images, encode_texts
+from mmeval.runner import encode_images, encode_texts
 
 
-def run(model, bench, runtime: Runtime, progress) -> BenchmarkResult:
+def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     """Evaluate `model` on the retrieval benchmark described by `bench` (a BenchmarkConfig)."""
+    runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     data = load_retrieval_data(bench.data)
     if not data.texts:
@@ -23,7 +23,8 @@ def run(model, bench, runtime: Runtime, progress) -> BenchmarkResult:
     load_s = time.perf_counter() - started
 
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
-    images = encode_images(model, data.images, runtime, bench.data.on_bad_image, lambda n: progress.advance(task, n))
+    image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
+                                      lambda n: progress.advance(task, n))
     kept_texts = _texts_of(images.ok_indices, data.text_image_index)
     if not kept_texts:
         raise DataError(f"{data.source}: no readable image has a caption")
@@ -35,21 +36,14 @@ def run(model, bench, runtime: Runtime, progress) -> BenchmarkResult:
     metric_start = time.perf_counter()
     row_of = {index: row for row, index in enumerate(images.ok_indices)}
     owner = [row_of[data.text_image_index[i]] for i in kept_texts]
-    ranks = compute_ranks(images.embeddings, text_emb.to(images.embeddings.device), owner)
+    ranks = compute_ranks(image_emb, text_emb.to(image_emb.device), owner)
     has_caption = np.bincount(owner, minlength=len(images.ok_indices)) > 0
     ranks.i2t = ranks.i2t[has_caption]  # an image without a caption has no positive to find
     values = metrics_from_ranks(ranks, bench.recall_k)
     metric_s = time.perf_counter() - metric_start
 
-    dataset = {
-        "n_images": len(images.ok_indices),
-        "n_texts": len(kept_texts),
-        "n_images_without_captions": int((~has_caption).sum()),
-        "n_skipped_images": len(images.bad),
-        "skipped_images": [{"image_id": data.image_ids[i], "reason": reason} for i, reason in images.bad],
-        "source": data.source,
-        "sha256": _dataset_digest(data.annotation_digest, images.digests),
-    }
+    dataset = dataset_summary(data, images, len(kept_texts))
+    dataset["n_images_without_captions"] = int((~has_caption).sum())
     timings = {
         "load_data_s": load_s,
         **images.timer.as_dict("images"),
@@ -69,11 +63,3 @@ def run(model, bench, runtime: Runtime, progress) -> BenchmarkResult:
 def _texts_of(image_indices: list[int], text_image_index: list[int]) -> list[int]:
     kept = set(image_indices)
     return [t for t, owner in enumerate(text_image_index) if owner in kept]
-
-
-def _dataset_digest(annotation_digest: str, image_digests: dict[int, bytes]) -> str:
-    """sha256 of the annotations plus every image's bytes, in dataset order."""
-    digest = hashlib.sha256(annotation_digest.encode())
-    for index in sorted(image_digests):
-        digest.update(image_digests[index])
-    return digest.hexdigest()
