@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -187,13 +188,67 @@ def _data_problems(cfg) -> list[str]:
     return problems
 
 
+class Dedup(str, Enum):
+    first = "first"
+
+
+class Tokenizer(str, Enum):
+    auto = "auto"
+    ptb = "ptb"
+    python = "python"
+
+
+@app.command()
+def score(
+    annotations: Annotated[Path, typer.Option("--annotations", "-a", help="COCO captions annotation JSON.")],
+    results: Annotated[Path, typer.Option("--results", "-r", help="COCO results JSON: [{image_id, caption}].")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("reports"),
+    dedup: Annotated[Optional[Dedup], typer.Option(
+        "--dedup", help="Several captions for one image id: keep the first (default: refuse, naming the ids).")] = None,
+    metrics: Annotated[str, typer.Option(
+        help="Comma-separated subset of Bleu,METEOR,ROUGE_L,CIDEr,SPICE.")] = "Bleu,METEOR,ROUGE_L,CIDEr,SPICE",
+    tokenizer: Annotated[Tokenizer, typer.Option(
+        help="ptb: pycocoevalcap's PTB tokenizer (Java); python: the fallback; auto: ptb when Java is found.")]
+    = Tokenizer.auto,
+    spice_jars: Annotated[Optional[Path], typer.Option(
+        help="Folder with the Stanford CoreNLP 3.6.0 jars SPICE needs (without it SPICE is skipped).")] = None,
+) -> None:
+    """Score an existing results file against caption annotations, with no model, as the official COCO demo does.
+
+    Only the images present in the results are evaluated. Writes a report in the same format as `run`,
+    with per-image scores next to it. Result ids missing from the annotations are an error.
+    """
+    from mmeval.metrics.captioning import METRICS
+    from mmeval.score import score_results
+
+    with _user_errors():
+        chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in METRICS]
+        if unknown or not chosen:
+            from mmeval.errors import MmevalError
+
+            raise MmevalError(f"--metrics: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+                              f"choose from {', '.join(METRICS)}")
+        for path, what in ((annotations, "--annotations"), (results, "--results")):
+            if not path.is_file():
+                from mmeval.errors import MmevalError
+
+                raise MmevalError(f"{what}: file not found: {path.resolve()}")
+        outcome = score_results(annotations, results, output, dedup.value if dedup else None, chosen,
+                                tokenizer.value, spice_jars)
+    stdout.print(results_table(outcome.report))
+    stderr.print(f"report: {outcome.report_path}")
+    if outcome.samples_path:
+        stderr.print(f"per-image scores: {outcome.samples_path}")
+
+
 @app.command("list")
 def list_components() -> None:
     """List model adapters, tasks, data formats and metrics."""
     from rich.table import Table
 
     from mmeval.metrics.retrieval import METRIC_DOCS
-    from mmeval.registry import DATA_FORMATS, MODELS, TASKS
+    from mmeval.registry import CAPTION_METRIC_DOCS, DATA_FORMATS, MODELS, TASKS
 
     for title, table, column in (("model adapters (model.type)", MODELS, "capabilities"),
                                  ("tasks (benchmarks[].task)", TASKS, "needs"),
@@ -206,12 +261,16 @@ def list_components() -> None:
         for name, entry in table.items():
             out.add_row(name, *([", ".join(entry.capabilities)] if column else []), entry.help)
         stdout.print(out)
-    out = Table(title="metrics (task retrieval)", title_justify="left")
-    for column in ("name", "better", "description"):
-        out.add_column(column)
-    for name, (better, text) in METRIC_DOCS.items():
-        out.add_row(name, "higher" if better else "lower", text)
-    stdout.print(out)
+    from mmeval.metrics.clipscore import METRIC_DOCS as CLIPSCORE_DOCS
+
+    caption_docs = {**CAPTION_METRIC_DOCS, **CLIPSCORE_DOCS}
+    for task, docs in (("retrieval", METRIC_DOCS), ("coco_captions", caption_docs)):
+        out = Table(title=f"metrics (task {task})", title_justify="left")
+        for column in ("name", "better", "description"):
+            out.add_column(column)
+        for name, (better, text) in docs.items():
+            out.add_row(name, "higher" if better else "lower", text)
+        stdout.print(out)
 
 
 def main() -> None:

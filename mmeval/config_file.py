@@ -15,7 +15,6 @@ from mmeval.config import RunConfig, format_loc, validate_mapping
 from mmeval.errors import ConfigError
 
 
-
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects a repeated key instead of silently keeping the last value."""
 

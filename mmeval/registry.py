@@ -74,6 +74,16 @@ DATA_FORMATS: dict[str, Entry] = {
 }
 
 
+# What each pycocoevalcap metric measures (names and 0-1 scales as pycocoevalcap reports them).
+CAPTION_METRIC_DOCS: dict[str, tuple[bool, str]] = {
+    "Bleu_1..Bleu_4": (True, "corpus BLEU with n-grams up to 1..4, closest reference length (Papineni 2002)"),
+    "METEOR": (True, "METEOR 1.5 (the jar pycocoevalcap ships): alignment with stems, synonyms, paraphrases"),
+    "ROUGE_L": (True, "longest common subsequence F-measure, beta 1.2, averaged over images"),
+    "CIDEr": (True, "CIDEr-D: tf-idf n-gram cosine, clipped, Gaussian length penalty (sigma 6), x10"),
+    "SPICE": (True, "scene-graph F-score (needs the Stanford CoreNLP 3.6.0 jars; otherwise skipped)"),
+}
+
+
 def did_you_mean(name: str, choices: list[str]) -> str:
     """' Did you mean 'x'?' when a close match exists, else ''."""
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)

@@ -77,6 +77,7 @@ def environment_info(device: torch.device) -> dict[str, Any]:
 
 
 def new_report(config: dict[str, Any], model_info, runtime, config_path: str | None) -> dict[str, Any]:
+    """The report skeleton; `runtime` is None when no model ran (`mmeval score`)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "mmeval_version": __version__,
@@ -85,10 +86,11 @@ def new_report(config: dict[str, Any], model_info, runtime, config_path: str | N
         "command": sys.argv[1:] and " ".join(["mmeval", *sys.argv[1:]]) or None,
         "config_path": config_path,
         "config": config,
-        "runtime": {"device": str(runtime.device), "precision": runtime.precision,
-                    "batch_size": runtime.batch_size, "num_workers": runtime.num_workers, "seed": runtime.seed},
+        "runtime": None if runtime is None else {
+            "device": str(runtime.device), "precision": runtime.precision, "batch_size": runtime.batch_size,
+            "num_workers": runtime.num_workers, "seed": runtime.seed},
         "model": asdict(model_info),
-        "environment": environment_info(runtime.device),
+        "environment": environment_info(runtime.device if runtime is not None else torch.device("cpu")),
         "status": "complete",
         "benchmarks": {},
     }

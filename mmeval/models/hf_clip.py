@@ -8,22 +8,13 @@ the maximum length and must be evaluated that way; CLIP-style ones pad to the lo
 from __future__ import annotations
 
 import torch
-from PIL import Image
 
 from mmeval.errors import ModelLoadError
 from mmeval.models.base import ModelInfo, Tokens, count_parameters, describe_load_error, sha256_of_path
+from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit
 
 _PAD_TO_MAX = ("siglip", "siglip2")
 
-
-class _ImageProcessorTransform:
-    """Picklable wrapper: one PIL image -> the processor's pixel tensor (C, H, W)."""
-
-    def __init__(self, processor):
-        self.processor = processor
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
 
 
 class HFClipEncoder:
@@ -31,7 +22,7 @@ class HFClipEncoder:
 
     def __init__(self, model, tokenizer, image_processor, info: ModelInfo):
         self.module = model
-        self.image_transform = _ImageProcessorTransform(image_processor)
+        self.image_transform = ImageProcessorTransform(image_processor)
         self._tokenizer = tokenizer
         self._pad_to_max = model.config.model_type in _PAD_TO_MAX
         self._max_length = int(getattr(model.config.text_config, "max_position_embeddings", 77))
@@ -67,16 +58,6 @@ def _features(output) -> torch.Tensor:
     raise TypeError(f"unexpected feature output {type(output).__name__}")
 
 
-def _check_weights_fit(folder, loading: dict) -> None:
-    problems = [f"size mismatch for {key}: checkpoint {tuple(saved)}, config {tuple(wanted)}"
-                for key, saved, wanted in loading.get("mismatched_keys", [])]
-    problems += [f"missing key {key}" for key in loading.get("missing_keys", [])]
-    if problems:
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise ModelLoadError(
-            f"model.checkpoint: the weights in {folder} do not fit its config.json: {problems[0]}{more}"
-        )
-
 
 def load(cfg) -> HFClipEncoder:
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
@@ -97,7 +78,7 @@ def load(cfg) -> HFClipEncoder:
         image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
         raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
-    _check_weights_fit(folder, loading)
+    check_weights_fit(folder, loading)
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ModelLoadError(
             f"model.checkpoint: {folder} holds a '{model.config.model_type}' model, which is not an image-text "

@@ -1,0 +1,115 @@
+"""User-supplied models: `entry: "my_package.my_module:factory"` names a factory that builds the model.
+
+The module is imported only here, when a config names it, so plugin code runs only on the user's request.
+The factory gets `checkpoint=` (when the config sets one) and the config's `options` as keyword
+arguments, and must return an object with at least one capability (`ImageTextEncoder`, `Captioner`); that
+is checked before any data is loaded. A factory may leave out `info`: mmeval then records the entry,
+checkpoint (with its sha256) and the parameter count of `module`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from mmeval.errors import ModelLoadError
+from mmeval.models.base import CAPABILITIES, ModelInfo, capabilities_of, count_parameters, sha256_of_path
+from mmeval.registry import did_you_mean
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _factory(entry: str):
+    """Import `module:attr` and return the attribute, with one-line errors a user can act on."""
+    module_name, sep, attr = entry.partition(":")
+    if not sep or not module_name or not attr or ":" in attr:
+        raise ModelLoadError(f"model.entry: '{entry}' is not of the form 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ModelLoadError(f"model.entry: cannot import {module_name} for plugin {entry}: no module named "
+                                 f"'{exc.name}' (is it installed, or on PYTHONPATH?)") from exc
+        raise ModelLoadError(f"model.entry: importing {module_name} for plugin {entry} failed ({_one_line(exc)})") from exc
+    except Exception as exc:  # the plugin module itself is broken: any error its top level raises
+        raise ModelLoadError(f"model.entry: importing {module_name} for plugin {entry} failed ({_one_line(exc)})") from exc
+    if not hasattr(module, attr):
+        public = [name for name in dir(module) if not name.startswith("_") and callable(getattr(module, name))]
+        raise ModelLoadError(f"model.entry: module {module_name} has no attribute '{attr}'.{did_you_mean(attr, public)}")
+    factory = getattr(module, attr)
+    if not callable(factory):
+        raise ModelLoadError(f"model.entry: {entry} is a {type(factory).__name__}, not a callable factory")
+    return factory
+
+
+def _needs(protocol: type) -> list[str]:
+    """A capability's members in declaration order: its attributes, then its methods."""
+    methods = [name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")]
+    return list(getattr(protocol, "__annotations__", {})) + methods
+
+
+def _refusal(entry: str, model: Any) -> str:
+    """Why `model` has no capability: for each one, what it needs and what the object lacks."""
+    parts = []
+    for name, protocol in CAPABILITIES.items():
+        needs = _needs(protocol)
+        lacks = [member for member in needs if member != "info" and not hasattr(model, member)]
+        article = "an" if name[0] in "aeiou" else "a"
+        parts.append(f"{article} {name} (needs {', '.join(needs)}" + (f"; lacks {', '.join(lacks)})" if lacks else ")"))
+    return f"plugin {entry} returned a {type(model).__name__}, which is neither " + " nor ".join(parts)
+
+
+def _check_declared(entry: str, model: Any) -> set[str]:
+    """Capabilities the object declares (or has); a declared one must be known and actually present."""
+    capabilities = capabilities_of(model)
+    for name in sorted(capabilities):
+        protocol = CAPABILITIES.get(name)
+        if protocol is None:
+            raise ModelLoadError(f"plugin {entry} declares an unknown capability '{name}'."
+                                 f"{did_you_mean(name, list(CAPABILITIES))} Known: {', '.join(CAPABILITIES)}")
+        if not isinstance(model, protocol):
+            lacks = [member for member in _needs(protocol) if not hasattr(model, member)]
+            raise ModelLoadError(f"plugin {entry} declares capability '{name}' but lacks {', '.join(lacks)}")
+    return capabilities
+
+
+def _default_info(cfg, model: Any) -> ModelInfo:
+    checkpoint = cfg.checkpoint
+    return ModelInfo(
+        adapter="plugin",
+        name=cfg.name or cfg.entry,
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        sha256=sha256_of_path(checkpoint) if checkpoint is not None else None,
+        n_parameters=count_parameters(model.module),
+        extra={"entry": cfg.entry, "options": dict(cfg.options or {})},
+    )
+
+
+def load(cfg) -> Any:
+    """Build the model with the plugin's factory; refuse an object with no capability, with what it lacks."""
+    entry, options = cfg.entry, dict(cfg.options or {})
+    factory = _factory(entry)
+    kwargs = dict(options)
+    if cfg.checkpoint is not None:
+        if "checkpoint" in kwargs:
+            raise ModelLoadError("model.options: 'checkpoint' is set both as model.checkpoint and in options")
+        kwargs["checkpoint"] = cfg.checkpoint
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:  # whatever the user's code raises; the traceback is chained for --debug
+        raise ModelLoadError(f"plugin {entry} raised {_one_line(exc)}") from exc
+    if not hasattr(model, "info") and hasattr(model, "module"):
+        try:
+            model.info = _default_info(cfg, model)
+        except AttributeError as exc:  # __slots__ or a frozen object
+            raise ModelLoadError(f"plugin {entry} returned a {type(model).__name__} without an 'info' attribute, "
+                                 "and mmeval cannot set one; give it an info (mmeval.models.base.ModelInfo)") from exc
+    elif cfg.name and isinstance(getattr(model, "info", None), ModelInfo):
+        model.info = dataclasses.replace(model.info, name=cfg.name)
+    if not _check_declared(entry, model):
+        raise ModelLoadError(_refusal(entry, model))
+    return model
