@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,66 @@ def test_clipscore_against_brute_force_and_a_worked_example() -> None:
     score = clip_s(image, caption)
     assert score[0] == pytest.approx(1.5)
     assert ref_clip_s(score, caption, references, [0, 0])[0] == pytest.approx(2.4 / 2.3, abs=1e-6)
+
+
+PLUGIN = '''
+import numpy as np
+import torch
+
+
+class _Pixels:
+    def __call__(self, image):
+        return torch.from_numpy(np.asarray(image.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
+
+
+class Captioner:
+    def __init__(self, word):
+        self.module = torch.nn.Identity()
+        self.image_transform = _Pixels()
+        self.word = word
+
+    def generate(self, pixels, settings):
+        return [f"a {self.word} photo with {int(p.mean() * 10)} things" for p in pixels]
+
+
+def make(word="plain"):
+    return Captioner(word)
+'''
+
+
+def test_run_captioning_end_to_end_with_a_plugin(shared_data: Path, tmp_path: Path) -> None:
+    """config -> plugin model -> captions file -> scores -> schema-valid report, through the real CLI."""
+    (tmp_path / "my_captioner.py").write_text(PLUGIN)
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{type: plugin, entry: "my_captioner:make", options: {{word: sunny}}}}
+benchmarks:
+  - name: coco9
+    task: coco_captions
+    data: {{format: coco, annotations: {shared_data}/coco/images_captions.json, images: {shared_data}/coco/images}}
+    metrics: [Bleu, CIDEr]
+runtime: {{device: cpu, batch_size: 4, num_workers: 0}}
+output: {{dir: reports, name: plugin-run}}
+""")
+    done = subprocess.run([sys.executable, "-m", "mmeval", "run", "-c", "run.yaml"], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "reports" / "plugin-run.json").read_text())
+    validate_report(report)
+    bench = report["benchmarks"]["coco9"]
+    assert set(bench["metrics"]) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr"}
+    assert bench["skipped_metrics"] == {} and bench["tokenizer"] in ("ptb-java", "python-fallback")
+    captions = json.loads((tmp_path / "reports" / bench["predictions_file"]).read_text())
+    assert len(captions) == 9 and all(c["caption"].startswith("a sunny photo") for c in captions)
+    assert report["model"]["adapter"] == "plugin" and "CIDEr" in done.stdout
+
+
+def test_a_task_the_adapter_cannot_do_is_a_config_error(tiny_open_clip, tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{type: open_clip, arch: tiny-clip, arch_config: {tiny_open_clip['arch_config']}, checkpoint: {tiny_open_clip['checkpoint']}}}
+benchmarks:
+  - {{name: caps, task: coco_captions, data: {{format: shapes, n_images: 4}}}}
+""")
+    done = subprocess.run([sys.executable, "-m", "mmeval", "run", "-c", "run.yaml"], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "benchmarks[0].task: task 'coco_captions' needs a model with capability 'captioner'" in done.stderr
