@@ -254,17 +254,22 @@ def list_components() -> None:
                                  ("tasks (benchmarks[].task)", TASKS, "needs"),
                                  ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
         out = Table(title=title, title_justify="left")
-        out.add_column("name", style="bold")
+        out.add_column("name", style="bold", min_width=max(map(len, table)))  # names are never cut
         if column:
             out.add_column(column)
         out.add_column("description")
         for name, entry in table.items():
             out.add_row(name, *([", ".join(entry.capabilities)] if column else []), entry.help)
         stdout.print(out)
+    from mmeval.metrics.classification import METRIC_DOCS as CLASSIFICATION_DOCS
     from mmeval.metrics.clipscore import METRIC_DOCS as CLIPSCORE_DOCS
+    from mmeval.metrics.multiple_choice import METRIC_DOCS as MC_DOCS
+    from mmeval.metrics.vqa import METRIC_DOCS as VQA_DOCS
 
     caption_docs = {**CAPTION_METRIC_DOCS, **CLIPSCORE_DOCS}
-    for task, docs in (("retrieval", METRIC_DOCS), ("coco_captions", caption_docs)):
+    for task, docs in (("retrieval", METRIC_DOCS), ("coco_captions", caption_docs),
+                       ("zeroshot_classification", CLASSIFICATION_DOCS), ("vqa", VQA_DOCS),
+                       ("multiple_choice", MC_DOCS)):
         out = Table(title=f"metrics (task {task})", title_justify="left")
         for column in ("name", "better", "description"):
             out.add_column(column)

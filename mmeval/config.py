@@ -169,8 +169,17 @@ def _model_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
 _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "coco": ({"annotations", "images"}, set()),
     "karpathy": ({"annotations", "images"}, {"split"}),
-    "hf": ({"path"}, {"split", "image_column", "caption_column", "image_id_column"}),
-    "shapes": (set(), {"split", "n_images", "seed", "image_size"}),
+    "hf": ({"path"}, {"split", "image_column", "caption_column", "image_id_column", "label_column"}),
+    "shapes": (set(), {"split", "n_images", "seed", "image_size", "label_column"}),
+    "imagefolder": ({"root"}, set()),
+    "csv": ({"annotations"}, {"images", "image_column", "label_column"}),
+    "json": ({"annotations"}, {"images", "image_column", "label_column"}),
+    "vqav2": ({"questions", "images"}, {"annotations", "image_pattern"}),
+    "hf_vqa": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "answers_column",
+                          "question_id_column"}),
+    "mc": ({"annotations", "images"}, set()),
+    "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
+                         "answer_column", "question_id_column"}),
 }
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit"}
 
@@ -188,7 +197,19 @@ class DataConfig(_Strict):
 
     format: str = Field(description="one of " + ", ".join(sorted(DATA_FORMATS)))
     annotations: Path | None = Field(None, description="the annotation JSON file")
+    questions: Path | None = Field(None, description="vqav2: the questions JSON")
+    image_pattern: str | None = Field(None, description="vqav2: image file name from {image_id} "
+                                      "(default COCO_val2014_{image_id:012d}.jpg)")
+    question_column: str = Field("question", description="hf_vqa, hf_mc: the question column")
+    answers_column: str = Field("answers", description="hf_vqa: the column with the 10 human answers")
+    options_column: str = Field("options", description="hf_mc: the options list column (else columns A, B, ...)")
+    answer_column: str = Field("answer", description="hf_mc: the correct letter (or 0-based index) column")
+    question_id_column: str | None = Field(None, description="hf_vqa, hf_mc: question ids (default: "
+                                           "question_id if present, else the row number)")
     images: Path | None = Field(None, description="the image folder")
+    root: Path | None = Field(None, description="imagefolder: the folder with one sub-folder of images per class")
+    label_column: str | None = Field(None, description="hf, csv, json: the label column (default label); "
+                                     "shapes: shape or color")
     split: str | None = Field(None, description="karpathy: test|val|train|restval; hf: dataset split; shapes")
     path: str | None = Field(None, description="a hub id, a local dataset folder or a save_to_disk folder")
     image_column: str = "image"
@@ -207,12 +228,12 @@ class DataConfig(_Strict):
             raise ValueError(unknown_name_message("data format", value, DATA_FORMATS))
         return value
 
-    @field_validator("annotations")
+    @field_validator("annotations", "questions")
     @classmethod
     def _annotations_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "file")
 
-    @field_validator("images")
+    @field_validator("images", "root")
     @classmethod
     def _images_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "folder")
@@ -237,14 +258,29 @@ class GenerationConfig(_Strict):
     num_beams: int = Field(1, gt=0, description="1 = greedy decoding, more = beam search")
     min_new_tokens: int = Field(0, ge=0, description="end-of-caption is forbidden before this many tokens")
     length_penalty: float = Field(1.0, description="beam search: score / length ** length_penalty")
-    prompt: str | None = Field(None, description="prompted image-text-to-text models: the instruction")
+    prompt: str | None = Field(None, description="prompted image-text-to-text models: the instruction; vqa / "
+                               "multiple_choice: a model prompt around {question} (default: its chat template)")
 
 
 # Which benchmark fields each task reads; a field for another task is an error, not a silent no-op.
 _TASK_FIELDS: dict[str, set[str]] = {
     "retrieval": {"recall_k"},
     "coco_captions": {"generation", "metrics", "tokenizer", "spice_jars", "scorer", "clipscore_prefix"},
+    "zeroshot_classification": {"classnames", "classnames_file", "templates", "templates_file", "temperature",
+                                "multilabel"},
+    "vqa": {"generation", "prompt_template"},
+    "multiple_choice": {"generation", "prompt_template"},
 }
+_LABEL_FORMATS = {"imagefolder", "csv", "json", "hf", "shapes"}  # formats with class labels
+_TASK_FORMATS: dict[str, set[str]] = {  # which data formats each task reads
+    "retrieval": {"coco", "karpathy", "hf", "shapes"},
+    "coco_captions": {"coco", "karpathy", "hf", "shapes"},
+    "zeroshot_classification": _LABEL_FORMATS,
+    "vqa": {"vqav2", "hf_vqa"},
+    "multiple_choice": {"mc", "hf_mc"},
+}
+_QUESTION_FORMATS = {"vqav2": "VQA questions", "hf_vqa": "VQA questions", "mc": "multiple-choice questions",
+                     "hf_mc": "multiple-choice questions"}
 _COMMON_BENCHMARK_FIELDS = {"name", "task", "data"}
 CAPTION_METRICS = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 
@@ -256,7 +292,8 @@ class BenchmarkConfig(_Strict):
     task: str = Field(description="one of " + ", ".join(sorted(TASKS)))
     data: DataConfig = Field(description="where the images and texts come from: format and its fields")
     recall_k: list[int] = Field([1, 5, 10], min_length=1, description="retrieval: k values for recall@k")
-    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="captioning: decoding")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig,
+                                         description="captioning, vqa, multiple_choice: decoding")
     metrics: list[Literal["Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE"]] = Field(
         list(CAPTION_METRICS), min_length=1, description="captioning: which pycocoevalcap metrics to compute"
     )
@@ -266,6 +303,15 @@ class BenchmarkConfig(_Strict):
     spice_jars: Path | None = Field(None, description="captioning: folder with the Stanford CoreNLP 3.6.0 jars")
     scorer: ModelConfig | None = Field(None, description="captioning: an image-text encoder for CLIPScore")
     clipscore_prefix: str = Field("A photo depicts", description="captioning: text put before each caption")
+    classnames: list[str] | None = Field(None, description="zero-shot: class names (default: from the data)")
+    classnames_file: Path | None = Field(None, description="zero-shot: a text file with one class name per line")
+    templates: list[str] | None = Field(None, description="zero-shot: prompt templates with {c} for the class name")
+    templates_file: Path | None = Field(None, description="zero-shot: a text file with one template per line")
+    temperature: float | None = Field(None, gt=0, description="zero-shot: logit scale for softmax / ECE "
+                                      "(default: the model's logit_scale.exp(), else 100)")
+    multilabel: bool = Field(False, description="zero-shot: labels are lists; scored by mAP")
+    prompt_template: str | None = Field(None, description="vqa, multiple_choice: the instruction, with {question} "
+                                        "(and {options}); default: a short-answer / option-letter instruction")
 
     @field_validator("name")
     @classmethod
@@ -290,6 +336,21 @@ class BenchmarkConfig(_Strict):
     @classmethod
     def _jars_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "folder")
+
+    @field_validator("classnames", "templates")
+    @classmethod
+    def _usable_list(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None:
+            _check_list(value, info.field_name)
+        return value
+
+    @field_validator("classnames_file", "templates_file")
+    @classmethod
+    def _usable_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        value = _existing(value, "file")
+        if value is not None:
+            _check_list(read_list_file(value), info.field_name.removesuffix("_file"), value)
+        return value
 
     @model_serializer(mode="wrap")
     def _only_task_fields(self, handler):
@@ -374,6 +435,7 @@ def _benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         if can and needs not in can:
             problems.append((("benchmarks", n, "task"), f"task '{task}' needs a model with capability "
                              f"'{needs}', but model type '{kind}' provides: {', '.join(can)}"))
+        problems += [(("benchmarks", n, *loc), message) for loc, message in _task_data_problems(task, bench)]
         reads = _TASK_FIELDS[task]
         for key in sorted(k for k in bench if k in BenchmarkConfig.model_fields and k not in reads
                           and k not in _COMMON_BENCHMARK_FIELDS):
@@ -385,6 +447,56 @@ def _benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
             if _known(scorer.get("type"), MODELS) and "image_text_encoder" not in MODELS[scorer["type"]].capabilities:
                 problems.append((("benchmarks", n, "scorer", "type"), f"a CLIPScore scorer must be an "
                                  f"image_text_encoder; model type '{scorer['type']}' is not"))
+    return problems
+
+
+def read_list_file(path: Path) -> list[str]:
+    """The non-blank lines of a text file (class names, templates), stripped of surrounding spaces."""
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path} ({exc})") from exc
+
+
+def _check_list(items: list[str], kind: str, file: Path | None = None) -> None:
+    """Class names: non-empty and unique; templates: non-empty, each with {c} and no other placeholder."""
+    if not items:
+        raise ValueError(f"no {kind} given{f' in {file}' if file else ''}; list at least one")
+    for n, item in enumerate(items):
+        place = f"{file} line {n + 1}" if file else f"{kind}[{n}]"
+        if not item.strip():
+            raise ValueError(f"{place}: empty {kind[:-1]}")
+        if kind == "templates":
+            try:
+                ok = "{c}" in item and item.format(c="x") is not None
+            except (KeyError, IndexError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{place}: template {item!r} needs '{{c}}' (the class name) and no other braces")
+    repeated = sorted({i for i in items if items.count(i) > 1})
+    if kind == "classnames" and repeated:
+        raise ValueError(f"class names must be unique; repeated: {', '.join(repeated[:5])}")
+
+
+def _task_data_problems(task: str, bench: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A data format the task cannot read, and zero-shot settings given twice or that contradict the data."""
+    data = bench.get("data") if isinstance(bench.get("data"), dict) else {}
+    fmt, problems = data.get("format"), []
+    if _known(fmt, DATA_FORMATS) and fmt not in _TASK_FORMATS.get(task, {fmt}):
+        what = "class labels, not captions" if fmt in _LABEL_FORMATS else "captions, not class labels"
+        if fmt in _QUESTION_FORMATS or task in ("vqa", "multiple_choice"):
+            what = _QUESTION_FORMATS.get(fmt, "no questions")
+        problems.append((("data", "format"), f"format '{fmt}' holds {what}; task '{task}' reads: "
+                                             f"{', '.join(sorted(_TASK_FORMATS[task]))}"))
+    if task != "zeroshot_classification" and data.get("label_column") is not None:
+        problems.append((("data", "label_column"), f"not used by task '{task}' (class labels are read by "
+                                                   "zeroshot_classification); remove it"))
+    for key in ("classnames", "templates"):
+        if bench.get(key) is not None and bench.get(f"{key}_file") is not None:
+            problems.append(((f"{key}_file",), f"set '{key}' or '{key}_file', not both"))
+    if bench.get("multilabel") is True and fmt == "imagefolder":
+        problems.append((("multilabel",), "format 'imagefolder' has one class per image; multi-label data "
+                                          "needs csv, json, hf or shapes"))
     return problems
 
 

@@ -42,14 +42,15 @@ MODELS: dict[str, Entry] = {
     ),
     "hf_captioner": Entry(
         "mmeval.models.hf_captioner:load",
-        "transformers BLIP, GIT, VisionEncoderDecoder or prompted image-text-to-text folder (save_pretrained)",
-        ("captioner",),
+        "transformers BLIP, GIT, VisionEncoderDecoder or prompted image-text-to-text folder (save_pretrained); "
+        "prompted (LLaVA-style) models also answer questions",
+        ("captioner", "answerer"),
         "hf",
     ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
-        ("image_text_encoder", "captioner"),
+        ("image_text_encoder", "captioner", "answerer"),
     ),
 }
 
@@ -64,6 +65,21 @@ TASKS: dict[str, Entry] = {
         "captioning: BLEU 1-4, METEOR, ROUGE_L, CIDEr, SPICE as pycocoevalcap; CLIPScore with a scorer",
         ("captioner",),
     ),
+    "zeroshot_classification": Entry(
+        "mmeval.benchmarks.classification:run",
+        "zero-shot classification from prompts: top-1/5, per-class recall, macro F1, ECE; mAP (multi-label)",
+        ("image_text_encoder",),
+    ),
+    "vqa": Entry(
+        "mmeval.benchmarks.vqa:run",
+        "visual question answering (VQAv2-style): official VQA accuracy, overall and per answer type",
+        ("answerer",),
+    ),
+    "multiple_choice": Entry(
+        "mmeval.benchmarks.multiple_choice:run",
+        "multiple-choice questions about images: accuracy of the option letter read from the answer",
+        ("answerer",),
+    ),
 }
 
 DATA_FORMATS: dict[str, Entry] = {
@@ -71,6 +87,17 @@ DATA_FORMATS: dict[str, Entry] = {
     "karpathy": Entry("mmeval.data.coco:load_karpathy", "Karpathy dataset_*.json + image folder, one split"),
     "hf": Entry("mmeval.data.hf:load_hf", "a Hugging Face datasets dataset (hub id or local folder)"),
     "shapes": Entry("mmeval.data.loaders:shapes_from_config", "mmeval's synthetic shapes scenes (built in, offline)"),
+    # Class-labelled formats (zero-shot classification); as retrieval data they are images without captions.
+    "imagefolder": Entry("mmeval.data.classification:as_retrieval_data",
+                         "class folders root/<class>/<image>, as torchvision's ImageFolder (class labels)"),
+    "csv": Entry("mmeval.data.classification:as_retrieval_data", "a CSV of image,label rows (class labels)"),
+    "json": Entry("mmeval.data.classification:as_retrieval_data",
+                  "a JSON list of {image, label} objects (class labels)"),
+    # Question formats (vqa, multiple_choice): questions grouped by image.
+    "vqav2": Entry("mmeval.data.vqa_data:load_vqav2", "VQAv2 questions JSON (+ annotations JSON) + image folder"),
+    "hf_vqa": Entry("mmeval.data.vqa_data:load_hf_vqa", "a Hugging Face dataset with image, question, answers"),
+    "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images"),
+    "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer"),
 }
 
 

@@ -117,6 +117,7 @@ class ImagePass:
     bad: list[tuple[int, str]] = field(default_factory=list)  # (index, reason) of unreadable images
     digests: dict[int, bytes] = field(default_factory=dict)  # sha256 of each image's raw bytes
     timer: Timer = field(default_factory=Timer)
+    batch_indices: list[int] = field(default_factory=list)  # source indices of the batch being yielded
 
 
 def _image_batches(model, source, runtime: Runtime, on_bad_image: str, progress: Callable[[int], None],
@@ -139,6 +140,7 @@ def _image_batches(model, source, runtime: Runtime, on_bad_image: str, progress:
                 log.warning("skipping image: %s", error)
                 done.bad.append((index, error))
         if pixels is not None:
+            done.batch_indices = indices
             yield pixels
             done.ok_indices.extend(indices)
         progress(len(items))
@@ -174,6 +176,37 @@ def generate_captions(model, source, runtime: Runtime, settings, on_bad_image: s
         done.timer.model_s += finished - copied
         done.timer.batches.append(finished - copied)
     return captions, done
+
+
+def generate_answers(model, source, prompts_of: list[list[tuple[Any, str]]], runtime: Runtime, settings,
+                     on_bad_image: str, progress: Callable[[int], None]) -> tuple[dict[Any, str], ImagePass]:
+    """Answer every question about every readable image of `source`; each image is read and decoded once.
+
+    `prompts_of[i]` lists (key, prompt) for image i. The pixels of a batch of images are repeated once per
+    question in model batches of at most `runtime.batch_size` rows. Returns {key: answer} and the image pass.
+    """
+    done, answers = ImagePass(), {}
+    for pixels in _image_batches(model, source, runtime, on_bad_image, progress, done):
+        began = time.perf_counter()
+        pixels = _to_device(pixels, runtime.device)
+        _sync(runtime.device)
+        done.timer.h2d_s += time.perf_counter() - began
+        rows = [(row, key, prompt) for row, index in enumerate(done.batch_indices) for key, prompt in prompts_of[index]]
+        for start in range(0, len(rows), runtime.batch_size):
+            chunk = rows[start : start + runtime.batch_size]
+            began = time.perf_counter()
+            with torch.inference_mode(), runtime.autocast:
+                batch = model.answer(pixels[[row for row, _, _ in chunk]], [prompt for _, _, prompt in chunk], settings)
+            _sync(runtime.device)
+            seconds = time.perf_counter() - began
+            done.timer.model_s += seconds
+            done.timer.batches.append(seconds)
+            if not isinstance(batch, list) or len(batch) != len(chunk) or not all(isinstance(a, str) for a in batch):
+                got = f"{len(batch)} answers" if isinstance(batch, (list, tuple)) else f"a {type(batch).__name__}"
+                raise MmevalError(f"the model returned {got} for {len(chunk)} questions "
+                                  "(answer must return a list with one string per question)")
+            answers.update((key, text) for (_, key, _), text in zip(chunk, batch))
+    return answers, done
 
 
 def encode_texts(model, texts: list[str], runtime: Runtime, progress: Callable[[int], None]) -> tuple[torch.Tensor, Timer]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mmeval.config import RunConfig, validate_mapping
+from mmeval.config import DataConfig, RunConfig, validate_mapping
 from mmeval.config_file import apply_overrides, load_config
 from mmeval.errors import ConfigError
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS
@@ -34,8 +34,7 @@ runtime:
 output:
   dir: reports/
 """
-DATA_KEYS = ("annotations, caption_column, format, image_column, image_id_column, image_size, images, limit, "
-             "n_images, on_bad_image, path, seed, split")
+DATA_KEYS = ", ".join(sorted(DataConfig.model_fields))  # the message lists every valid key, sorted
 
 
 @pytest.fixture

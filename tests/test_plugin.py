@@ -164,7 +164,8 @@ def test_object_without_capability_is_refused_with_what_it_lacks(plugins: Path) 
         "plugin good_plugin:make_foo returned a Foo, which is neither "
         "an image_text_encoder (needs info, module, image_transform, tokenize, encode_image, encode_text; "
         "lacks image_transform, tokenize, encode_text) "
-        "nor a captioner (needs info, module, image_transform, generate; lacks image_transform, generate)"
+        "nor a captioner (needs info, module, image_transform, generate; lacks image_transform, generate) "
+        "nor an answerer (needs info, module, image_transform, answer; lacks image_transform, answer)"
     )
 
 

@@ -115,6 +115,26 @@ class Captioner(Protocol):
 CAPABILITIES["captioner"] = Captioner
 
 
+@runtime_checkable
+class Answerer(Protocol):
+    """Capability `answerer`: a short answer to each (image, question) pair of a batch (VQA, multiple choice).
+
+    `questions[i]` is about `pixels[i]` (an image with several questions appears in several rows) and is the
+    benchmark's full instruction, prompt template applied. `settings.prompt`, when set, is a model-level
+    wrapper with a `{question}` placeholder. Deterministic and batch-independent like `Captioner.generate`:
+    questions differ in length, so padding must not leak across rows (left-pad decoder-only models).
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    def answer(self, pixels: torch.Tensor, questions: list[str], settings: GenerationSettings) -> list[str]: ...
+
+
+CAPABILITIES["answerer"] = Answerer
+
+
 def capabilities_of(model: Any) -> set[str]:
     """The capabilities a loaded model actually has (an adapter may offer more than one checkpoint can do)."""
     declared = getattr(model, "capabilities", None)

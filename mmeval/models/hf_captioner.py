@@ -9,6 +9,11 @@ question-answering head, a dual encoder) is refused rather than loaded with a ra
 Decoding is greedy or beam search only (`GenerationSettings`); other generation options come from the
 folder's generation_config.json and are recorded in the report. Prompted models get the same prompt
 tokens in every row, so nothing is padded and a caption cannot depend on its batch-mates.
+
+Prompted models also answer questions (capability `answerer`): each question is put in the processor's
+chat template (or in `generation.prompt`, a wrapper with `{question}`, when given or when there is no
+template) and the batch is padded on the LEFT, so every row's answer starts right after its own prompt and
+the answers do not depend on the lengths of the other questions in the batch.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit
 _UNPROMPTED = ("blip", "git", "vision-encoder-decoder")
 _NOT_DECODING = {"transformers_version", "use_cache", "output_attentions", "output_hidden_states"}
 _PROMPT_EXAMPLE = "USER: <image>\\nDescribe the image. ASSISTANT:"
+_ANSWER_EXAMPLE = "USER: <image>\\n{question} ASSISTANT:"
 
 
 
 class HFCaptioner:
-    """`captioner` capability over a transformers model that generates text from `pixel_values`."""
+    """`captioner` capability over a transformers model that generates text from `pixel_values`; prompted
+    models are `answerer`s too (set per instance)."""
 
-    capabilities = ("captioner",)
+    capabilities: tuple[str, ...] = ("captioner",)
 
     def __init__(self, model, tokenizer, image_processor, info: ModelInfo, processor=None):
         self.module = model
@@ -43,6 +50,11 @@ class HFCaptioner:
         self._tokenizer = tokenizer
         self._processor = processor  # prompted models only: expands the image placeholder in the prompt
         self._prompt_cache: dict[str, dict[str, torch.Tensor]] = {}
+        self.capabilities = ("captioner", "answerer") if self.needs_prompt else ("captioner",)
+        if self.needs_prompt:  # questions differ in length: pad on the left, so answers start after every prompt
+            tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
 
     def check_settings(self, settings: GenerationSettings) -> None:
         """Refuse settings this model cannot honour; cheap, so a benchmark can call it before loading data."""
@@ -56,8 +68,53 @@ class HFCaptioner:
             if token and token not in settings.prompt:
                 raise MmevalError(f"generation.prompt: must contain the image placeholder '{token}', "
                                   f"e.g. \"{_PROMPT_EXAMPLE}\"")
-        if settings.num_beams < 1 or settings.max_new_tokens < 1 or settings.min_new_tokens > settings.max_new_tokens:
-            raise MmevalError("generation: needs num_beams >= 1 and 1 <= max_new_tokens, min_new_tokens <= max_new_tokens")
+        _check_decoding(settings)
+
+    def check_answer_settings(self, settings: GenerationSettings) -> None:
+        """Answering needs a prompted model and a chat template, or a `generation.prompt` around {question}."""
+        kind = f"model '{self.info.name}' ({self.info.extra['model_type']})"
+        if not self.needs_prompt:
+            raise MmevalError(f"{kind} captions from the image alone and cannot answer questions; "
+                              "use a prompted (LLaVA-style) image-text-to-text model")
+        token = getattr(self._processor, "image_token", None)
+        if settings.prompt is None and not getattr(self._processor, "chat_template", None):
+            raise MmevalError(f"generation.prompt: {kind} has no chat template; give a prompt with {{question}} "
+                              f"and the image placeholder, e.g. \"{_ANSWER_EXAMPLE}\"")
+        missing = [part for part in ("{question}", token) if settings.prompt is not None and part
+                   and part not in settings.prompt]
+        if missing:
+            raise MmevalError(f"generation.prompt: to answer questions it must contain {' and '.join(repr(m) for m in missing)}, "
+                              f"e.g. \"{_ANSWER_EXAMPLE}\"")
+        _check_decoding(settings)
+
+    def answer(self, pixels: torch.Tensor, questions: list[str], settings: GenerationSettings) -> list[str]:
+        """One answer per (image, question) row; prompts are left-padded so no row sees another's length."""
+        self.check_answer_settings(settings)
+        prompts = [self._question_prompt(question, settings.prompt) for question in questions]
+        device = self.module.device
+        pixels = pixels.to(device=device, dtype=self.module.dtype)
+        # The processor sizes each image placeholder from processed pixels; its output size is fixed (checked
+        # at load), so blank images give the tokens the real ones would, and the real pixels are used.
+        encoded = self._processor(text=prompts, images=[Image.new("RGB", (64, 64))] * len(prompts), padding=True,
+                                  return_tensors="pt")
+        if not bool(encoded["attention_mask"][:, -1].all()):
+            raise MmevalError(f"the processor of {self.info.name} padded questions on the right; answers would "
+                              "depend on the batch")
+        probe = encoded.pop("pixel_values")
+        if probe.shape[1:] != pixels.shape[1:]:
+            raise MmevalError(f"pixels of shape {tuple(pixels.shape[1:])} do not match this model's image "
+                              f"processor output {tuple(probe.shape[1:])}; use the model's image_transform")
+        inputs = {k: v.to(device) for k, v in encoded.items()}
+        with torch.inference_mode():
+            out = self.module.generate(pixel_values=pixels, **inputs, **_decoding(settings))
+        out = out[:, inputs["input_ids"].shape[1]:]
+        return [text.strip() for text in self._tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def _question_prompt(self, question: str, wrapper: str | None) -> str:
+        if wrapper is not None:
+            return wrapper.replace("{question}", question)
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self._processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
     def generate(self, pixels: torch.Tensor, settings: GenerationSettings) -> list[str]:
         self.check_settings(settings)
@@ -84,6 +141,11 @@ class HFCaptioner:
         rows = pixels.shape[0]
         return {k: v.to(pixels.device).repeat(rows, *[1] * (v.dim() - 1))
                 for k, v in self._prompt_cache[prompt].items()}
+
+
+def _check_decoding(settings: GenerationSettings) -> None:
+    if settings.num_beams < 1 or settings.max_new_tokens < 1 or settings.min_new_tokens > settings.max_new_tokens:
+        raise MmevalError("generation: needs num_beams >= 1 and 1 <= max_new_tokens, min_new_tokens <= max_new_tokens")
 
 
 def _decoding(settings: GenerationSettings) -> dict[str, Any]:
@@ -185,6 +247,7 @@ def load(cfg) -> HFCaptioner:
         sha256=sha256_of_path(folder),
         n_parameters=count_parameters(model),
         extra={"model_type": config.model_type, "architectures": config.architectures, "model_class": class_name,
-               "prompted": prompted, "generation_config": generation},
+               "prompted": prompted, "generation_config": generation,
+               "chat_template": bool(getattr(processor, "chat_template", None))},
     )
     return HFCaptioner(model.eval(), tokenizer, image_processor, info, processor)
