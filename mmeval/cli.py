@@ -117,7 +117,7 @@ def run(
     if outcome.report_path:
         stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
     if outcome.samples_path:
-        stderr.print(f"per-sample ranks: {outcome.samples_path}", markup=False, highlight=False)
+        stderr.print(f"per-sample output: {outcome.samples_path}", markup=False, highlight=False)
     for line in outcome.errors:
         print_error(line)
     if outcome.internal_error is not None:
@@ -167,14 +167,14 @@ def validate(
 
 
 def _data_problems(cfg) -> list[str]:
-    """Load each benchmark's annotations and check its image files exist; print a one-line summary of each."""
-    from mmeval.data.loaders import load_retrieval_data, missing_images
+    """Load each benchmark's annotations as its task reads them and check its image files exist."""
+    from mmeval.data.loaders import missing_images
     from mmeval.errors import MmevalError
 
     problems = []
     for n, bench in enumerate(cfg.benchmarks):
         try:
-            data = load_retrieval_data(bench.data)
+            data, summary = _load_for_task(bench)
         except MmevalError as exc:
             problems.append(f"benchmarks[{n}].data: {exc}")
             continue
@@ -183,9 +183,29 @@ def _data_problems(cfg) -> list[str]:
         if missing and bench.data.on_bad_image == "fail":
             problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
                             "(set data.on_bad_image: skip to skip them)")
-        stderr.print(f"benchmark '{bench.name}': {len(data.image_ids)} images, {len(data.texts)} texts{note}",
-                     markup=False, highlight=False)
+        stderr.print(f"benchmark '{bench.name}': {summary}{note}", markup=False, highlight=False)
     return problems
+
+
+def _load_for_task(bench):
+    """The benchmark's data loaded exactly as its task loads it, and a one-line summary."""
+    if bench.task == "zeroshot_classification":
+        from mmeval.config import read_list_file
+        from mmeval.data.classification import load_labelled, resolve_classes
+
+        given = bench.classnames if bench.classnames_file is None else read_list_file(bench.classnames_file)
+        data = load_labelled(bench.data, bench.multilabel)
+        classes, _ = resolve_classes(data, given, bench.multilabel)
+        return data, f"{len(data.image_ids)} images, {len(classes)} classes"
+    if bench.task in ("vqa", "multiple_choice"):
+        from mmeval.benchmarks.vqa import load_questions
+
+        data = load_questions(bench.data)
+        return data, f"{len(data.image_ids)} images, {len(data.questions)} questions"
+    from mmeval.data.loaders import load_retrieval_data
+
+    data = load_retrieval_data(bench.data)
+    return data, f"{len(data.image_ids)} images, {len(data.texts)} texts"
 
 
 class Dedup(str, Enum):
