@@ -263,4 +263,5 @@ output: {{dir: reports, name: answers-run}}
     checked = subprocess.run([sys.executable, "-m", "mmeval", "validate", "-c", "run.yaml"], cwd=tmp_path, text=True,
                              capture_output=True, timeout=300, check=False)
     assert checked.returncode == 0, checked.stderr
-    assert "benchmark 'vqa9': 3 images, 9 texts" in checked.stderr
+    assert "benchmark 'vqa9': 3 images, 9 questions" in checked.stderr
+    assert "benchmark 'mc6': 3 images, 6 questions" in checked.stderr
