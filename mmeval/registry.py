@@ -25,8 +25,8 @@ class Entry:
 MODELS: dict[str, Entry] = {
     "reference": Entry(
         "mmeval.models.reference:load",
-        "mmeval's own small dual encoder (safetensors + JSON config folder)",
-        ("image_text_encoder",),
+        "mmeval's own small dual encoder + captioner (safetensors + JSON config folder)",
+        ("image_text_encoder", "captioner"),
     ),
     "open_clip": Entry(
         "mmeval.models.open_clip_adapter:load",

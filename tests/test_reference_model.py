@@ -1,4 +1,6 @@
-"""The reference dual encoder: checkpoint round trip, strict loading, tokenizer, and the shipped demo model."""
+"""The reference dual encoder: checkpoint round trip, strict loading, tokenizer, and the shipped demo model.
+
+The captioning decoder has its own tests in test_reference_captioner.py."""
 
 from __future__ import annotations
 
@@ -143,6 +145,12 @@ def test_corrupt_weights_raise_model_load_error(tiny):
         ('{"vocab": ["a", "b"]}', "vocab must start with"),
         ('{"vocab": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"], "patch_size": 0}', "patch_size must be at least 1"),
         ('{"vocab": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"], "heads": 3}', "width 128 is not divisible by heads 3"),
+        (
+            '{"vocab": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"], "decoder_layers": 2, "decoder_heads": 3}',
+            "decoder_width 128 is not divisible by decoder_heads 3",
+        ),
+        ('{"vocab": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"], "decoder_layers": true}', "wrong type for: decoder_layers"),
+        ('{"vocab": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"], "conv_stem": 4}', "conv_stem 4 needs patch_size 8 divisible"),
     ],
 )
 def test_bad_config_raises_model_load_error(tiny, config_text, fragment):

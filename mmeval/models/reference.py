@@ -1,11 +1,23 @@
-"""The "reference" adapter: mmeval's own small dual encoder, stored as a folder of two files.
+"""The "reference" adapter: mmeval's own small dual encoder (and captioner), stored as a folder of two files.
 
     <folder>/config.json        the architecture and preprocessing (`ReferenceConfig`)
     <folder>/model.safetensors  the weights (fp32 or fp16 on disk; always float32 once loaded)
 
 Loading is strict: a missing or unreadable file, or weights that do not fit the config, raise
 `ModelLoadError` with one line naming the file. No pickle anywhere. With no checkpoint configured, the
-demo checkpoint trained on the shapes benchmark (`scripts/train_reference.py`) ships in mmeval/assets.
+demo checkpoint trained on the shapes benchmark (`scripts/train_reference.py`) ships in mmeval/assets; it
+has a captioning decoder, so one model serves both retrieval and captioning.
+
+Captions are the decoder's words, lower-case and joined by single spaces, without restored capitals or
+punctuation (the word-level vocabulary has none; COCO caption metrics lower-case and strip them anyway).
+Decoding runs in float32 even under autocast. Batch independence: rows never interact, but CPU libraries pick
+other kernels (another summation order) for small batches - convolutions for one image, matrix multiplies for
+under 12 rows - which moves values in the last bit and could flip a near-tie between two words. `generate`
+therefore pads the images to `MIN_IMAGE_ROWS` and the decoding batch to `MIN_DECODE_ROWS` rows (copies of the
+first image, dropped afterwards), so a lone image runs the same kernels as a large batch: captions are then
+bit-identical at every batch size on the x86 CPU build this was checked on (tests/test_reference_captioner.py).
+On other hardware a near-tie of ~1e-7 could still resolve differently; the trained model's confident logits
+make that rare.
 """
 
 from __future__ import annotations
@@ -21,13 +33,16 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mmeval.errors import ModelLoadError
-from mmeval.models.base import ModelInfo, count_parameters, sha256_of_path
-from mmeval.models.reference_arch import ReferenceCLIP, ReferenceConfig, tokenize
+from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.models.base import GenerationSettings, ModelInfo, count_parameters, sha256_of_path
+from mmeval.models.reference_arch import BOS, EOS, PAD, UNK, ReferenceCLIP, ReferenceConfig, tokenize
+from mmeval.models.reference_decoder import Search, beam_search, greedy
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "shapes-clip"
+MIN_IMAGE_ROWS = 4  # see the module docstring: a lone image takes other convolution kernels
+MIN_DECODE_ROWS = 16  # and a decoding batch of under 12 rows other matmul kernels
 
 
 def normalize_pixels(pixels: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -150,8 +165,8 @@ def load_reference_module(folder: Path) -> tuple[ReferenceCLIP, ReferenceConfig]
 # --- the adapter -----------------------------------------------------------------------------------------
 
 
-class ReferenceEncoder:
-    """`ImageTextEncoder` over a reference checkpoint folder."""
+class ReferenceModel:
+    """`ImageTextEncoder` over a reference checkpoint folder, and `Captioner` when it has a decoder."""
 
     def __init__(self, module: ReferenceCLIP, config: ReferenceConfig, info: ModelInfo):
         self.module = module
@@ -159,6 +174,7 @@ class ReferenceEncoder:
         self.info = info
         self.image_transform = ImageTransform(config.image_size, config.image_mean, config.image_std)
         self._vocab = {word: i for i, word in enumerate(config.vocab)}
+        self.capabilities = {"image_text_encoder", "captioner"} if config.has_decoder else {"image_text_encoder"}
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return tokenize(texts, self._vocab, self.config.context_length)
@@ -169,8 +185,66 @@ class ReferenceEncoder:
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.module.encode_text(tokens)
 
+    def generate(self, pixels: torch.Tensor, settings: GenerationSettings) -> list[str]:
+        """One caption per image: greedy (num_beams 1) or beam search; deterministic and batch-independent.
 
-def load_folder(folder: Path, name: str | None = None) -> ReferenceEncoder:
+        max_new_tokens counts [EOS] and is capped at what the decoder's positions allow
+        (decoder_context_length - 1); [EOS] is forbidden among the first min_new_tokens tokens, so a caption
+        has at least min_new_tokens words (at most max_new_tokens).
+        """
+        search = self._search(settings)
+        n = pixels.shape[0]
+        if n == 0:
+            return []
+        with torch.inference_mode(), torch.autocast(pixels.device.type, enabled=False):
+            image_tokens = self.module.visual.tokens(_pad_rows(pixels.float(), MIN_IMAGE_ROWS))
+            image_tokens = _pad_rows(image_tokens, -(-MIN_DECODE_ROWS // search.num_beams))
+            decode = greedy if search.num_beams == 1 else beam_search
+            ids = decode(self.module.decoder, image_tokens, search)[:n]
+        return [self._words(row) for row in ids.tolist()]
+
+    def _search(self, settings: GenerationSettings) -> Search:
+        if not self.config.has_decoder:
+            raise MmevalError(
+                f"reference model '{self.info.name}' cannot caption: its checkpoint has no captioning decoder "
+                "(decoder_layers is 0 in config.json); it is an image_text_encoder only"
+            )
+        if settings.prompt is not None:
+            raise MmevalError(
+                f"reference model '{self.info.name}' does not take a prompt (generation.prompt is "
+                f"{settings.prompt!r}); it captions from the image alone: remove the prompt"
+            )
+        problems = [f"{name} must be at least {low}, got {getattr(settings, name)}"
+                    for name, low in (("max_new_tokens", 1), ("num_beams", 1), ("min_new_tokens", 0))
+                    if getattr(settings, name) < low]  # fmt: skip
+        if problems:
+            raise MmevalError(f"generation settings for reference model '{self.info.name}': {'; '.join(problems)}")
+        max_new = min(settings.max_new_tokens, self.config.decoder_context_length - 1)
+        return Search(
+            bos=BOS, eos=EOS, banned=(PAD, UNK, BOS), max_new_tokens=max_new,
+            min_new_tokens=min(settings.min_new_tokens, max_new), num_beams=settings.num_beams,
+            length_penalty=float(settings.length_penalty),
+        )  # fmt: skip
+
+    def _words(self, ids: list[int]) -> str:
+        words = []
+        for i in ids:
+            if i == EOS:
+                break
+            words.append(self.config.vocab[i])
+        return " ".join(words)
+
+
+ReferenceEncoder = ReferenceModel  # the name before the captioning decoder
+
+
+def _pad_rows(batch: torch.Tensor, rows: int) -> torch.Tensor:
+    """`batch` with copies of its first row appended up to `rows` rows (see the module docstring: why)."""
+    missing = rows - batch.shape[0]
+    return torch.cat([batch, batch[:1].expand(missing, *batch.shape[1:])]) if missing > 0 else batch
+
+
+def load_folder(folder: Path, name: str | None = None) -> ReferenceModel:
     """The adapter for one checkpoint folder; `name` defaults to the folder's name."""
     folder = Path(folder)
     if not folder.exists():
@@ -182,12 +256,15 @@ def load_folder(folder: Path, name: str | None = None) -> ReferenceEncoder:
         checkpoint=str(folder),
         sha256=sha256_of_path(folder),
         n_parameters=count_parameters(module),
-        extra={"architecture": config.name, "embed_dim": config.embed_dim, "image_size": config.image_size},
-    )
-    return ReferenceEncoder(module, config, info)
+        extra={
+            "architecture": config.name, "embed_dim": config.embed_dim, "image_size": config.image_size,
+            "decoder_layers": config.decoder_layers,
+        },
+    )  # fmt: skip
+    return ReferenceModel(module, config, info)
 
 
-def load(cfg: Any) -> ReferenceEncoder:
+def load(cfg: Any) -> ReferenceModel:
     """Registry entry point: `cfg.checkpoint` (a folder, or None for the shipped shapes demo) and `cfg.name`."""
     checkpoint = cfg.checkpoint if cfg.checkpoint is not None else DEMO_CHECKPOINT
     return load_folder(Path(checkpoint).expanduser(), cfg.name)

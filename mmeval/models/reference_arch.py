@@ -1,9 +1,11 @@
-"""The reference dual encoder as data (`ReferenceConfig`) and as torch modules (`ReferenceCLIP`).
+"""The reference model as data (`ReferenceConfig`) and as torch modules (`ReferenceCLIP`).
 
-A small CLIP: a ViT image tower (patch embedding, [CLS] token, learned positions, pre-norm transformer,
-LayerNorm, linear projection) and a word-level text tower (learned positions, pre-norm transformer with a
+A small CLIP: a ViT image tower (optional convolutional stem, patch embedding, [CLS] token, learned positions,
+pre-norm transformer, LayerNorm, linear projection) and a word-level text tower (learned positions, pre-norm transformer with a
 padding mask, the [EOS] state, LayerNorm, linear projection) meeting in one embedding space, with CLIP's
-learned temperature. Loading and saving checkpoints lives in `mmeval.models.reference`.
+learned temperature. Optionally (`decoder_layers > 0`) a captioning decoder cross-attends to the image tower's
+tokens (`mmeval.models.reference_decoder`), sharing the image encoder as CoCa and BLIP do.
+Loading and saving checkpoints lives in `mmeval.models.reference`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from mmeval.models.reference_decoder import CaptionDecoder
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 PAD, UNK, BOS, EOS = range(4)
@@ -28,6 +32,7 @@ class ReferenceConfig:
     name: str = "reference"
     image_size: int = 64
     patch_size: int = 8
+    conv_stem: int = 0  # 3x3 stride-2 convolutions before the patch embedding (0: a plain linear patchify)
     width: int = 128
     layers: int = 4
     heads: int = 4
@@ -39,6 +44,15 @@ class ReferenceConfig:
     mlp_ratio: float = 2.0
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    # the captioning decoder; 0 layers = none (checkpoints from before it existed load as encoders)
+    decoder_layers: int = 0
+    decoder_width: int = 128
+    decoder_heads: int = 4
+    decoder_context_length: int = 32  # [BOS] + caption words + [EOS]
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder_layers > 0
 
     def problems(self) -> list[str]:
         """What makes this config unbuildable (empty when it is fine)."""
@@ -50,6 +64,8 @@ class ReferenceConfig:
             found.append(f"vocab must start with {list(SPECIAL_TOKENS)}")
         if len(set(self.vocab)) != len(self.vocab):
             found.append("vocab has duplicate words")
+        if self.conv_stem < 0 or self.patch_size % 2**self.conv_stem:
+            found.append(f"conv_stem {self.conv_stem} needs patch_size {self.patch_size} divisible by 2**conv_stem")
         if self.image_size % self.patch_size:
             found.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads:
@@ -58,6 +74,19 @@ class ReferenceConfig:
             found.append(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
         if self.context_length < 3:
             found.append("context_length must be at least 3 ([BOS], one word, [EOS])")
+        if self.decoder_layers < 0:
+            found.append("decoder_layers must be 0 (no captioning decoder) or more")
+        elif self.has_decoder:
+            too_small = [
+                f"{name} must be at least 1" for name in ("decoder_width", "decoder_heads") if getattr(self, name) < 1
+            ]
+            found += too_small
+            if not too_small and self.decoder_width % self.decoder_heads:
+                found.append(
+                    f"decoder_width {self.decoder_width} is not divisible by decoder_heads {self.decoder_heads}"
+                )
+            if self.decoder_context_length < 3:
+                found.append("decoder_context_length must be at least 3 ([BOS], one word, [EOS])")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             found.append("image_mean and image_std need 3 values each, std positive")
         return found
@@ -83,13 +112,32 @@ def _encoder(width: int, layers: int, heads: int, mlp_ratio: float) -> nn.Transf
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+def _conv_stem(cfg: ReferenceConfig) -> tuple[nn.Sequential | None, int]:
+    """`conv_stem` 3x3 stride-2 convolutions + GELU (channels doubling up to width), and their channels.
+
+    A convolutional stem makes a small ViT learn fine shape much faster than a linear patchify (Xiao et al.,
+    "Early convolutions help transformers see better", 2021); each halves the resolution.
+    """
+    if cfg.conv_stem == 0:
+        return None, 3
+    layers: list[nn.Module] = []
+    channels = 3
+    for i in range(cfg.conv_stem):
+        out = max(16, cfg.width // 2 ** (cfg.conv_stem - 1 - i))
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GELU()]
+        channels = out
+    return nn.Sequential(*layers), channels
+
+
 class VisionTower(nn.Module):
     """ViT: (B, 3, H, W) normalised pixels -> (B, embed_dim)."""
 
     def __init__(self, cfg: ReferenceConfig):
         super().__init__()
         n_patches = (cfg.image_size // cfg.patch_size) ** 2
-        self.patch_embed = nn.Conv2d(3, cfg.width, cfg.patch_size, stride=cfg.patch_size, bias=False)
+        self.stem, channels = _conv_stem(cfg)
+        patch = cfg.patch_size // 2**cfg.conv_stem
+        self.patch_embed = nn.Conv2d(channels, cfg.width, patch, stride=patch, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(cfg.width) * cfg.width**-0.5)
         self.positional_embedding = nn.Parameter(torch.randn(n_patches + 1, cfg.width) * 0.02)
         self.ln_pre = nn.LayerNorm(cfg.width)
@@ -97,12 +145,21 @@ class VisionTower(nn.Module):
         self.ln_post = nn.LayerNorm(cfg.width)
         self.proj = nn.Linear(cfg.width, cfg.embed_dim, bias=False)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 1 + patches, width): the final LayerNorm'd [CLS] and patch tokens."""
+        if self.stem is not None:
+            pixels = self.stem(pixels)
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2)  # (B, patches, width)
         cls = self.class_embedding.expand(x.shape[0], 1, -1).to(x.dtype)
         x = self.ln_pre(torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype))
-        x = self.transformer(x)
-        return self.proj(self.ln_post(x[:, 0]))
+        return self.ln_post(self.transformer(x))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`tokens`' output -> (B, embed_dim): the projected [CLS] token."""
+        return self.proj(tokens[:, 0])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.tokens(pixels))
 
 
 class TextTower(nn.Module):
@@ -124,7 +181,8 @@ class TextTower(nn.Module):
 
 
 class ReferenceCLIP(nn.Module):
-    """Both towers plus CLIP's learned logit scale (log of the inverse temperature)."""
+    """Both towers plus CLIP's learned logit scale (log of the inverse temperature), and the captioning
+    decoder when the config has one (`decoder` is None otherwise)."""
 
     def __init__(self, cfg: ReferenceConfig):
         super().__init__()
@@ -132,9 +190,23 @@ class ReferenceCLIP(nn.Module):
         self.visual = VisionTower(cfg)
         self.text = TextTower(cfg)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.decoder = (
+            CaptionDecoder(
+                len(cfg.vocab), cfg.decoder_width, cfg.decoder_layers, cfg.decoder_heads, cfg.mlp_ratio,
+                cfg.decoder_context_length, memory_width=cfg.width,
+            )
+            if cfg.has_decoder
+            else None
+        )  # fmt: skip
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixels)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text(tokens)
+
+    def caption_logits(self, image_tokens: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced next-token logits (B, T, vocab) for captions `tokens` of images with `image_tokens`."""
+        if self.decoder is None:
+            raise ValueError("this reference model has no captioning decoder (decoder_layers is 0)")
+        return self.decoder(image_tokens, tokens)
