@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -21,13 +23,35 @@ TINY_OPEN_CLIP = {
 }
 
 
+def require(available: bool, what: str) -> None:
+    """A reference the tests need (Java, shared data): missing is a failure in CI and a skip elsewhere."""
+    if not available:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is required in CI")
+        pytest.skip(f"{what} is not available")
+
+
+class SmallPixels:
+    """A test model's image transform: resize to `size` x `size`, float CHW in [0, 1] (picklable)."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = np.asarray(image.convert("RGB").resize((self.size, self.size)), dtype=np.float32)
+        return torch.from_numpy(pixels).permute(2, 0, 1) / 255
+
+
+# The start of a plugin module written into tmp_path for `mmeval run` (a separate process): SmallPixels' own source
+PLUGIN_HEADER = "from __future__ import annotations\n\nimport numpy as np\nimport torch\nfrom PIL import Image\n\n\n"
+PLUGIN_HEADER += inspect.getsource(SmallPixels)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real COCO files in ../shared/data; missing is a failure in CI and a skip elsewhere."""
-    if not (SHARED_DATA / "coco" / "images_captions.json").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared data missing at {SHARED_DATA} (CI must have ../shared beside the checkout)")
-        pytest.skip(f"shared data missing at {SHARED_DATA}")
+    """The real COCO files in ../shared/data."""
+    require((SHARED_DATA / "coco" / "images_captions.json").is_file(),
+            f"shared data at {SHARED_DATA} (CI must have ../shared beside the checkout)")
     return SHARED_DATA
 
 

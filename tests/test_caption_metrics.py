@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from mmeval.metrics import caption_tokenize, captioning, java_scorers
 from mmeval.metrics.bleu import bleu_from_stats, bleu_stats
@@ -31,10 +31,7 @@ NATIVE = ("Bleu", "ROUGE_L", "CIDEr")
 
 @pytest.fixture(scope="module")
 def java():
-    if find_java() is None or meteor_jar() is None:
-        if os.environ.get("CI"):
-            pytest.fail("java and pycocoevalcap's jars are required in CI")
-        pytest.skip("java or pycocoevalcap's jars not available")
+    require(find_java() is not None and meteor_jar() is not None, "java with pycocoevalcap's METEOR jar")
 
 
 @pytest.fixture(scope="module")

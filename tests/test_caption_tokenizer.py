@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import pytest
+from conftest import require
 
 from mmeval.metrics import caption_tokenize
 from mmeval.metrics.caption_tokenize import (
@@ -43,11 +43,8 @@ TRICKY = [
 
 @pytest.fixture(scope="module")
 def java():
-    """The Java PTB tokenizer is the reference here: missing is a failure in CI and a skip elsewhere."""
-    if not ptb_available():
-        if os.environ.get("CI"):
-            pytest.fail("java and pycocoevalcap's PTB jar are required in CI")
-        pytest.skip("java or pycocoevalcap's stanford-corenlp-3.4.1.jar not available")
+    """The Java PTB tokenizer is the reference here."""
+    require(ptb_available(), "java with pycocoevalcap's stanford-corenlp-3.4.1.jar (PTB tokenizer)")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import PLUGIN_HEADER, SmallPixels
 
 from mmeval.benchmarks import RunContext, captioning
 from mmeval.config import RuntimeConfig, validate_mapping
@@ -24,17 +24,12 @@ from mmeval.runner import resolve_runtime
 COLOURS = ["dark", "red", "green", "blue", "bright"]
 
 
-class _Pixels:
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(image.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
-
-
 class ColourCaptioner:
     """A deterministic captioner: names the dominant channel of the image (enough to score)."""
 
     def __init__(self):
         self.module = torch.nn.Identity()
-        self.image_transform = _Pixels()
+        self.image_transform = SmallPixels(16)
         self.info = ModelInfo("test", "colour-captioner", None, None, 0)
         self.calls = 0
 
@@ -186,7 +181,7 @@ def test_a_retrieval_only_model_is_refused_before_data(tmp_path: Path) -> None:
     class EncoderOnly:
         info = ModelInfo("test", "enc", None, None, 0)
         module = torch.nn.Identity()
-        image_transform = _Pixels()
+        image_transform = SmallPixels(16)
 
         def tokenize(self, texts): ...
         def encode_image(self, pixels): ...
@@ -230,20 +225,12 @@ def test_clipscore_against_brute_force_and_a_worked_example() -> None:
     assert ref_clip_s(score, caption, references, [0, 0])[0] == pytest.approx(2.4 / 2.3, abs=1e-6)
 
 
-PLUGIN = '''
-import numpy as np
-import torch
-
-
-class _Pixels:
-    def __call__(self, image):
-        return torch.from_numpy(np.asarray(image.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
-
+PLUGIN = PLUGIN_HEADER + '''
 
 class Captioner:
     def __init__(self, word):
         self.module = torch.nn.Identity()
-        self.image_transform = _Pixels()
+        self.image_transform = SmallPixels(16)
         self.word = word
 
     def generate(self, pixels, settings):

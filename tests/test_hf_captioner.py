@@ -3,7 +3,6 @@ save_pretrained and loaded through the hf_captioner adapter; compared with calli
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from mmeval.models.hf_captioner import HFCaptioner, load
 
 transformers = pytest.importorskip("transformers")
 
-from tiny_hf import FAMILIES, noise_images, save_blip, save_clip  # builds with transformers: after the skip
+from tiny_hf import FAMILIES, noise_images, save_blip, save_clip
+from tiny_hf import damage as damage_checkpoint  # builds with transformers: after the skip
 
 PROMPT = "USER: <image>\nDescribe the image. ASSISTANT:"
 DIRECT_CLASS = {  # the class each family must load as, used for the direct reference calls
@@ -165,19 +165,10 @@ def test_prompt_rules(built) -> None:
 @pytest.mark.parametrize("damage", ["config", "weights"])
 def test_weights_that_do_not_fit_are_refused(built, tmp_path: Path, damage: str) -> None:
     """A partly random captioner must never be evaluated: transformers would only warn."""
-    from safetensors.torch import load_file, save_file
-
     folder = Path(shutil.copytree(built("git")[0], tmp_path / "git"))
-    if damage == "config":
-        config = json.loads((folder / "config.json").read_text())
-        config["vocab_size"] += 1
-        (folder / "config.json").write_text(json.dumps(config))
-        expected = r"do not fit its config.json: size mismatch for .*: checkpoint \(\d+(, 32)?\), config"
-    else:
-        weights = load_file(folder / "model.safetensors")
-        del weights["output.weight"]
-        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-        expected = "do not fit its config.json: missing key output.weight"
+    damage_checkpoint(folder, damage, {"vocab_size": lambda n: n + 1}, "output.weight")
+    expected = {"config": r"do not fit its config.json: size mismatch for .*: checkpoint \(\d+(, 32)?\), config",
+                "weights": "do not fit its config.json: missing key output.weight"}[damage]
     with pytest.raises(ModelLoadError, match=expected):
         _load(folder)
 

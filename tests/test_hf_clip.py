@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from mmeval.registry import MODELS, resolve
 from mmeval.report import validate_report
 
 transformers = pytest.importorskip("transformers")
+from tiny_hf import damage as damage_checkpoint  # noqa: E402  (needs transformers: after the skip)
 
 
 def write_tiny_clip_tokenizer(folder: Path) -> "transformers.CLIPTokenizer":
@@ -121,21 +121,15 @@ def test_not_a_dual_encoder_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["config", "weights"])
 def test_weights_that_do_not_fit_are_refused(tmp_path: Path, damage: str) -> None:
     """A partly random model must never be evaluated: transformers would only warn."""
-    from safetensors.torch import load_file, save_file
-
     from mmeval.errors import ModelLoadError
 
     folder = save_tiny(tmp_path / "clip", "clip")
-    if damage == "config":
-        config = json.loads((folder / "config.json").read_text())
-        config["projection_dim"] = 24
-        (folder / "config.json").write_text(json.dumps(config))
-        expected = r"do not fit its config.json: size mismatch for .*projection.weight: checkpoint \(16, 32\), config \(24, 32\)"
-    else:
-        weights = load_file(folder / "model.safetensors")
-        del weights["text_projection.weight"]
-        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-        expected = "do not fit its config.json: missing key text_projection.weight"
+    damage_checkpoint(folder, damage, {"projection_dim": lambda _: 24}, "text_projection.weight")
+    expected = {
+        "config": r"do not fit its config.json: size mismatch for .*projection.weight: checkpoint \(16, 32\), "
+        r"config \(24, 32\)",
+        "weights": "do not fit its config.json: missing key text_projection.weight",
+    }[damage]
     cfg = validate_mapping({"model": {"type": "hf_clip", "checkpoint": str(folder)},
                             "benchmarks": [{"name": "b", "task": "retrieval", "data": {"format": "shapes"}}]})
     with pytest.raises(ModelLoadError, match=expected):

@@ -4,6 +4,7 @@ end-to-end `mmeval run` of both question tasks (vqa, multiple_choice) with a plu
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import subprocess
@@ -11,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PLUGIN_HEADER
 from PIL import Image
-from test_vqa import COLOURS, EXPECTED_OVERALL, ColourAnswerer, context, vqav2_data
+from test_vqa import COLOURS, EXPECTED_OVERALL, ColourAnswerer, colour_answer, context, vqav2_data
 
 from mmeval.benchmarks import multiple_choice
 from mmeval.config import validate_mapping
@@ -178,40 +180,18 @@ def test_hf_mc_with_index_answers_and_letter_columns(tmp_path: Path) -> None:
 
 # --- end to end -----------------------------------------------------------------------------------------------
 
-PLUGIN = '''
-import numpy as np
-import torch
+PLUGIN = PLUGIN_HEADER + "\n\n" + inspect.getsource(colour_answer) + '''
 
 COLOURS = ["red", "green", "blue"]
 
 
-class _Pixels:
-    def __call__(self, image):
-        return torch.from_numpy(np.asarray(image.resize((8, 8)), dtype=np.float32)).permute(2, 0, 1) / 255
-
-
 class Answerer:
-    """VQA: the colour, "two", yes/no. Multiple choice: the colour option's letter, else "maybe"."""
-
     def __init__(self):
         self.module = torch.nn.Identity()
-        self.image_transform = _Pixels()
+        self.image_transform = SmallPixels(8)
 
     def answer(self, pixels, questions, settings):
-        out = []
-        for p, q in zip(pixels, questions):
-            colour = COLOURS[int(p.mean((1, 2)).argmax())]
-            options = dict(line.split(". ", 1) for line in q.splitlines() if line[1:3] == ". ")
-            if options:
-                letter = [k for k, v in options.items() if v == colour]
-                out.append(f"The answer is {letter[0]}." if letter else "maybe")
-            elif "colour" in q:
-                out.append(colour.capitalize())
-            elif "How many" in q:
-                out.append("two")
-            else:
-                out.append("yes" if colour == "red" else "no")
-        return out
+        return [colour_answer(COLOURS[int(p.mean((1, 2)).argmax())], q) for p, q in zip(pixels, questions)]
 
 
 def make():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SmallPixels
 from PIL import Image
 
 from mmeval.benchmarks import RunContext, vqa
@@ -119,9 +120,18 @@ EXPECTED_NUMBER = (1.0 + 0.6 + 0.0) / 3  # "two" against the three number questi
 EXPECTED_OVERALL = (3 + 3 * EXPECTED_NUMBER + 3) / 9
 
 
-class _Pixels:
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(image.resize((8, 8)), dtype=np.float32)).permute(2, 0, 1) / 255
+def colour_answer(colour: str, question: str) -> str:
+    """The test answerers' rule. VQA: the colour, "two", yes/no. Multiple choice: the colour option's letter,
+    else "maybe". (Also the source of the plugin answerer in test_multiple_choice.py.)"""
+    options = dict(line.split(". ", 1) for line in question.splitlines() if line[1:3] == ". ")
+    if options:
+        letter = [k for k, v in options.items() if v == colour]
+        return f"The answer is {letter[0]}." if letter else "maybe"
+    if "colour" in question:
+        return colour.capitalize()
+    if "How many" in question:
+        return "two"
+    return "yes" if colour == "red" else "no"
 
 
 class ColourAnswerer:
@@ -129,7 +139,7 @@ class ColourAnswerer:
 
     def __init__(self):
         self.module = torch.nn.Identity()
-        self.image_transform = _Pixels()
+        self.image_transform = SmallPixels(8)
         self.info = ModelInfo("test", "colour-answerer", None, None, 0)
         self.prompts: list[str] = []
         self.rows: list[int] = []
@@ -138,15 +148,7 @@ class ColourAnswerer:
         self.prompts += questions
         self.rows.append(len(questions))
         colours = [list(COLOURS)[int(p.mean((1, 2)).argmax())] for p in pixels]
-        out = []
-        for colour, question in zip(colours, questions):
-            if "colour" in question:
-                out.append(colour.capitalize())
-            elif "How many" in question:
-                out.append("two")
-            else:
-                out.append("yes" if colour == "red" else "no")
-        return out
+        return [colour_answer(colour, question) for colour, question in zip(colours, questions)]
 
 
 def vqa_config(tmp_path: Path, data: dict, **bench) -> object:

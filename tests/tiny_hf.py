@@ -14,6 +14,7 @@ by <= 4e-5, while the smallest top-1/top-2 gap is >= 8e-4 (typical gaps are whol
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -160,6 +161,20 @@ FAMILIES = {
     "vit-bert": lambda folder: save_vision_encoder_decoder(folder, "bert"),
     "llava": save_llava,
 }
+
+
+def damage(folder: Path, how: str, config_changes: dict, drop_weight: str) -> None:
+    """Make a saved checkpoint stop fitting its config: edit config.json (how "config") or drop one tensor."""
+    from safetensors.torch import load_file, save_file
+
+    if how == "config":
+        config = json.loads((folder / "config.json").read_text())
+        config.update({key: change(config[key]) for key, change in config_changes.items()})
+        (folder / "config.json").write_text(json.dumps(config))
+    else:
+        weights = load_file(folder / "model.safetensors")
+        del weights[drop_weight]
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
 
 
 def noise_images(n: int, seed: int = 0) -> list[Image.Image]:

@@ -28,6 +28,16 @@ class ModelInfo:
     n_parameters: int
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_checkpoint(cls, adapter: str, name: str, checkpoint: Path | str | None, module: torch.nn.Module,
+                      **extra: Any) -> ModelInfo:  # fmt: skip
+        """The info of `module` loaded from `checkpoint` (a file or folder, hashed; None when there is none)."""
+        return cls(
+            adapter=adapter, name=name, checkpoint=str(checkpoint) if checkpoint is not None else None,
+            sha256=sha256_of_path(Path(checkpoint)) if checkpoint is not None else None,
+            n_parameters=count_parameters(module), extra=extra,
+        )  # fmt: skip
+
 
 @runtime_checkable
 class ImageTextEncoder(Protocol):

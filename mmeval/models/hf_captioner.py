@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from mmeval.errors import MmevalError, ModelLoadError
-from mmeval.models.base import GenerationSettings, ModelInfo, count_parameters, describe_load_error, sha256_of_path
+from mmeval.models.base import GenerationSettings, ModelInfo, describe_load_error
 from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit
 
 # These caption from the image alone; every other image-text-to-text model needs a prompt.
@@ -240,14 +240,9 @@ def load(cfg) -> HFCaptioner:
         _check_prompt_processor(folder, processor, config.model_type)
     generation = {k: v for k, v in model.generation_config.to_diff_dict().items()  # what decoding inherits
                   if not k.startswith("_") and k not in _NOT_DECODING}
-    info = ModelInfo(
-        adapter="hf_captioner",
-        name=cfg.name or folder.name,
-        checkpoint=str(folder),
-        sha256=sha256_of_path(folder),
-        n_parameters=count_parameters(model),
-        extra={"model_type": config.model_type, "architectures": config.architectures, "model_class": class_name,
-               "prompted": prompted, "generation_config": generation,
-               "chat_template": bool(getattr(processor, "chat_template", None))},
+    info = ModelInfo.of_checkpoint(
+        "hf_captioner", cfg.name or folder.name, folder, model, model_type=config.model_type,
+        architectures=config.architectures, model_class=class_name, prompted=prompted, generation_config=generation,
+        chat_template=bool(getattr(processor, "chat_template", None)),
     )
     return HFCaptioner(model.eval(), tokenizer, image_processor, info, processor)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from mmeval.errors import ModelLoadError
-from mmeval.models.base import ModelInfo, Tokens, count_parameters, describe_load_error, sha256_of_path
+from mmeval.models.base import ModelInfo, Tokens, describe_load_error
 from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit
 
 _PAD_TO_MAX = ("siglip", "siglip2")
@@ -84,12 +84,6 @@ def load(cfg) -> HFClipEncoder:
             f"model.checkpoint: {folder} holds a '{model.config.model_type}' model, which is not an image-text "
             "dual encoder (needs get_image_features and get_text_features, like CLIPModel or SiglipModel)"
         )
-    info = ModelInfo(
-        adapter="hf_clip",
-        name=cfg.name or folder.name,
-        checkpoint=str(folder),
-        sha256=sha256_of_path(folder),
-        n_parameters=count_parameters(model),
-        extra={"model_type": model.config.model_type, "architectures": model.config.architectures},
-    )
+    info = ModelInfo.of_checkpoint("hf_clip", cfg.name or folder.name, folder, model,
+                                   model_type=model.config.model_type, architectures=model.config.architectures)
     return HFClipEncoder(model, tokenizer, image_processor, info)

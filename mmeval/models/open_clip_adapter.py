@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from mmeval.errors import ModelLoadError
-from mmeval.models.base import ModelInfo, Tokens, count_parameters, describe_load_error, sha256_of_path
+from mmeval.models.base import ModelInfo, Tokens, describe_load_error
 from mmeval.registry import did_you_mean
 
 
@@ -55,12 +55,9 @@ def load(cfg) -> OpenClipEncoder:
         ) from exc
     except Exception as exc:  # open_clip raises bare exceptions for unreadable files and unknown tags
         raise ModelLoadError(f"model.checkpoint: cannot load {pretrained} for '{cfg.arch}' ({describe_load_error(exc)})") from exc
-    info = ModelInfo(
-        adapter="open_clip",
-        name=cfg.name or (f"{cfg.arch}:{Path(str(pretrained)).name}" if pretrained else cfg.arch),
-        checkpoint=str(cfg.checkpoint) if cfg.checkpoint else cfg.pretrained,
-        sha256=sha256_of_path(cfg.checkpoint) if cfg.checkpoint else None,
-        n_parameters=count_parameters(model),
-        extra={"arch": cfg.arch, "open_clip_version": open_clip.__version__},
-    )
+    name = cfg.name or (f"{cfg.arch}:{Path(str(pretrained)).name}" if pretrained else cfg.arch)
+    info = ModelInfo.of_checkpoint("open_clip", name, cfg.checkpoint, model, arch=cfg.arch,
+                                   open_clip_version=open_clip.__version__)
+    if not cfg.checkpoint:
+        info.checkpoint = cfg.pretrained  # a pretrained tag: open_clip's own download, not a file to hash
     return OpenClipEncoder(model, preprocess, open_clip.get_tokenizer(cfg.arch), info)

@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 from mmeval.errors import ModelLoadError
-from mmeval.models.base import CAPABILITIES, ModelInfo, capabilities_of, count_parameters, sha256_of_path
+from mmeval.models.base import CAPABILITIES, ModelInfo, capabilities_of
 from mmeval.registry import did_you_mean
 
 
@@ -79,14 +79,8 @@ def _check_declared(entry: str, model: Any) -> set[str]:
 
 def _default_info(cfg, model: Any) -> ModelInfo:
     checkpoint = cfg.checkpoint
-    return ModelInfo(
-        adapter="plugin",
-        name=cfg.name or cfg.entry,
-        checkpoint=str(checkpoint) if checkpoint is not None else None,
-        sha256=sha256_of_path(checkpoint) if checkpoint is not None else None,
-        n_parameters=count_parameters(model.module),
-        extra={"entry": cfg.entry, "options": dict(cfg.options or {})},
-    )
+    return ModelInfo.of_checkpoint("plugin", cfg.name or cfg.entry, checkpoint, model.module, entry=cfg.entry,
+                                   options=dict(cfg.options or {}))
 
 
 def load(cfg) -> Any:
