@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from mmeval import __version__
-from mmeval.console import make_progress, print_error, results_table, setup_logging, stderr, stdout
+from mmeval.console import bench_table, make_progress, print_error, results_table, setup_logging, stderr, stdout
 
 app = typer.Typer(
     name="mmeval",
@@ -36,6 +36,8 @@ SetOption = Annotated[
                  "Repeatable."),
 ]
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (overrides output.dir).")]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached model outputs and "
+                                             "preprocessed images (same as runtime.cache: false).")]
 
 _CONFIG_HELP = """A config names one model and one or more benchmarks:
 
@@ -102,6 +104,7 @@ def run(
     config: ConfigOption,
     overrides: SetOption = None,
     output: OutputOption = None,
+    no_cache: NoCacheOption = False,
 ) -> None:
     from mmeval.config_file import load_config
 
@@ -111,6 +114,8 @@ def run(
 
         if output is not None:
             cfg.output.dir = output
+        if no_cache:
+            cfg.runtime.cache = "off"
         with make_progress() as progress:
             outcome = run_config(cfg, str(config), progress)
     stdout.print(results_table(outcome.report))
@@ -131,6 +136,55 @@ def run(
         raise typer.Exit(130)
     if outcome.errors:
         raise typer.Exit(2)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    from mmeval.errors import MmevalError
+
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MmevalError(f"{option}: expected comma-separated integers like 1,8,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise MmevalError(f"{option}: expected positive integers like 1,8,32, got {text!r}")
+    return values
+
+
+@app.command(help="""Time the config's model on synthetic inputs at its own input size: no dataset is read.
+
+For each capability of the model (image / text encoder, captioning, answering), each precision and each
+batch size, runtime.warmup_batches warm-up calls then --iterations timed calls (CUDA-synchronised).
+Prints a table and writes a JSON report in the same schema as `mmeval run` (benchmark "bench"), whose
+throughput and p50 metrics can be compared and gated like any other. The config's benchmarks are not run;
+captioning and answering use the first such benchmark's generation settings.""")
+def bench(
+    config: ConfigOption,
+    overrides: SetOption = None,
+    output: OutputOption = None,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", "-b", help="Comma-separated batch sizes.")] = "1,8,32",
+    precisions: Annotated[Optional[str], typer.Option(
+        "--precisions", "-p", help="Comma-separated precisions among fp32, bf16, fp16 (default: runtime.precision).")] = None,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed calls per configuration.")] = 10,
+) -> None:
+    from mmeval.config_file import load_config
+    from mmeval.errors import MmevalError
+
+    with _user_errors():
+        cfg = load_config(config, overrides)
+        sizes = _int_list(batch_sizes, "--batch-sizes")
+        chosen = [p.strip() for p in precisions.split(",")] if precisions else None
+        if chosen is not None and (not chosen or set(chosen) - {"fp32", "bf16", "fp16"}):
+            raise MmevalError(f"--precisions: expected some of fp32, bf16, fp16, got {precisions!r}")
+        from mmeval.evaluate import bench_config  # torch: imported only once the input is known to be valid
+
+        if output is not None:
+            cfg.output.dir = output
+        with make_progress() as progress:
+            task = progress.add_task("bench", total=None)
+            outcome = bench_config(cfg, sizes, chosen, iterations, str(config),
+                                   lambda what: progress.update(task, description=f"bench: {what}"))
+    stdout.print(bench_table(outcome.report))
+    stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
 
 
 @app.command(help=_VALIDATE_HELP)

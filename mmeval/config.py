@@ -175,13 +175,14 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "csv": ({"annotations"}, {"images", "image_column", "label_column"}),
     "json": ({"annotations"}, {"images", "image_column", "label_column"}),
     "vqav2": ({"questions", "images"}, {"annotations", "image_pattern"}),
+    "shapes_vqa": (set(), {"split", "n_images", "seed", "image_size"}),
     "hf_vqa": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "answers_column",
                           "question_id_column"}),
     "mc": ({"annotations", "images"}, set()),
     "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
                          "answer_column", "question_id_column"}),
 }
-_COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit"}
+_COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode"}
 
 
 def _data_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
@@ -215,11 +216,13 @@ class DataConfig(_Strict):
     image_column: str = "image"
     caption_column: str = "caption"
     image_id_column: str | None = None
-    n_images: int = Field(1000, gt=0, description="shapes: number of scenes")
-    seed: int = Field(0, description="shapes: generator seed")
-    image_size: int = Field(64, gt=0, description="shapes: rendered size in pixels")
+    n_images: int = Field(1000, gt=0, description="shapes, shapes_vqa: number of scenes")
+    seed: int = Field(0, description="shapes, shapes_vqa: generator seed")
+    image_size: int = Field(64, gt=0, description="shapes, shapes_vqa: rendered size in pixels")
     on_bad_image: Literal["skip", "fail"] = Field("fail", description="a corrupt or missing image: skip or fail")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
+    decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
+                                                  "when running on CUDA and the model's preprocessing allows it")
 
     @field_validator("format")
     @classmethod
@@ -276,11 +279,11 @@ _TASK_FORMATS: dict[str, set[str]] = {  # which data formats each task reads
     "retrieval": {"coco", "karpathy", "hf", "shapes"},
     "coco_captions": {"coco", "karpathy", "hf", "shapes"},
     "zeroshot_classification": _LABEL_FORMATS,
-    "vqa": {"vqav2", "hf_vqa"},
+    "vqa": {"vqav2", "hf_vqa", "shapes_vqa"},
     "multiple_choice": {"mc", "hf_mc"},
 }
-_QUESTION_FORMATS = {"vqav2": "VQA questions", "hf_vqa": "VQA questions", "mc": "multiple-choice questions",
-                     "hf_mc": "multiple-choice questions"}
+_QUESTION_FORMATS = {"vqav2": "VQA questions", "hf_vqa": "VQA questions", "shapes_vqa": "VQA questions",
+                     "mc": "multiple-choice questions", "hf_mc": "multiple-choice questions"}
 _COMMON_BENCHMARK_FIELDS = {"name", "task", "data"}
 CAPTION_METRICS = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 
@@ -369,6 +372,17 @@ class RuntimeConfig(_Strict):
     batch_size: int = Field(64, gt=0)
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers (default: from the core count)")
     seed: int = 0
+    warmup_batches: int = Field(2, ge=0, description="model batches left out of the latency percentiles")
+    cache: Literal["on", "pixels", "off"] = Field(
+        "on", description="on: reuse cached model outputs and preprocessed images; pixels: only preprocessed "
+        "images (e.g. to time the model on warm data); off: neither (--no-cache). true / false mean on / off")
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_bool(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    cache_dir: Path | None = Field(None, description="cache folder (default $MMEVAL_CACHE_DIR, else "
+                                   "$XDG_CACHE_HOME/mmeval or ~/.cache/mmeval)")
 
     @field_validator("device")
     @classmethod

@@ -91,3 +91,21 @@ def results_table(report: dict[str, Any]) -> Table:
     for metric, cells in rows.items():
         table.add_row(metric, *(cells + [""] * (len(benches) - len(cells))))
     return table
+
+
+def bench_table(report: dict[str, Any]) -> Table:
+    """`mmeval bench`: one row per (pass, precision, batch size) with its latency and throughput."""
+    model = report["model"]
+    table = Table(title=f"mmeval bench: {model['name']} ({model['adapter']}) on {report['environment']['device_name']}"
+                  "\nms per model call: the first one, then p50 / p99 after warm-up (p90 and more in the JSON report)", title_justify="left")
+    table.add_column("pass", no_wrap=True, min_width=13)
+    table.add_column("prec", no_wrap=True)
+    for column in ("batch", "first", "p50", "p99", "ms/item", "items/s"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for key, figures in report["benchmarks"]["bench"]["latency"]["passes"].items():
+        name, precision, batch = key.split("/")
+        ms = figures["batch_ms"]
+        table.add_row(name, precision, batch.removeprefix("bs"), f"{figures['first_batch_ms']:.1f}",
+                      f"{ms['p50']:.1f}", f"{ms['p99']:.1f}",
+                      f"{figures['sample_ms']['p50']:.2f}", f"{figures['throughput_per_s']:.1f}")
+    return table

@@ -16,6 +16,7 @@ from typing import Any
 from mmeval.benchmarks import RunContext
 from mmeval.config import ModelConfig, RunConfig
 from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.latency import MemoryWatch, latency_block
 from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, TASKS, resolve
 from mmeval.report import add_failure, add_result, new_report, validate_report, write_json_no_clobber
@@ -78,6 +79,8 @@ def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) ->
             return write_json_no_clobber(payload, directory, f"{stem}.{_name}", f".{kind}.json")
 
         ctx = RunContext(runtime, progress or NullProgress(), save_artifact)
+        memory = MemoryWatch(runtime.device)
+        memory.start()
         try:
             problem = missing_capability(model, bench.task)
             if problem:
@@ -98,9 +101,33 @@ def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) ->
             outcome.internal_error = exc
             break
         add_result(report, bench.name, result)
+        report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
+                                                                    runtime.warmup_batches, memory.stop())
         samples[bench.name] = result.per_sample
 
     write_outputs(report, samples, directory, stem, cfg.output.per_sample, outcome)
+    return outcome
+
+
+def bench_config(cfg: RunConfig, batch_sizes: list[int], precisions: list[str] | None, iterations: int,
+                 config_path: str | None = None, progress=lambda _: None) -> RunOutcome:
+    """`mmeval bench`: time the config's model on synthetic inputs and write the report (no dataset read)."""
+    from mmeval.bench import run_bench
+    from mmeval.models.base import GenerationSettings
+
+    runtime = resolve_runtime(cfg.runtime)
+    started = time.perf_counter()
+    model = load_model(cfg.model)
+    place_model(model, runtime)
+    report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
+    report["model"]["load_s"] = time.perf_counter() - started
+    generating = [b for b in cfg.benchmarks if b.task in ("coco_captions", "vqa", "multiple_choice")]
+    settings = GenerationSettings(**generating[0].generation.model_dump()) if generating else GenerationSettings()
+    report["benchmarks"]["bench"] = run_bench(model, runtime, batch_sizes, precisions or [runtime.precision],
+                                              iterations, settings, progress)
+    outcome = RunOutcome(report)
+    stem = cfg.output.name or f"{_safe(model.info.name)}-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    write_outputs(report, {}, cfg.output.dir.expanduser(), stem, False, outcome)
     return outcome
 
 

@@ -25,8 +25,8 @@ class Entry:
 MODELS: dict[str, Entry] = {
     "reference": Entry(
         "mmeval.models.reference:load",
-        "mmeval's own small dual encoder + captioner (safetensors + JSON config folder)",
-        ("image_text_encoder", "captioner"),
+        "mmeval's own small dual encoder + captioner + answerer (safetensors + JSON config folder)",
+        ("image_text_encoder", "captioner", "answerer"),
     ),
     "open_clip": Entry(
         "mmeval.models.open_clip_adapter:load",
@@ -96,6 +96,8 @@ DATA_FORMATS: dict[str, Entry] = {
     # Question formats (vqa, multiple_choice): questions grouped by image.
     "vqav2": Entry("mmeval.data.vqa_data:load_vqav2", "VQAv2 questions JSON (+ annotations JSON) + image folder"),
     "hf_vqa": Entry("mmeval.data.vqa_data:load_hf_vqa", "a Hugging Face dataset with image, question, answers"),
+    "shapes_vqa": Entry("mmeval.data.shapes_vqa:shapes_vqa_from_config",
+                        "questions about mmeval's synthetic shapes scenes (built in, offline; 3 per scene)"),
     "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images"),
     "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer"),
 }

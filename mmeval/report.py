@@ -53,6 +53,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _gpu_driver() -> str | None:
+    """The NVIDIA driver version (nvidia-smi), so latency figures are compared like for like."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -70,6 +80,8 @@ def environment_info(device: torch.device) -> dict[str, Any]:
         "cuda": torch.version.cuda if on_cuda else None,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if on_cuda else _cpu_name(),
+        "cpu_name": _cpu_name(),
+        "gpu_driver": _gpu_driver() if on_cuda else None,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "packages": {p: _version(p) for p in ("open_clip_torch", "transformers", "pycocotools", "datasets")},
@@ -88,7 +100,7 @@ def new_report(config: dict[str, Any], model_info, runtime, config_path: str | N
         "config": config,
         "runtime": None if runtime is None else {
             "device": str(runtime.device), "precision": runtime.precision, "batch_size": runtime.batch_size,
-            "num_workers": runtime.num_workers, "seed": runtime.seed},
+            "num_workers": runtime.num_workers, "seed": runtime.seed, "warmup_batches": runtime.warmup_batches},
         "model": asdict(model_info),
         "environment": environment_info(runtime.device if runtime is not None else torch.device("cpu")),
         "status": "complete",

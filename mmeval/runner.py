@@ -1,25 +1,33 @@
-"""The one inference loop: batching, device, precision, timers and progress for every benchmark.
+"""The one inference loop: batching, device, precision, timers, caches and progress for every benchmark.
 
-Images are read and decoded in DataLoader workers; each worker also hashes the raw bytes, so the dataset
-digest in the report costs no extra pass over the files. Bad images are reported back by index instead of
-raising inside a worker, so the main process can skip or fail with a message that names the file.
+Pixels come from `image_loading` (workers, uint8 transfer, GPU decoding, pixel cache). Every model pass
+first asks the output cache (`cache.py`): a rerun of the same model on the same data, preprocessing and
+precision reuses the embeddings, captions or answers of the earlier run, with what its image pass found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 
-from mmeval.errors import DataError, MmevalError
+from mmeval.cache import Cache, default_cache_dir, model_identity
+from mmeval.data.images import source_fingerprint
+from mmeval.errors import MmevalError
+from mmeval.image_loading import ImagePass, image_batches, plan_pixels
+from mmeval.timing import Timer, sync
+
+_sync = sync  # the name other modules import
+__all__ = ["ImagePass", "Runtime", "Timer", "encode_images", "encode_texts", "generate_answers", "generate_captions"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,8 @@ class Runtime:
     batch_size: int
     num_workers: int
     seed: int
+    warmup_batches: int = 2
+    cache: Cache | None = None  # None: caching off
 
     @property
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -56,25 +66,9 @@ def resolve_runtime(cfg) -> Runtime:
     device = torch.device(spec)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     workers = cfg.num_workers if cfg.num_workers is not None else min(8, max(1, (os.cpu_count() or 1)))
-    return Runtime(device, precision, cfg.batch_size, workers, cfg.seed)
-
-
-@dataclass
-class Timer:
-    """Seconds spent waiting for data, copying to the device and in the model (CUDA-synchronised)."""
-
-    data_s: float = 0.0
-    h2d_s: float = 0.0
-    model_s: float = 0.0
-    batches: list[float] = field(default_factory=list)  # model seconds per batch
-
-    def as_dict(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}_data_s": self.data_s, f"{prefix}_h2d_s": self.h2d_s, f"{prefix}_model_s": self.model_s}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    root = cfg.cache_dir or default_cache_dir()
+    cache = None if cfg.cache == "off" else Cache(root, outputs=cfg.cache == "on")
+    return Runtime(device, precision, cfg.batch_size, workers, cfg.seed, cfg.warmup_batches, cache)
 
 
 def _to_device(tokens: Any, device: torch.device) -> Any:
@@ -83,134 +77,116 @@ def _to_device(tokens: Any, device: torch.device) -> Any:
     return tokens.to(device, non_blocking=True)
 
 
-class _ImageDataset(Dataset):
-    def __init__(self, source, transform: Callable):
-        self.source = source
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, bytes, str | None]:
-        try:
-            data, image = self.source.load(index)
-        except DataError as exc:
-            return index, None, b"", str(exc)
-        digest = hashlib.sha256(data).digest()
-        try:
-            return index, self.transform(image), digest, None
-        except Exception as exc:  # a transform that chokes on one image must not kill the worker
-            return index, None, digest, f"{self.source.describe(index)}: preprocessing failed ({exc})"
+def _output_parts(model, runtime: Runtime, kind: str, **content: Any) -> dict[str, Any] | None:
+    """The cache key parts of one pass's outputs; None when they cannot be cached (caching off, a model
+    without a checkpoint hash, an image source that cannot be fingerprinted)."""
+    identity = model_identity(model) if runtime.cache is not None else None
+    if identity is None or any(value is None for value in content.values()):
+        return None
+    return {"kind": kind, "model": identity, "precision": runtime.precision, "device": runtime.device.type,
+            **content}  # fmt: skip
 
 
-def _collate(items):
-    good = [item for item in items if item[1] is not None]
-    pixels = torch.stack([item[1] for item in good]) if good else None
-    return [item[0] for item in good], pixels, items
+def _image_content(model, source, runtime: Runtime, on_bad_image: str, decode: str) -> dict[str, Any]:
+    plan = plan_pixels(model, source, runtime, decode)
+    return {"images": source_fingerprint(source), "pixels": plan.mode, "on_bad_image": on_bad_image}
 
 
-@dataclass
-class ImagePass:
-    """One pass over a dataset's images: what was read, what could not be, and where the time went."""
-
-    ok_indices: list[int] = field(default_factory=list)  # source indices, in the order they were processed
-    bad: list[tuple[int, str]] = field(default_factory=list)  # (index, reason) of unreadable images
-    digests: dict[int, bytes] = field(default_factory=dict)  # sha256 of each image's raw bytes
-    timer: Timer = field(default_factory=Timer)
-    batch_indices: list[int] = field(default_factory=list)  # source indices of the batch being yielded
+def _digest(values: Any) -> str:
+    return hashlib.sha256(json.dumps(values, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def _image_batches(model, source, runtime: Runtime, on_bad_image: str, progress: Callable[[int], None],
-                   done: ImagePass) -> Iterator[torch.Tensor]:
-    """Yield batches of preprocessed pixels, in order, recording good and bad images in `done`."""
-    loader = DataLoader(
-        _ImageDataset(source, model.image_transform),
-        batch_size=runtime.batch_size,
-        num_workers=runtime.num_workers,
-        collate_fn=_collate,
-        pin_memory=runtime.device.type == "cuda",
-        persistent_workers=False,
-    )
-    for indices, pixels, items in _timed(loader, done.timer):
-        for index, _, digest, error in items:
-            done.digests[index] = digest
-            if error is not None:
-                if on_bad_image == "fail":
-                    raise DataError(f"{error} (set data.on_bad_image: skip to skip such images)")
-                log.warning("skipping image: %s", error)
-                done.bad.append((index, error))
-        if pixels is not None:
-            done.batch_indices = indices
-            yield pixels
-            done.ok_indices.extend(indices)
-        progress(len(items))
-
-
-def encode_images(model, source, runtime: Runtime, on_bad_image: str,
-                  progress: Callable[[int], None]) -> tuple[torch.Tensor, ImagePass]:
+def encode_images(model, source, runtime: Runtime, on_bad_image: str, progress: Callable[[int], None],
+                  decode: str = "auto") -> tuple[torch.Tensor, ImagePass]:  # fmt: skip
     """Embed every image of `source` once, in order (L2-normalised float32 rows on the run's device)."""
+    parts = _output_parts(model, runtime, "image_embeddings",
+                          **_image_content(model, source, runtime, on_bad_image, decode))  # fmt: skip
+    hit = runtime.cache.get(parts) if parts else None
+    if hit is not None:
+        progress(len(source))
+        return hit[0]["embeddings"].to(runtime.device), ImagePass.from_meta(hit[1], "output cache")
     done, chunks = ImagePass(), []
-    for pixels in _image_batches(model, source, runtime, on_bad_image, progress, done):
+    for pixels in image_batches(model, source, runtime, on_bad_image, progress, done, decode):
         chunks.append(_run_model(model.encode_image, pixels, runtime, done.timer))
-    return (torch.cat(chunks) if chunks else torch.empty(0, 0)), done
+    embeddings = torch.cat(chunks) if chunks else torch.empty(0, 0)
+    if parts:
+        runtime.cache.put(parts, {"embeddings": embeddings}, done.to_meta())
+    return embeddings, done
 
 
-def generate_captions(model, source, runtime: Runtime, settings, on_bad_image: str,
-                      progress: Callable[[int], None]) -> tuple[list[str], ImagePass]:
+def _generate_batch(call: Callable[[], list[str]], expected: int, pixels_rows: int, timer: Timer,
+                    device: torch.device, what: str) -> list[str]:  # fmt: skip
+    """One timed generation call, checked to return `expected` strings."""
+    began = time.perf_counter()
+    out = call()
+    sync(device)
+    timer.record(time.perf_counter() - began, pixels_rows)
+    if not isinstance(out, list) or len(out) != expected or not all(isinstance(c, str) for c in out):
+        got = f"{len(out)} strings" if isinstance(out, (list, tuple)) else f"a {type(out).__name__}"
+        raise MmevalError(f"the model returned {got} for {expected} {what} (it must return a list with one "
+                          f"string per {what.rstrip('s')})")  # fmt: skip
+    return out
+
+
+def generate_captions(model, source, runtime: Runtime, settings, on_bad_image: str, progress: Callable[[int], None],
+                      decode: str = "auto") -> tuple[list[str], ImagePass]:  # fmt: skip
     """One caption per readable image of `source`, in order (aligned with `ImagePass.ok_indices`)."""
+    parts = _output_parts(model, runtime, "captions", settings=dataclasses.asdict(settings),
+                          **_image_content(model, source, runtime, on_bad_image, decode))  # fmt: skip
+    hit = runtime.cache.get(parts) if parts else None
+    if hit is not None:
+        progress(len(source))
+        return list(hit[1]["captions"]), ImagePass.from_meta(hit[1], "output cache")
     done, captions = ImagePass(), []
-    for pixels in _image_batches(model, source, runtime, on_bad_image, progress, done):
-        began = time.perf_counter()
-        pixels = _to_device(pixels, runtime.device)
-        _sync(runtime.device)
-        copied = time.perf_counter()
+    for pixels in image_batches(model, source, runtime, on_bad_image, progress, done, decode):
         with torch.inference_mode(), runtime.autocast:
-            batch = model.generate(pixels, settings)
-        _sync(runtime.device)
-        finished = time.perf_counter()
-        if len(batch) != len(pixels) or not all(isinstance(c, str) for c in batch):
-            raise MmevalError(f"the model returned {len(batch)} captions for {len(pixels)} images "
-                              "(generate must return one string per image)")
-        captions.extend(batch)
-        done.timer.h2d_s += copied - began
-        done.timer.model_s += finished - copied
-        done.timer.batches.append(finished - copied)
+            captions += _generate_batch(lambda: model.generate(pixels, settings), len(pixels), len(pixels),
+                                        done.timer, runtime.device, "images")  # fmt: skip
+    if parts:
+        runtime.cache.put(parts, {}, {**done.to_meta(), "captions": captions})
     return captions, done
 
 
 def generate_answers(model, source, prompts_of: list[list[tuple[Any, str]]], runtime: Runtime, settings,
-                     on_bad_image: str, progress: Callable[[int], None]) -> tuple[dict[Any, str], ImagePass]:
+                     on_bad_image: str, progress: Callable[[int], None],
+                     decode: str = "auto") -> tuple[dict[Any, str], ImagePass]:  # fmt: skip
     """Answer every question about every readable image of `source`; each image is read and decoded once.
 
     `prompts_of[i]` lists (key, prompt) for image i. The pixels of a batch of images are repeated once per
     question in model batches of at most `runtime.batch_size` rows. Returns {key: answer} and the image pass.
     """
+    parts = _output_parts(model, runtime, "answers", settings=dataclasses.asdict(settings),
+                          prompts=_digest(prompts_of), **_image_content(model, source, runtime, on_bad_image, decode))
+    hit = runtime.cache.get(parts) if parts else None
+    if hit is not None:
+        progress(len(source))
+        return {_restore_key(k): a for k, a in hit[1]["answers"]}, ImagePass.from_meta(hit[1], "output cache")
     done, answers = ImagePass(), {}
-    for pixels in _image_batches(model, source, runtime, on_bad_image, progress, done):
-        began = time.perf_counter()
-        pixels = _to_device(pixels, runtime.device)
-        _sync(runtime.device)
-        done.timer.h2d_s += time.perf_counter() - began
+    for pixels in image_batches(model, source, runtime, on_bad_image, progress, done, decode):
         rows = [(row, key, prompt) for row, index in enumerate(done.batch_indices) for key, prompt in prompts_of[index]]
         for start in range(0, len(rows), runtime.batch_size):
             chunk = rows[start : start + runtime.batch_size]
-            began = time.perf_counter()
             with torch.inference_mode(), runtime.autocast:
-                batch = model.answer(pixels[[row for row, _, _ in chunk]], [prompt for _, _, prompt in chunk], settings)
-            _sync(runtime.device)
-            seconds = time.perf_counter() - began
-            done.timer.model_s += seconds
-            done.timer.batches.append(seconds)
-            if not isinstance(batch, list) or len(batch) != len(chunk) or not all(isinstance(a, str) for a in batch):
-                got = f"{len(batch)} answers" if isinstance(batch, (list, tuple)) else f"a {type(batch).__name__}"
-                raise MmevalError(f"the model returned {got} for {len(chunk)} questions "
-                                  "(answer must return a list with one string per question)")
+                batch = _generate_batch(
+                    lambda: model.answer(pixels[[row for row, _, _ in chunk]], [p for _, _, p in chunk], settings),
+                    len(chunk), len(chunk), done.timer, runtime.device, "questions")  # fmt: skip
             answers.update((key, text) for (_, key, _), text in zip(chunk, batch))
+    if parts:
+        runtime.cache.put(parts, {}, {**done.to_meta(), "answers": [[k, a] for k, a in answers.items()]})
     return answers, done
+
+
+def _restore_key(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key  # JSON turns tuple keys into lists
 
 
 def encode_texts(model, texts: list[str], runtime: Runtime, progress: Callable[[int], None]) -> tuple[torch.Tensor, Timer]:
     """Embed every text once, in batches; tokenisation counts as data time."""
+    parts = _output_parts(model, runtime, "text_embeddings", texts=_digest(texts), n_texts=len(texts))
+    hit = runtime.cache.get(parts) if parts else None
+    if hit is not None:
+        progress(len(texts))
+        return hit[0]["embeddings"].to(runtime.device), Timer(cached=True)
     timer, chunks = Timer(), []
     for start in range(0, len(texts), runtime.batch_size):
         began = time.perf_counter()
@@ -218,36 +194,26 @@ def encode_texts(model, texts: list[str], runtime: Runtime, progress: Callable[[
         timer.data_s += time.perf_counter() - began
         chunks.append(_run_model(model.encode_text, tokens, runtime, timer))
         progress(min(runtime.batch_size, len(texts) - start))
-    return (torch.cat(chunks) if chunks else torch.empty(0, 0)), timer
-
-
-def _timed(loader: DataLoader, timer: Timer) -> Iterator[Any]:
-    iterator = iter(loader)
-    while True:
-        began = time.perf_counter()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        timer.data_s += time.perf_counter() - began
-        yield batch
+    embeddings = torch.cat(chunks) if chunks else torch.empty(0, 0)
+    if parts:
+        runtime.cache.put(parts, {"embeddings": embeddings}, {})
+    return embeddings, timer
 
 
 def _run_model(encode: Callable, inputs: Any, runtime: Runtime, timer: Timer) -> torch.Tensor:
     began = time.perf_counter()
     inputs = _to_device(inputs, runtime.device)
-    _sync(runtime.device)
+    sync(runtime.device)
     copied = time.perf_counter()
     with torch.inference_mode(), runtime.autocast:
         out = encode(inputs)
     out = F.normalize(out.float(), dim=-1)
     if not torch.isfinite(out).all():
         raise MmevalError("the model returned NaN or Inf embeddings; try runtime.precision: fp32")
-    _sync(runtime.device)
+    sync(runtime.device)
     done = time.perf_counter()
     timer.h2d_s += copied - began
-    timer.model_s += done - copied
-    timer.batches.append(done - copied)
+    timer.record(done - copied, out.shape[0])
     return out
 
 

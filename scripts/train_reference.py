@@ -1,4 +1,4 @@
-"""Train the reference dual encoder + captioner on the shapes "train" split and write its checkpoint folder.
+"""Train the reference dual encoder + captioner + question answerer on shapes "train" scenes; write the folder.
 
 The shipped demo checkpoint mmeval/assets/shapes-clip/ is exactly what this command writes, run from the
 repository root with mmeval importable (installed, or PYTHONPATH=.); the defaults are the shipped settings
@@ -7,12 +7,15 @@ and take about 9 minutes on an otherwise idle 2-core CPU (0.29 s per step; other
     python scripts/train_reference.py
 
 Training minimises the symmetric CLIP contrastive loss plus `--caption-weight` times the captioning decoder's
-next-token cross-entropy (teacher forcing, padding ignored), both on the same image encoder (as CoCa does);
+next-token cross-entropy (teacher forcing, padding ignored), both on the same image encoder (as CoCa does),
+plus `--vqa-weight` times the same decoder's cross-entropy on answers to generated questions (the decoder
+then also attends to the text tower's feature of the question; see `ReferenceCLIP`);
 AdamW with a linear warm-up and cosine decay, a fixed seed and deterministic torch algorithms, so a rerun on
 the same machine reproduces the weights byte for byte. Images are rendered once into a uint8 tensor; each step
-pairs every image with one of its five captions at random, used by both losses. At the end the saved
-checkpoint is reloaded and scored on the held-out "test" split: recall with mmeval's own ranking, and
-captions (greedy and beam search) with mmeval's CIDEr / BLEU-4 against a constant-caption baseline.
+pairs every image with one of its five captions at random, used by the first two losses, and one of its
+`--train-questions` questions. At the end the saved checkpoint is reloaded and scored on the held-out "test"
+split: recall with mmeval's own ranking, captions (greedy and beam search) with mmeval's CIDEr / BLEU-4
+against a constant-caption baseline, and answers with mmeval's VQA accuracy against the majority answer.
 The image tower has a convolutional stem (`--conv-stem 3`): at equal compute it roughly doubled held-out recall
 and improved the captions over the plain linear patchify. `--decoder-layers 0 --conv-stem 0 --batch-size 128
 --steps 800` trains the previous encoder-only model.
@@ -33,7 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from mmeval.data.shapes import load_shapes, render_scene, scene_captions, split_scene
+from mmeval.data.shapes_vqa import answer_words, load_shapes_vqa, scene_questions
 from mmeval.metrics.captioning import score_captions
+from mmeval.metrics.vqa import score_vqa
 from mmeval.metrics.retrieval import compute_ranks, metrics_from_ranks
 from mmeval.models.base import GenerationSettings
 from mmeval.models.reference import (
@@ -78,14 +83,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--decoder-heads", type=int, default=4)
     p.add_argument("--decoder-context-length", type=int, default=32, help="[BOS] + caption words + [EOS]")
     p.add_argument("--caption-weight", type=float, default=1.0, help="weight of the captioning loss")
+    p.add_argument("--vqa-weight", type=float, default=1.0, help="weight of the answering loss (0: no answering)")
+    p.add_argument("--train-questions", type=int, default=8, help="questions per training scene")
+    p.add_argument("--vqa-images", type=int, default=500, help="held-out 'test' scenes to ask 3 questions each")
     p.add_argument("--save-dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
 
-def build_vocab(captions: list[str]) -> list[str]:
-    """Special tokens, then every word of the training captions in sorted order (deterministic)."""
-    words = sorted({w for caption in captions for w in re.findall(r"[a-z0-9]+", caption.lower())})
+def build_vocab(texts: list[str]) -> list[str]:
+    """Special tokens, then every word of the training texts in sorted order (deterministic)."""
+    words = sorted({w for text in texts for w in re.findall(r"[a-z0-9]+", text.lower())})
     return [*SPECIAL_TOKENS, *words]
 
 
@@ -120,7 +128,10 @@ def train(args: argparse.Namespace) -> tuple[ReferenceCLIP, str]:
     started = time.perf_counter()
     scenes = [split_scene("train", args.seed, i) for i in range(args.train_images)]
     captions = [scene_captions(s) for s in scenes]
-    vocab = build_vocab([c for five in captions for c in five])
+    answering = args.vqa_weight > 0 and args.decoder_layers > 0
+    asked = [scene_questions(s, args.train_questions) for s in scenes] if answering else []
+    texts = [c for five in captions for c in five] + [q for qs in asked for q, _, _ in qs]
+    vocab = build_vocab(texts + (answer_words() if answering else []))
     config = ReferenceConfig(
         vocab=vocab, name="shapes-clip", image_size=args.image_size, patch_size=args.patch_size,
         conv_stem=args.conv_stem,
@@ -128,7 +139,7 @@ def train(args: argparse.Namespace) -> tuple[ReferenceCLIP, str]:
         text_layers=args.text_layers, text_heads=args.text_heads, context_length=args.context_length,
         embed_dim=args.embed_dim, mlp_ratio=args.mlp_ratio, decoder_layers=args.decoder_layers,
         decoder_width=args.decoder_width, decoder_heads=args.decoder_heads,
-        decoder_context_length=args.decoder_context_length,
+        decoder_context_length=args.decoder_context_length, answers_questions=answering,
     )  # fmt: skip
     problems = config.problems()
     if problems:
@@ -142,6 +153,11 @@ def train(args: argparse.Namespace) -> tuple[ReferenceCLIP, str]:
     targets = tokens  # the decoder's captions: [BOS] words [EOS], cut to its own context length
     if args.decoder_context_length != args.context_length:
         targets = tokenize(flat, word_ids, args.decoder_context_length).view(len(scenes), 5, -1)
+    if answering:
+        questions = tokenize([q for qs in asked for q, _, _ in qs], word_ids, args.context_length)
+        questions = questions.view(len(scenes), args.train_questions, -1)
+        answers = tokenize([a for qs in asked for _, a, _ in qs], word_ids, args.decoder_context_length)
+        answers = answers.view(len(scenes), args.train_questions, -1)
     log.info(
         "rendered %d train scenes, vocab %d words, in %.1fs", len(scenes), len(vocab), time.perf_counter() - started
     )
@@ -149,8 +165,9 @@ def train(args: argparse.Namespace) -> tuple[ReferenceCLIP, str]:
     torch.manual_seed(args.seed)
     model = ReferenceCLIP(config).train()
     log.info("parameters: %d", sum(p.numel() for p in model.parameters()))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    decayed = {n for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n and "token" not in n}
+    decay = [p for n, p in model.named_parameters() if n in decayed]
+    no_decay = [p for n, p in model.named_parameters() if n not in decayed]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr, betas=(0.9, 0.98), eps=1e-6, foreach=True,
@@ -175,14 +192,21 @@ def train(args: argparse.Namespace) -> tuple[ReferenceCLIP, str]:
             caption = trim(targets[batch, which])
             cap_loss = caption_loss(model.caption_logits(image_tokens, caption[:, :-1]), caption)
             loss = loss + args.caption_weight * cap_loss
+        vqa_loss = torch.zeros(())
+        if answering:
+            pick = torch.randint(0, args.train_questions, (len(batch),), generator=generator)
+            answer = trim(answers[batch, pick])
+            logits = model.answer_logits(image_tokens, trim(questions[batch, pick]), answer[:, :-1])
+            vqa_loss = caption_loss(logits, answer)
+            loss = loss + args.vqa_weight * vqa_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if step % 25 == 0 or step == args.steps - 1:
-            log.info("step %4d/%d  loss %.3f (caption %.3f)  scale %.1f  %.0fs (cpu %.0fs)", step, args.steps,
-                     loss.item(), cap_loss.item(), model.logit_scale.exp().item(), time.perf_counter() - started,
-                     time.process_time())  # fmt: skip
+            log.info("step %4d/%d  loss %.3f (caption %.3f, answers %.3f)  scale %.1f  %.0fs (cpu %.0fs)", step,
+                     args.steps, loss.item(), cap_loss.item(), vqa_loss.item(), model.logit_scale.exp().item(),
+                     time.perf_counter() - started, time.process_time())  # fmt: skip
     constant = min(Counter(flat).items(), key=lambda item: (-item[1], item[0]))[0]  # ties: alphabetical
     return model.eval(), constant
 
@@ -225,6 +249,34 @@ def evaluate_captions(folder: Path, n_images: int, seed: int, constant: str) -> 
     return results
 
 
+@torch.no_grad()
+def evaluate_answers(folder: Path, n_images: int, seed: int) -> dict[str, float]:
+    """VQA accuracy (overall and per answer type) of the saved checkpoint's greedy answers to 3 questions about
+    each held-out "test" scene, and of always giving the most common answer of each type (the prior baseline)."""
+    model = load_folder(folder)
+    data = load_shapes_vqa("test", n_images, seed, model.config.image_size)
+    pixels = torch.stack([model.image_transform(data.images.load(q.image)[1]) for q in data.questions])
+    settings = GenerationSettings(max_new_tokens=5)
+    predicted = [a for rows in zip(pixels.split(256), _chunks(data.texts, 256))
+                 for a in model.answer(rows[0], rows[1], settings)]  # fmt: skip
+    truth = [q.answers for q in data.questions]
+    types = [q.answer_type for q in data.questions]
+    scores, _ = score_vqa(predicted, truth, types)
+    majority = {t: Counter(a[0] for a, u in zip(truth, types) if u == t).most_common(1)[0][0] for t in set(types)}
+    prior, _ = score_vqa([majority[t] for t in types], truth, types)
+    for name, result in (("answers", scores), ("prior", prior)):
+        log.info("  %-8s %s", name, "  ".join(f"{_type_label(k)} {v:.3f}" for k, v in result.items()))  # fmt: skip
+    return scores
+
+
+def _type_label(key: str) -> str:
+    return "all" if key == "vqa_accuracy" else key.removeprefix("vqa_accuracy_")
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args()
@@ -242,6 +294,9 @@ def main() -> None:
     if model.config.has_decoder:
         log.info("held-out captions (%d images, 5 references each):", args.caption_images)
         evaluate_captions(args.out, args.caption_images, args.seed, constant)
+    if model.config.answers_questions:
+        log.info("held-out questions (%d images, 3 questions each):", args.vqa_images)
+        evaluate_answers(args.out, args.vqa_images, args.seed)
     log.info("total %.0fs", time.perf_counter() - started)
 
 

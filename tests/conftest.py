@@ -47,6 +47,15 @@ PLUGIN_HEADER = "from __future__ import annotations\n\nimport numpy as np\nimpor
 PLUGIN_HEADER += inspect.getsource(SmallPixels)
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test gets an empty mmeval cache (also for the `mmeval` processes it starts), so no test reuses
+    another's outputs; the cache tests use it on purpose."""
+    folder = tmp_path_factory.mktemp("mmeval-cache")
+    monkeypatch.setenv("MMEVAL_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real COCO files in ../shared/data."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import TINY_OPEN_CLIP, make_coco_dataset
+
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS
 
 # A narrow terminal: an error line that rich wrapped at the width would be split and not found below.
@@ -206,8 +206,8 @@ CONFIG_CASES = {
     "missing_annotations": (lambda raw: raw["benchmarks"][0]["data"].update(annotations="nowhere/ann.json"),
                             "benchmarks[0].data.annotations: file not found: {root}/nowhere/ann.json"),
     "config_typo": (lambda raw: raw["runtime"].update(batch_sze=raw["runtime"].pop("batch_size")),
-                    "runtime.batch_sze: unknown key. Did you mean 'batch_size'? Valid keys here: batch_size, device, "
-                    "num_workers, precision, seed"),
+                    "runtime.batch_sze: unknown key. Did you mean 'batch_size'? Valid keys here: batch_size, cache, "
+                    "cache_dir, device, num_workers, precision, seed, warmup_batches"),
     "bad_device": (lambda raw: raw["runtime"].update(device="gpu"),
                    "runtime.device: expected auto, cpu, cuda or cuda:N (e.g. cuda:1), got 'gpu'"),
 }

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import make_coco_dataset
+
 from mmeval.config import validate_mapping
 from mmeval.evaluate import run_config
 

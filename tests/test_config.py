@@ -85,7 +85,7 @@ def test_example_config_loads_as_written(workdir: Path) -> None:
 
 def test_report_copy_of_data_shows_only_the_fields_the_format_reads(workdir: Path) -> None:
     data = load_config(write(workdir / "run.yaml", EXAMPLE)).model_dump(mode="json")["benchmarks"][0]["data"]
-    assert set(data) == {"format", "annotations", "images", "on_bad_image", "limit"}
+    assert set(data) == {"format", "annotations", "images", "on_bad_image", "limit", "decode"}
 
 
 # --- unknown keys ---------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_unknown_top_level_key_suggests_the_real_one(workdir: Path) -> None:
 def test_unknown_nested_key_suggests_the_real_one(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw["runtime"].update(batch_sze=raw["runtime"].pop("batch_size")))
     assert problems == ["runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
-                        "Valid keys here: batch_size, device, num_workers, precision, seed"]
+                        "Valid keys here: batch_size, cache, cache_dir, device, num_workers, precision, seed, warmup_batches"]
 
 
 def test_unknown_key_inside_a_list_item(workdir: Path) -> None:
@@ -131,7 +131,7 @@ def test_several_problems_are_all_reported_each_with_its_path(workdir: Path) -> 
         f"Available: {', '.join(sorted(MODELS))}",
         f"benchmarks[0].data.annotations: file not found: {workdir / 'data' / 'coco' / 'missing.json'}",
         "runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
-        "Valid keys here: batch_size, device, num_workers, precision, seed",
+        "Valid keys here: batch_size, cache, cache_dir, device, num_workers, precision, seed, warmup_batches",
     ]
 
 
@@ -144,7 +144,7 @@ def test_cross_field_problems_are_reported_with_field_errors(workdir: Path) -> N
         raw["runtime"]["precision"] = "fp64"
 
     assert problems_of(edit) == [
-        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, images, limit, "
+        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, images, limit, "
         "on_bad_image); remove it",
         f"benchmarks[1].data.images: folder not found: {workdir / 'data' / 'coco' / 'nowhere'}",
         "benchmarks[1].name: duplicate benchmark name 'coco5k' (also used by benchmarks[0]); names must be unique",
@@ -200,9 +200,9 @@ def test_format_required_field(workdir: Path) -> None:
 def test_field_the_format_does_not_read_is_an_error(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw["benchmarks"][0]["data"].update(n_images=100, split="test"))
     assert problems == [
-        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, images, limit, on_bad_image);"
+        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, images, limit, on_bad_image);"
         " remove it",
-        "benchmarks[0].data.split: not used by format 'coco' (it reads: annotations, images, limit, on_bad_image);"
+        "benchmarks[0].data.split: not used by format 'coco' (it reads: annotations, decode, images, limit, on_bad_image);"
         " remove it",
     ]
 
@@ -320,7 +320,7 @@ def test_overrides_are_validated_like_the_file(workdir: Path) -> None:
     assert info.value.problems == [
         "runtime.batch_size: Input should be greater than 0 (got 0)",
         "runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
-        "Valid keys here: batch_size, device, num_workers, precision, seed",
+        "Valid keys here: batch_size, cache, cache_dir, device, num_workers, precision, seed, warmup_batches",
     ]
 
 

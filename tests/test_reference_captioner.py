@@ -77,7 +77,7 @@ def test_checkpoint_without_decoder_is_only_an_encoder_and_refuses_to_caption(tm
     model = load_folder(folder)
     assert model.module.decoder is None and not any("decoder" in k for k in model.module.state_dict())
     assert capabilities_of(model) == {"image_text_encoder"}
-    with pytest.raises(MmevalError, match="encoder-only.*cannot caption.*no captioning decoder"):
+    with pytest.raises(MmevalError, match="encoder-only.*cannot caption.*no decoder"):
         model.generate(pixels[:2], settings())
 
 
@@ -202,8 +202,8 @@ def held_out(demo) -> torch.Tensor:
     return torch.stack([demo.image_transform(data.images.load(i)[1]) for i in range(32)])
 
 
-def test_shipped_model_is_an_encoder_and_a_captioner(demo):
-    assert capabilities_of(demo) == {"image_text_encoder", "captioner"}
+def test_shipped_model_is_an_encoder_a_captioner_and_an_answerer(demo):
+    assert capabilities_of(demo) == {"image_text_encoder", "captioner", "answerer"}
     assert demo.info.extra["decoder_layers"] > 0
 
 
@@ -222,8 +222,8 @@ def test_shipped_model_beam_search_with_one_beam_is_greedy(demo, held_out):
     with torch.no_grad():
         image_tokens = demo.module.visual.tokens(held_out)
     search = Search(BOS, EOS, (PAD, UNK, BOS), max_new_tokens=30, num_beams=1)
-    assert torch.equal(beam_search(demo.module.decoder, image_tokens, search),
-                       greedy(demo.module.decoder, image_tokens, search))  # fmt: skip
+    memory = demo.module.caption_memory(image_tokens)
+    assert torch.equal(beam_search(demo.module.decoder, memory, search), greedy(demo.module.decoder, memory, search))
 
 
 def test_shipped_model_names_colour_and_shape_of_one_shape_scenes(demo):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from conftest import make_coco_dataset
+
 from mmeval.config import validate_mapping
 from mmeval.errors import MmevalError
 from mmeval.evaluate import run_config

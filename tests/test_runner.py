@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_coco_dataset
 from PIL import Image
 
-from conftest import make_coco_dataset
-from mmeval.benchmarks import retrieval
+from mmeval.benchmarks import RunContext, retrieval
 from mmeval.config import RuntimeConfig, validate_mapping
 from mmeval.errors import DataError, MmevalError
 from mmeval.models.base import ImageTextEncoder, ModelInfo
-from mmeval.benchmarks import RunContext
 from mmeval.runner import resolve_runtime
 
 

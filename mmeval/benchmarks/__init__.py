@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mmeval.runner import NullProgress, Runtime
+from mmeval.runner import NullProgress, Runtime, Timer
 
 
 @dataclass
@@ -20,6 +20,7 @@ class BenchmarkResult:
     timings: dict[str, float]
     per_sample: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific report fields (files, tokenizer, ...)
+    timers: dict[str, Timer] = field(default_factory=dict)  # each pass's model timings, for the latency block
 
 
 @dataclass
@@ -47,4 +48,5 @@ def dataset_summary(data, images, n_texts: int) -> dict[str, Any]:
         "skipped_images": [{"image_id": data.image_ids[i], "reason": reason} for i, reason in images.bad],
         "source": data.source,
         "sha256": digest.hexdigest(),
+        "pixels_from": images.pixels_from,
     }

@@ -36,7 +36,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
 
     task = progress.add_task(f"{bench.name}: captions", total=len(data.image_ids))
     captions, images = generate_captions(model, data.images, runtime, settings, bench.data.on_bad_image,
-                                         lambda n: progress.advance(task, n))
+                                         lambda n: progress.advance(task, n), bench.data.decode)
     ids = [data.image_ids[i] for i in images.ok_indices]
     predictions = [{"image_id": image_id, "caption": caption} for image_id, caption in zip(ids, captions)]
     extra: dict[str, Any] = {}
@@ -87,7 +87,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         for image_id in scored
     ]}
     metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
-    return BenchmarkResult("coco_captions", dataset, metrics, timings, per_sample, extra)
+    return BenchmarkResult("coco_captions", dataset, metrics, timings, per_sample, extra,
+                           timers={"generate": images.timer})
 
 
 def _clipscore(bench, data, ok_indices, captions, references, ids, ctx: RunContext) -> dict[str, np.ndarray]:

@@ -66,7 +66,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
 
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
-                                      lambda n: progress.advance(task, n))
+                                      lambda n: progress.advance(task, n), bench.data.decode)
     if not images.ok_indices:
         raise DataError(f"{data.source}: no readable image to classify")
     prompts = [template.format(c=name) for name in classes for template in templates]
@@ -96,7 +96,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         extra["warnings"] = warnings
     reported = {name: {"value": value, "higher_is_better": metrics.higher_is_better(name)}
                 for name, value in values.items()}
-    return BenchmarkResult("zeroshot_classification", dataset, reported, timings, per_sample, extra)
+    return BenchmarkResult("zeroshot_classification", dataset, reported, timings, per_sample, extra,
+                           timers={"images": images.timer, "texts": text_timer})
 
 
 def _single_label(scores: np.ndarray, labels: np.ndarray, classes: list[str], ids: list[Any],

@@ -50,4 +50,5 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     ]}
     timings = {"load_data_s": load_s, **images.timer.as_dict("generate"),
                "metrics_s": time.perf_counter() - metric_start, "total_s": time.perf_counter() - started}
-    return BenchmarkResult("multiple_choice", dataset, metrics, timings, per_sample, extra)
+    return BenchmarkResult("multiple_choice", dataset, metrics, timings, per_sample, extra,
+                           timers={"generate": images.timer})

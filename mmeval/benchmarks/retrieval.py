@@ -24,7 +24,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
 
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
-                                      lambda n: progress.advance(task, n))
+                                      lambda n: progress.advance(task, n), bench.data.decode)
     kept_texts = _texts_of(images.ok_indices, data.text_image_index)
     if not kept_texts:
         raise DataError(f"{data.source}: no readable image has a caption")
@@ -57,7 +57,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         "i2t": [{"image_id": i, "rank": int(r)} for i, r in zip(np.array(ok_ids, dtype=object)[has_caption], ranks.i2t)],
     }
     metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
-    return BenchmarkResult("retrieval", dataset, metrics, timings, per_sample)
+    return BenchmarkResult("retrieval", dataset, metrics, timings, per_sample,
+                           timers={"images": images.timer, "texts": text_timer})
 
 
 def _texts_of(image_indices: list[int], text_image_index: list[int]) -> list[int]:

@@ -34,6 +34,8 @@ def render(template: str, values: dict[str, str]) -> str:
 
 def prepare(model, bench, default_template: str, needs: tuple[str, ...]) -> tuple[str, GenerationSettings]:
     """The prompt template and decoding settings, refused before any data is read if the model cannot use them."""
+    if bench.prompt_template is None and hasattr(model, "question_template"):
+        default_template = model.question_template(bench.task)  # a model trained on another form of question
     template = bench.prompt_template or default_template
     missing = [name for name in needs if "{" + name + "}" not in template]
     if missing:
@@ -51,7 +53,7 @@ def ask(model, bench, ctx: RunContext, data: QuestionData, settings: GenerationS
     prompts_of = [[(n, prompt_of(data.questions[n])) for n in group] for group in data.questions_by_image()]
     task = ctx.progress.add_task(f"{bench.name}: answers", total=len(data.image_ids))
     return generate_answers(model, data.images, prompts_of, ctx.runtime, settings, bench.data.on_bad_image,
-                            lambda n: ctx.progress.advance(task, n))
+                            lambda n: ctx.progress.advance(task, n), bench.data.decode)
 
 
 def answered_summary(data: QuestionData, images: ImagePass, answered: list[int]) -> dict[str, Any]:
@@ -106,4 +108,4 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         log.warning("%s: no annotations: answers were generated and saved, not scored", bench.name)
     timings = {"load_data_s": load_s, **images.timer.as_dict("generate"),
                "metrics_s": time.perf_counter() - metric_start, "total_s": time.perf_counter() - started}
-    return BenchmarkResult("vqa", dataset, metrics, timings, {"answers": rows}, extra)
+    return BenchmarkResult("vqa", dataset, metrics, timings, {"answers": rows}, extra, timers={"generate": images.timer})

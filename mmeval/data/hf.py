@@ -51,6 +51,16 @@ class HFImages:
         return f"{self.name}[row {index}].{self.column}"
 
     def load(self, index: int) -> tuple[bytes, Image.Image]:
+        data = self.read_bytes(index)
+        return data, decode_image(data, self.describe(index))
+
+    def fingerprint(self) -> str | None:
+        """The datasets library's own fingerprint of the table (None if it has none) and the column."""
+        fingerprint = getattr(self.dataset, "_fingerprint", None)
+        return f"hf|{fingerprint}|{self.column}|{len(self.dataset)}" if fingerprint else None
+
+    def read_bytes(self, index: int) -> bytes:
+        """The row's encoded image bytes, undecoded."""
         value = self.dataset[index][self.column]
         where = self.describe(index)
         if isinstance(value, dict):  # {"bytes": ..., "path": ...} from an undecoded Image feature
@@ -71,7 +81,7 @@ class HFImages:
             raise DataError(f"{where}: expected an image, bytes or a path, got {type(value).__name__}")
         if data is None:
             raise DataError(f"{where}: the row holds no image")
-        return data, decode_image(data, where)
+        return data
 
 
 def load_hf(cfg) -> RetrievalData:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -41,13 +42,29 @@ class FileImages:
     def describe(self, index: int) -> str:
         return str(self.paths[index])
 
-    def load(self, index: int) -> tuple[bytes, Image.Image]:
+    def read_bytes(self, index: int) -> bytes:
+        """The file's bytes, undecoded (for GPU decoding)."""
         path = self.paths[index]
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except OSError as exc:
             raise DataError(f"{path}: cannot read image ({exc.strerror or exc})") from exc
-        return data, decode_image(data, str(path))
+
+    def load(self, index: int) -> tuple[bytes, Image.Image]:
+        data = self.read_bytes(index)
+        return data, decode_image(data, str(self.paths[index]))
+
+    def fingerprint(self) -> str:
+        """Identifies the files as they are now (path, size, modification time) without reading them: a cache
+        entry made from other or since-changed files never matches."""
+        digest = hashlib.sha256(b"files")
+        for path in self.paths:
+            try:
+                stat = path.stat()
+                digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}|missing\n".encode())
+        return digest.hexdigest()
 
 
 class SubsetImages:
@@ -65,3 +82,16 @@ class SubsetImages:
 
     def load(self, index: int) -> tuple[bytes, Image.Image]:
         return self.source.load(self.indices[index])
+
+    def read_bytes(self, index: int) -> bytes:
+        return self.source.read_bytes(self.indices[index])
+
+    def fingerprint(self) -> str | None:
+        inner = source_fingerprint(self.source)
+        return None if inner is None else hashlib.sha256(f"{inner}|{self.indices}".encode()).hexdigest()
+
+
+def source_fingerprint(source) -> str | None:
+    """What identifies an image source's content for caching, or None when it cannot be identified cheaply."""
+    method = getattr(source, "fingerprint", None)
+    return method() if method is not None else None

@@ -301,6 +301,10 @@ class ShapesImages:
         image = render_scene(self.scenes[index], self.image_size)
         return image.tobytes(), image
 
+    def fingerprint(self) -> str:
+        """The scenes and the rendering size (and this module's drawing code, via a version string)."""
+        return hashlib.sha256(f"shapes-v1|{self.image_size}|{self.scenes!r}".encode()).hexdigest()
+
 
 def load_shapes(split: str = "test", n_images: int = 1000, seed: int = 0, image_size: int = 64) -> RetrievalData:
     """`n_images` scenes of one split with five captions each, as retrieval data (images rendered lazily)."""

@@ -12,6 +12,7 @@ import torch
 
 from mmeval.errors import ModelLoadError
 from mmeval.models.base import ModelInfo, Tokens, describe_load_error
+from mmeval.pixels import from_torchvision_compose
 from mmeval.registry import did_you_mean
 
 
@@ -21,6 +22,7 @@ class OpenClipEncoder:
     def __init__(self, model: torch.nn.Module, preprocess, tokenizer, info: ModelInfo):
         self.module = model
         self.image_transform = preprocess
+        self.pixel_pipeline = from_torchvision_compose(preprocess)  # None: an unusual transform, run whole
         self._tokenizer = tokenizer
         self.info = info
 

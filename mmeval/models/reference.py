@@ -34,9 +34,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mmeval.errors import MmevalError, ModelLoadError
-from mmeval.models.base import GenerationSettings, ModelInfo, count_parameters, sha256_of_path
+from mmeval.models.base import GenerationSettings, ModelInfo
 from mmeval.models.reference_arch import BOS, EOS, PAD, UNK, ReferenceCLIP, ReferenceConfig, tokenize
 from mmeval.models.reference_decoder import Search, beam_search, greedy
+from mmeval.pixels import PixelPipeline
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -52,6 +53,21 @@ def normalize_pixels(pixels: torch.Tensor, mean: list[float], std: list[float]) 
     return (pixels.to(torch.float32) / 255.0 - mean_t) / std_t
 
 
+class SquareResize:
+    """PIL image -> bicubic resize to `size` x `size` (unless it already is); picklable for data workers."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if image.size != (self.size, self.size):
+            image = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
+        return image
+
+    def __repr__(self) -> str:
+        return f"SquareResize({self.size}, bicubic)"
+
+
 class ImageTransform:
     """PIL image -> RGB -> bicubic resize to the model's size -> normalised CHW float tensor (picklable)."""
 
@@ -61,11 +77,15 @@ class ImageTransform:
         self.std = list(std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        image = image.convert("RGB")
-        if image.size != (self.image_size, self.image_size):
-            image = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        image = SquareResize(self.image_size)(image.convert("RGB"))
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
         return normalize_pixels(pixels, self.mean, self.std)
+
+    def pipeline(self) -> PixelPipeline:
+        """The same preprocessing in two stages (mmeval.pixels): uint8 geometry, then normalisation."""
+        size = (self.image_size, self.image_size)
+        return PixelPipeline(SquareResize(self.image_size), size, tuple(self.mean), tuple(self.std),
+                             description=repr(SquareResize(self.image_size)))  # fmt: skip
 
     def __repr__(self) -> str:
         return f"ImageTransform(size={self.image_size}, mean={self.mean}, std={self.std})"
@@ -90,6 +110,7 @@ def _is_number(value: Any) -> bool:
 
 
 _TYPE_CHECKS = {  # ReferenceConfig field annotation -> check of a JSON value
+    "bool": lambda v: isinstance(v, bool),
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "float": _is_number,
     "str": lambda v: isinstance(v, str),
@@ -166,15 +187,21 @@ def load_reference_module(folder: Path) -> tuple[ReferenceCLIP, ReferenceConfig]
 
 
 class ReferenceModel:
-    """`ImageTextEncoder` over a reference checkpoint folder, and `Captioner` when it has a decoder."""
+    """`ImageTextEncoder` over a reference checkpoint folder; `Captioner` when it has a decoder and `Answerer`
+    when it was trained to answer questions."""
 
     def __init__(self, module: ReferenceCLIP, config: ReferenceConfig, info: ModelInfo):
         self.module = module
         self.config = config
         self.info = info
         self.image_transform = ImageTransform(config.image_size, config.image_mean, config.image_std)
+        self.pixel_pipeline = self.image_transform.pipeline()
         self._vocab = {word: i for i, word in enumerate(config.vocab)}
-        self.capabilities = {"image_text_encoder", "captioner"} if config.has_decoder else {"image_text_encoder"}
+        self.capabilities = {"image_text_encoder"}
+        if config.has_decoder:
+            self.capabilities.add("captioner")
+        if config.answers_questions:
+            self.capabilities.add("answerer")
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return tokenize(texts, self._vocab, self.config.context_length)
@@ -192,27 +219,53 @@ class ReferenceModel:
         (decoder_context_length - 1); [EOS] is forbidden among the first min_new_tokens tokens, so a caption
         has at least min_new_tokens words (at most max_new_tokens).
         """
-        search = self._search(settings)
+        search = self._search(settings, "caption")
+        return self._decode(pixels, None, search)
+
+    def question_template(self, task: str) -> str:
+        """The prompt template this model needs: the bare question (it was trained on questions alone)."""
+        if task != "vqa" or not self.config.answers_questions:
+            what = "short-answer questions (task vqa)" if self.config.answers_questions else "no questions"
+            raise MmevalError(f"reference model '{self.info.name}' cannot run task '{task}': it answers {what}")
+        return "{question}"
+
+    def answer(self, pixels: torch.Tensor, questions: list[str], settings: GenerationSettings) -> list[str]:
+        """One short answer per (image, question) row, decoded as captions are (same settings and guarantees)."""
+        if len(questions) != pixels.shape[0]:
+            raise ValueError(f"{pixels.shape[0]} images but {len(questions)} questions")
+        search = self._search(settings, "answer questions")
+        return self._decode(pixels, self.tokenize(questions), search)
+
+    def _decode(self, pixels: torch.Tensor, questions: torch.Tensor | None, search: Search) -> list[str]:
+        """Captions (questions None) or answers; rows padded as the module docstring explains."""
         n = pixels.shape[0]
         if n == 0:
             return []
         with torch.inference_mode(), torch.autocast(pixels.device.type, enabled=False):
             image_tokens = self.module.visual.tokens(_pad_rows(pixels.float(), MIN_IMAGE_ROWS))
-            image_tokens = _pad_rows(image_tokens, -(-MIN_DECODE_ROWS // search.num_beams))
+            if questions is None:
+                memory = self.module.caption_memory(image_tokens)
+            else:
+                questions = _pad_rows(questions.to(pixels.device), image_tokens.shape[0])
+                memory = self.module.question_memory(image_tokens, questions)
+            memory = _pad_rows(memory, -(-MIN_DECODE_ROWS // search.num_beams))
             decode = greedy if search.num_beams == 1 else beam_search
-            ids = decode(self.module.decoder, image_tokens, search)[:n]
+            ids = decode(self.module.decoder, memory, search)[:n]
         return [self._words(row) for row in ids.tolist()]
 
-    def _search(self, settings: GenerationSettings) -> Search:
+    def _search(self, settings: GenerationSettings, doing: str) -> Search:
         if not self.config.has_decoder:
             raise MmevalError(
-                f"reference model '{self.info.name}' cannot caption: its checkpoint has no captioning decoder "
+                f"reference model '{self.info.name}' cannot {doing}: its checkpoint has no decoder "
                 "(decoder_layers is 0 in config.json); it is an image_text_encoder only"
             )
+        if doing == "answer questions" and not self.config.answers_questions:
+            raise MmevalError(f"reference model '{self.info.name}' cannot answer questions: its checkpoint was not "
+                              "trained for it (answers_questions is false in config.json)")
         if settings.prompt is not None:
             raise MmevalError(
                 f"reference model '{self.info.name}' does not take a prompt (generation.prompt is "
-                f"{settings.prompt!r}); it captions from the image alone: remove the prompt"
+                f"{settings.prompt!r}); remove the prompt"
             )
         problems = [f"{name} must be at least {low}, got {getattr(settings, name)}"
                     for name, low in (("max_new_tokens", 1), ("num_beams", 1), ("min_new_tokens", 0))
@@ -250,17 +303,11 @@ def load_folder(folder: Path, name: str | None = None) -> ReferenceModel:
     if not folder.exists():
         raise ModelLoadError(f"reference checkpoint {folder} does not exist")
     module, config = load_reference_module(folder)
-    info = ModelInfo(
-        adapter="reference",
-        name=name or folder.name,
-        checkpoint=str(folder),
-        sha256=sha256_of_path(folder),
-        n_parameters=count_parameters(module),
-        extra={
-            "architecture": config.name, "embed_dim": config.embed_dim, "image_size": config.image_size,
-            "decoder_layers": config.decoder_layers,
-        },
-    )  # fmt: skip
+    info = ModelInfo.of_checkpoint(
+        "reference", name or folder.name, folder, module, architecture=config.name, embed_dim=config.embed_dim,
+        image_size=config.image_size, decoder_layers=config.decoder_layers,
+        answers_questions=config.answers_questions,
+    )
     return ReferenceModel(module, config, info)
 
 

@@ -49,6 +49,8 @@ class ReferenceConfig:
     decoder_width: int = 128
     decoder_heads: int = 4
     decoder_context_length: int = 32  # [BOS] + caption words + [EOS]
+    # question answering: the decoder also attends to the text tower's summary of a question
+    answers_questions: bool = False
 
     @property
     def has_decoder(self) -> bool:
@@ -87,6 +89,8 @@ class ReferenceConfig:
                 )
             if self.decoder_context_length < 3:
                 found.append("decoder_context_length must be at least 3 ([BOS], one word, [EOS])")
+        if self.answers_questions and not self.has_decoder:
+            found.append("answers_questions needs a decoder (decoder_layers of 1 or more)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             found.append("image_mean and image_std need 3 values each, std positive")
         return found
@@ -173,16 +177,27 @@ class TextTower(nn.Module):
         self.ln_final = nn.LayerNorm(cfg.text_width)
         self.proj = nn.Linear(cfg.text_width, cfg.embed_dim, bias=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, text_width): the normalised feature at [EOS], before the projection."""
         x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
         x = self.transformer(x, src_key_padding_mask=tokens == PAD)
         eos = (tokens == EOS).int().argmax(dim=1)
-        return self.proj(self.ln_final(x[torch.arange(x.shape[0], device=x.device), eos]))
+        return self.ln_final(x[torch.arange(x.shape[0], device=x.device), eos])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pooled(tokens))
 
 
 class ReferenceCLIP(nn.Module):
-    """Both towers plus CLIP's learned logit scale (log of the inverse temperature), and the captioning
-    decoder when the config has one (`decoder` is None otherwise)."""
+    """Both towers plus CLIP's learned logit scale (log of the inverse temperature), the captioning decoder
+    when the config has one (`decoder` is None otherwise) and, for question answering, `question_proj`.
+
+    Answering reuses the captioning decoder: it cross-attends to the image tokens plus one more token, the
+    text tower's feature of the question mapped to the image tokens' width (as BLIP's decoder attends to a
+    question encoding); when captioning, that token is a learned `caption_token`. One token per question
+    keeps every row's memory the same length, so no padding or masking is needed and a row's answer does not
+    depend on the other questions of its batch.
+    """
 
     def __init__(self, cfg: ReferenceConfig):
         super().__init__()
@@ -198,6 +213,8 @@ class ReferenceCLIP(nn.Module):
             if cfg.has_decoder
             else None
         )  # fmt: skip
+        self.question_proj = nn.Linear(cfg.text_width, cfg.width) if cfg.answers_questions else None
+        self.caption_token = nn.Parameter(torch.randn(1, 1, cfg.width) * 0.02) if cfg.answers_questions else None
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixels)
@@ -205,8 +222,30 @@ class ReferenceCLIP(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text(tokens)
 
+    def caption_memory(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """What the decoder attends to when captioning: the image tokens, plus the learned `caption_token` in a
+        model that also answers questions (so the decoder can tell the two tasks apart)."""
+        if self.caption_token is None:
+            return image_tokens
+        return torch.cat([image_tokens, self.caption_token.expand(image_tokens.shape[0], 1, -1)], dim=1)
+
+    def question_memory(self, image_tokens: torch.Tensor, question_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, M, width) image tokens + (B, T) question ids -> (B, M + 1, width): what the decoder attends to."""
+        if self.question_proj is None:
+            raise ValueError("this reference model does not answer questions (answers_questions is false)")
+        question = self.question_proj(self.text.pooled(question_tokens))
+        return torch.cat([image_tokens, question[:, None]], dim=1)
+
     def caption_logits(self, image_tokens: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced next-token logits (B, T, vocab) for captions `tokens` of images with `image_tokens`."""
+        return self._decoder()(self.caption_memory(image_tokens), tokens)
+
+    def answer_logits(self, image_tokens: torch.Tensor, question_tokens: torch.Tensor,
+                      tokens: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """Teacher-forced next-token logits (B, T, vocab) of answers `tokens` to the questions."""
+        return self._decoder()(self.question_memory(image_tokens, question_tokens), tokens)
+
+    def _decoder(self) -> CaptionDecoder:
         if self.decoder is None:
             raise ValueError("this reference model has no captioning decoder (decoder_layers is 0)")
-        return self.decoder(image_tokens, tokens)
+        return self.decoder
