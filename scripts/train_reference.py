@@ -2,7 +2,7 @@
 
 The shipped demo checkpoint mmeval/assets/shapes-clip/ is exactly what this command writes, run from the
 repository root with mmeval importable (installed, or PYTHONPATH=.); the defaults are the shipped settings
-and take about 9 minutes on an otherwise idle 2-core CPU (0.29 s per step; other jobs on the CPU slow it a lot):
+and take about 15 minutes on an otherwise idle 2-core CPU (0.36 s per step; other jobs on the CPU slow it a lot):
 
     python scripts/train_reference.py
 
@@ -61,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=20000, help="shapes 'train' scenes to render")
     p.add_argument("--test-images", type=int, default=1000, help="held-out 'test' scenes to score on")
     p.add_argument("--caption-images", type=int, default=500, help="held-out 'test' scenes to caption")
-    p.add_argument("--steps", type=int, default=1600)
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)

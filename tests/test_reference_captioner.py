@@ -242,4 +242,4 @@ def test_shipped_model_names_colour_and_shape_of_one_shape_scenes(demo):
         both_hits += colour_ok and kind_ok
     assert len(scenes) == 250
     assert colour_hits >= 0.95 * len(scenes), list(zip(scenes, captions))
-    assert both_hits > 0.5 * len(scenes), list(zip(scenes, captions))  # shipped model: 143 of 250
+    assert both_hits > 0.5 * len(scenes), list(zip(scenes, captions))  # shipped model: 136 of 250
