@@ -367,10 +367,11 @@ class RuntimeConfig(_Strict):
 
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto = fp32 on CPU, bf16 autocast on CUDA"
+        "auto", description="auto = bf16 autocast on CUDA and on CPUs with AMX, fp32 on other CPUs"
     )
     batch_size: int = Field(64, gt=0)
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers (default: from the core count)")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's own, the core count)")
     seed: int = 0
     warmup_batches: int = Field(2, ge=0, description="model batches left out of the latency percentiles")
     cache: Literal["on", "pixels", "off"] = Field(

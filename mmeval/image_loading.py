@@ -8,12 +8,14 @@ Three ways to get pixels, chosen per pass (`plan_pixels`):
 
 - `float`: the model's `image_transform` in the workers (any model);
 - `uint8`: the model's `pixel_pipeline` geometry in the workers, normalisation on the device (a quarter of the
-  bytes through shared memory and the host-to-device copy); with the pixel cache on, the uint8 images are
-  also written to a memory-mapped store, and a later pass over the same source at the same geometry reads
-  them from there without decoding anything;
+  bytes through shared memory and the host-to-device copy);
 - `gpu`: on CUDA, with `data.decode` gpu or auto, workers only read bytes; JPEGs are decoded in batches by
   nvJPEG (`torchvision.io.decode_jpeg(device="cuda")`) and resized on the GPU; other formats, and JPEGs nvJPEG
   rejects, are decoded on the CPU in the worker as usual.
+
+With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store (one
+per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
+same geometry reads them from there without decoding anything.
 """
 
 from __future__ import annotations
@@ -82,13 +84,13 @@ def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
     on_cuda = runtime.device.type == "cuda"
     if decode == "gpu" and not on_cuda:
         log.warning("data.decode: gpu asked, but the run is on %s; decoding on the CPU", runtime.device)
-    if on_cuda and decode in ("gpu", "auto") and hasattr(source, "read_bytes"):
-        return PixelPlan("gpu", pipeline)
+    mode = "gpu" if on_cuda and decode in ("gpu", "auto") and hasattr(source, "read_bytes") else "uint8"
     fingerprint = source_fingerprint(source)
     store = None
-    if runtime.cache is not None and fingerprint is not None:
-        store = runtime.cache.pixel_store({"source": fingerprint, "geometry": pipeline.key()})
-    return PixelPlan("uint8", pipeline, store)
+    if runtime.cache is not None and fingerprint is not None:  # GPU resizing differs from PIL's: its own entry
+        decoder = "nvjpeg+gpu-resize" if mode == "gpu" else "cpu"
+        store = runtime.cache.pixel_store({"source": fingerprint, "geometry": pipeline.key(), "decoder": decoder})
+    return PixelPlan(mode, pipeline, store)
 
 
 class _ImageDataset(Dataset):
@@ -186,6 +188,10 @@ def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, 
             if plan.mode == "gpu":
                 batch = _gpu_decode(good, plan.pipeline, runtime.device, source, done, on_bad_image)
                 indices = done.batch_indices
+                if store is not None and len(indices):
+                    store.write(indices, batch.cpu())
+                batch = plan.pipeline.normalize(batch) if len(indices) else batch
+                sync(runtime.device)
             else:
                 batch = torch.stack([pixels for _, pixels in good])
                 if store is not None:
@@ -245,8 +251,9 @@ def _to_run_device(batch: torch.Tensor, plan: PixelPlan, runtime) -> torch.Tenso
 
 def _gpu_decode(good: list[tuple[int, Any]], pipeline, device: torch.device, source, done: ImagePass,
                 on_bad_image: str) -> torch.Tensor:  # fmt: skip
-    """Decode the batch's JPEG bytes with nvJPEG, resize on the GPU, normalise; CPU-decoded items (non-JPEG)
-    join as uint8. A JPEG nvJPEG rejects is decoded on the CPU instead. Sets `done.batch_indices`."""
+    """Decode the batch's JPEG bytes with nvJPEG and resize them on the GPU: a uint8 batch on the device.
+    CPU-decoded items (non-JPEG) join as they are; a JPEG nvJPEG rejects is decoded on the CPU instead.
+    Sets `done.batch_indices` (the images of the batch, in order)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     jpeg = [(i, data) for i, data in good if isinstance(data, bytes)]
@@ -271,7 +278,5 @@ def _gpu_decode(good: list[tuple[int, Any]], pipeline, device: torch.device, sou
     order = [i for i, _ in good if i in decoded]
     done.batch_indices = order
     if not order:
-        return torch.empty(0)
-    batch = pipeline.normalize(torch.stack([decoded[i] for i in order]))
-    sync(device)
-    return batch
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.stack([decoded[i] for i in order])
