@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,29 +255,36 @@ def _gpu_decode(good: list[tuple[int, Any]], pipeline, device: torch.device, sou
     """Decode the batch's JPEG bytes with nvJPEG and resize them on the GPU: a uint8 batch on the device.
     CPU-decoded items (non-JPEG) join as they are; a JPEG nvJPEG rejects is decoded on the CPU instead.
     Sets `done.batch_indices` (the images of the batch, in order)."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     jpeg = [(i, data) for i, data in good if isinstance(data, bytes)]
     decoded = {i: pixels.to(device) for i, pixels in good if not isinstance(pixels, bytes)}
     if jpeg:
         tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for _, data in jpeg]
         try:
-            images = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
+            images = _decode_jpeg(tensors, device)
             resized = pipeline.gpu_geometry(images)
             decoded.update({i: image for (i, _), image in zip(jpeg, resized)})
         except RuntimeError:  # one bad JPEG fails the whole call: decode one by one, on the CPU if need be
             for i, data in jpeg:
                 try:
-                    image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
-                                        device=device)  # fmt: skip
+                    image = _decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), device)
                     decoded[i] = pipeline.gpu_geometry([image])[0]
                 except RuntimeError:
                     try:
                         decoded[i] = pipeline.to_uint8(decode_image(data, source.describe(i))).to(device)
                     except DataError as exc:
+                        done.digests[i] = b""  # as when a worker fails to decode it: the digest stays comparable
                         _bad_image(done, i, str(exc), on_bad_image)
     order = [i for i, _ in good if i in decoded]
     done.batch_indices = order
     if not order:
         return torch.empty(0, dtype=torch.uint8)
     return torch.stack([decoded[i] for i in order])
+
+
+def _decode_jpeg(data: Any, device: torch.device) -> Any:
+    """torchvision's (nvJPEG on CUDA) decoder, RGB; one tensor of bytes or a list of them."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():  # torchvision >= 0.29 points to TorchCodec; its decoder still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)

@@ -178,3 +178,36 @@ def test_an_unreadable_cache_entry_is_ignored(tmp_path: Path, own_cache: Path, c
     again = _run(tmp_path, {"type": "reference"}, SHAPES, "again")
     assert again["dataset"]["pixels_from"] == "uint8" and again["metrics"] == first["metrics"]
     assert "ignoring unreadable cache entry" in caplog.text
+
+
+# --- the GPU decoding path, exercised on the CPU (torchvision decodes JPEG lists on either device) ------------------
+
+
+def test_gpu_decode_path_logic_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched JPEG decoding + tensor resizing, a PNG falling back to the CPU decoder in the worker, and a corrupt
+    JPEG skipped: the same images are scored, and the metrics stay close to the PIL path's."""
+    from mmeval import image_loading
+
+    annotations = make_coco_dataset(tmp_path / "coco", n_images=30)
+    images = tmp_path / "coco" / "val2014"
+    png = sorted(images.iterdir())[3]
+    Image.open(png).save(png, format="PNG")  # a PNG under a .jpg name: not JPEG bytes
+    broken = sorted(images.iterdir())[5]
+    broken.write_bytes(broken.read_bytes()[:200])  # a truncated JPEG
+    data = {"format": "coco", "annotations": str(annotations), "images": str(images), "on_bad_image": "skip"}
+    cpu = _run(tmp_path, {"type": "reference"}, data, "cpu", cache="off")
+    real_plan = image_loading.plan_pixels
+
+    def gpu_plan(model, source, runtime, decode):
+        plan = real_plan(model, source, runtime, decode)
+        return image_loading.PixelPlan("gpu", plan.pipeline)
+
+    monkeypatch.setattr(image_loading, "plan_pixels", gpu_plan)
+    gpu = _run(tmp_path, {"type": "reference"}, data, "gpu", cache="off")
+    assert gpu["dataset"]["pixels_from"] == "gpu" and cpu["dataset"]["pixels_from"] == "uint8"
+    assert gpu["dataset"]["n_images"] == cpu["dataset"]["n_images"] == 29
+    assert gpu["dataset"]["skipped_images"][0]["image_id"] == cpu["dataset"]["skipped_images"][0]["image_id"] == 6
+    assert gpu["dataset"]["sha256"] == cpu["dataset"]["sha256"]  # the same bytes were read
+    for name, metric in cpu["metrics"].items():
+        if name.endswith(("R@1", "R@5", "R@10")):
+            assert abs(gpu["metrics"][name]["value"] - metric["value"]) < 0.1, name
