@@ -14,7 +14,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MMEVAL_CACHE_DIR=/tmp/mmeval-cache
+export PYTHONPATH=$PWD:$PWD/.device/pylib PYTHONUNBUFFERED=1 MMEVAL_CACHE_DIR=/tmp/mmeval-cache
 step() { echo "=== $* ($(date +%T))"; }
 
 if compgen -G ".device/wheels/*.whl" >/dev/null; then
