@@ -23,6 +23,9 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name())"
 
+step "0. CUDA unit tests"
+python3 -m pytest -q -p no:cacheprovider tests/test_retrieval_metrics.py -k cuda 2>&1 | tail -5
+
 step "1. demo on CUDA"
 for precision in bf16 fp32; do
     python3 -m mmeval run -c configs/demo.yaml --no-cache -o "$OUT" --set output.name="demo-cuda-$precision" \
