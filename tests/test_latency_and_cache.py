@@ -211,3 +211,24 @@ def test_gpu_decode_path_logic_on_cpu(tmp_path: Path, monkeypatch: pytest.Monkey
     for name, metric in cpu["metrics"].items():
         if name.endswith(("R@1", "R@5", "R@10")):
             assert abs(gpu["metrics"][name]["value"] - metric["value"]) < 0.1, name
+
+
+def test_open_clip_texts_are_encoded_without_their_padding(tmp_path: Path) -> None:
+    """Causal text tower read at end-of-text: cutting the all-padding columns gives the same embeddings."""
+    import open_clip
+
+    from mmeval.models.open_clip_adapter import OpenClipEncoder
+
+    (tmp_path / "tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(tmp_path / "tiny-clip.json")
+    torch.manual_seed(0)
+    module, _, transform = open_clip.create_model_and_transforms("tiny-clip")
+    encoder = OpenClipEncoder(module.eval(), transform, open_clip.get_tokenizer("tiny-clip"), None)
+    assert encoder.trims_padding
+    tokens = encoder.tokenize(["a dog", "two people on a wooden bench near the lake at sunset, seen from afar"] * 3)
+    assert int((tokens != 0).sum(dim=1).max()) < 25  # most of the 77 columns are padding
+    with torch.inference_mode():
+        full, trimmed = module.encode_text(tokens), encoder.encode_text(tokens)
+    torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-5)
+    module.attn_mask = None  # a tower without a causal mask would see the padding: it runs whole
+    assert not OpenClipEncoder(module, transform, None, None).trims_padding

@@ -17,7 +17,14 @@ from mmeval.registry import did_you_mean
 
 
 class OpenClipEncoder:
-    """`image_text_encoder` capability over an open_clip CLIP model."""
+    """`image_text_encoder` capability over an open_clip CLIP model.
+
+    Texts are encoded without their padding when that cannot change the result: open_clip pads every caption
+    to 77 tokens, but in a CLIP text tower with a causal attention mask, read at the end-of-text token
+    (`text_pool_type` argmax), no position before the end of a caption sees what follows it. Cutting the
+    batch's all-padding columns then gives the same embeddings with a fraction of the work (COCO captions
+    are about 15 tokens: text encoding was 77% of a CPU retrieval run). Other text towers run whole.
+    """
 
     def __init__(self, model: torch.nn.Module, preprocess, tokenizer, info: ModelInfo):
         self.module = model
@@ -25,6 +32,7 @@ class OpenClipEncoder:
         self.pixel_pipeline = from_torchvision_compose(preprocess)  # None: an unusual transform, run whole
         self._tokenizer = tokenizer
         self.info = info
+        self.trims_padding = _padding_is_inert(model)
 
     def tokenize(self, texts: list[str]) -> Tokens:
         return self._tokenizer(texts)
@@ -33,7 +41,39 @@ class OpenClipEncoder:
         return self.module.encode_image(pixels)
 
     def encode_text(self, tokens: Tokens) -> torch.Tensor:
-        return self.module.encode_text(tokens)
+        if not self.trims_padding:
+            return self.module.encode_text(tokens)
+        return _encode_text_prefix(self.module, tokens[:, : _used_columns(tokens)])
+
+
+def _padding_is_inert(model: torch.nn.Module) -> bool:
+    """True for open_clip's CLIP class with a causal text mask and end-of-text pooling (padding id 0)."""
+    from open_clip.model import CLIP
+
+    mask = getattr(model, "attn_mask", None)
+    if not isinstance(model, CLIP) or mask is None or getattr(model, "text_pool_type", None) != "argmax":
+        return False
+    return bool(torch.isneginf(mask.triu(1)).sum() == mask.shape[0] * (mask.shape[0] - 1) // 2)
+
+
+def _used_columns(tokens: torch.Tensor) -> int:
+    """1 + the last column holding a non-padding (non-zero) token in any row."""
+    used = (tokens != 0).any(dim=0).nonzero()
+    return int(used[-1]) + 1 if len(used) else 1
+
+
+def _encode_text_prefix(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's CLIP text tower on the first L = tokens.shape[1] positions: its position embeddings and
+    causal mask cut to L, the rest as `CLIP.encode_text` computes it."""
+    length = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]  # the end-of-text token
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
 def load(cfg) -> OpenClipEncoder:
