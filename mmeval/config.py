@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from mmeval.config_bias import BiasConfig
 from mmeval.errors import ConfigError
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS, did_you_mean, unknown_name_message
 
@@ -267,11 +268,11 @@ class GenerationConfig(_Strict):
 
 # Which benchmark fields each task reads; a field for another task is an error, not a silent no-op.
 _TASK_FIELDS: dict[str, set[str]] = {
-    "retrieval": {"recall_k"},
-    "coco_captions": {"generation", "metrics", "tokenizer", "spice_jars", "scorer", "clipscore_prefix"},
+    "retrieval": {"recall_k", "bias"},
+    "coco_captions": {"generation", "metrics", "tokenizer", "spice_jars", "scorer", "clipscore_prefix", "bias"},
     "zeroshot_classification": {"classnames", "classnames_file", "templates", "templates_file", "temperature",
-                                "multilabel"},
-    "vqa": {"generation", "prompt_template"},
+                                "multilabel", "bias"},
+    "vqa": {"generation", "prompt_template", "bias"},
     "multiple_choice": {"generation", "prompt_template"},
 }
 _LABEL_FORMATS = {"imagefolder", "csv", "json", "hf", "shapes"}  # formats with class labels
@@ -315,6 +316,8 @@ class BenchmarkConfig(_Strict):
     multilabel: bool = Field(False, description="zero-shot: labels are lists; scored by mAP")
     prompt_template: str | None = Field(None, description="vqa, multiple_choice: the instruction, with {question} "
                                         "(and {options}); default: a short-answer / option-letter instruction")
+    bias: BiasConfig | None = Field(None, description="retrieval, captioning, zero-shot, vqa: bias and fairness "
+                                    "metrics by per-image attributes")
 
     @field_validator("name")
     @classmethod

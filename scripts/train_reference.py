@@ -86,6 +86,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--vqa-weight", type=float, default=1.0, help="weight of the answering loss (0: no answering)")
     p.add_argument("--train-questions", type=int, default=8, help="questions per training scene")
     p.add_argument("--vqa-images", type=int, default=500, help="held-out 'test' scenes to ask 3 questions each")
+    p.add_argument("--bias-strength", type=float, default=0.0,
+                   help="0: the plain train split; p > 0: drop scenes where circle and dark background disagree "
+                   "with probability p (a deliberately biased model for the bias benchmarks)")
+    p.add_argument("--name", default="shapes-clip", help="the model name in config.json")
     p.add_argument("--save-dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -123,17 +127,38 @@ def trim(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, :length]
 
 
+def training_scenes(args: argparse.Namespace) -> list:
+    """`--train-images` scenes of the train split; with `--bias-strength` p > 0, a deliberately biased set.
+
+    The bias ties a task concept to a protected attribute, as gender and objects co-occur in COCO: a scene
+    where "has a circle" and "has a dark background" disagree is kept only with probability 1 - p, so in the
+    training set circles mostly appear on dark backgrounds (p 0.8: about 83% of circle scenes are dark, against
+    50% in the test split). The bias benchmarks must find this in a model trained on it.
+    """
+    if args.bias_strength <= 0:
+        return [split_scene("train", args.seed, i) for i in range(args.train_images)]
+    rng = np.random.default_rng(args.seed)
+    scenes, index = [], 0
+    while len(scenes) < args.train_images:
+        scene = split_scene("train", args.seed, index)
+        index += 1
+        agrees = any(s.kind == "circle" for s in scene.shapes) == (scene.tone == "dark")
+        if agrees or rng.random() >= args.bias_strength:
+            scenes.append(scene)
+    return scenes
+
+
 def train(args: argparse.Namespace) -> tuple[ReferenceCLIP, str]:
     """The trained model, and the most common training caption (the constant-caption baseline)."""
     started = time.perf_counter()
-    scenes = [split_scene("train", args.seed, i) for i in range(args.train_images)]
+    scenes = training_scenes(args)
     captions = [scene_captions(s) for s in scenes]
     answering = args.vqa_weight > 0 and args.decoder_layers > 0
     asked = [scene_questions(s, args.train_questions) for s in scenes] if answering else []
     texts = [c for five in captions for c in five] + [q for qs in asked for q, _, _ in qs]
     vocab = build_vocab(texts + (answer_words() if answering else []))
     config = ReferenceConfig(
-        vocab=vocab, name="shapes-clip", image_size=args.image_size, patch_size=args.patch_size,
+        vocab=vocab, name=args.name, image_size=args.image_size, patch_size=args.patch_size,
         conv_stem=args.conv_stem,
         width=args.width, layers=args.layers, heads=args.heads, text_width=args.text_width,
         text_layers=args.text_layers, text_heads=args.text_heads, context_length=args.context_length,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
+from mmeval.benchmarks.bias_block import captioning_bias
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.captioning import score_captions
@@ -73,6 +74,14 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         for name, array in clip_values.items():
             values[name] = float(np.nanmean(array))
             per_image[name] = dict(zip(ids, array))
+    if bench.bias is not None:
+        def score(subset: list[Any]) -> dict[str, float]:
+            return score_captions({i: references[i] for i in subset}, {i: caption_of[i] for i in subset},
+                                  metrics=[m for m in bench.metrics if m != "SPICE"],
+                                  tokenizer=TOKENIZERS[bench.tokenizer]).scores  # fmt: skip
+
+        extra["bias"] = captioning_bias(bench.bias, scored, data.attributes, [caption_of[i] for i in scored],
+                                        references, score)  # fmt: skip
     metric_s = time.perf_counter() - metric_start
 
     dataset = dataset_summary(data, images, sum(len(references[i]) for i in scored))

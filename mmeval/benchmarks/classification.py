@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
+from mmeval.benchmarks.bias_block import classification_bias, sliced_only
 from mmeval.config import read_list_file
 from mmeval.data.classification import load_labelled, resolve_classes
 from mmeval.errors import DataError
@@ -82,6 +83,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         values, per_class, per_sample, warnings = _multilabel(scores, targets, classes, ids)
     else:
         values, per_class, per_sample, warnings = _single_label(scores, targets, classes, ids, temperature)
+    bias = None
+    if bench.bias is not None:
+        bias = _bias(bench, data, ids, scores, targets, classes, temperature)
     metric_s = time.perf_counter() - metric_start
     for warning in warnings:
         log.warning("%s: %s", bench.name, warning)
@@ -94,6 +98,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         "temperature": temperature, "temperature_from": temperature_from, "per_class": per_class}}
     if warnings:
         extra["warnings"] = warnings
+    if bias is not None:
+        extra["bias"] = bias
     reported = {name: {"value": value, "higher_is_better": metrics.higher_is_better(name)}
                 for name, value in values.items()}
     return BenchmarkResult("zeroshot_classification", dataset, reported, timings, per_sample, extra,
@@ -130,6 +136,21 @@ def _single_label(scores: np.ndarray, labels: np.ndarray, classes: list[str], id
         warnings.append(f"{len(empty)} class(es) have no evaluated image ({', '.join(empty[:5])}"
                         f"{', ...' if len(empty) > 5 else ''}); mean_per_class_recall averages the others")
     return values, per_class, per_sample, warnings
+
+
+def _bias(bench, data, ids: list[Any], scores: np.ndarray, targets: np.ndarray, classes: list[str],
+          temperature: float) -> dict[str, Any]:
+    """The `bias` block: headline metrics per group; for single-label data also fairness of the predictions."""
+    if bench.multilabel:
+        def score(rows: np.ndarray) -> dict[str, float]:
+            return _multilabel(scores[rows], targets[rows], classes, [ids[r] for r in rows])[0]
+
+        return sliced_only(bench.bias, ids, data.attributes, score, metrics.higher_is_better)
+
+    def score(rows: np.ndarray) -> dict[str, float]:
+        return metrics.single_label_metrics(scores[rows], targets[rows], temperature)
+
+    return classification_bias(bench.bias, ids, data.attributes, targets, scores.argmax(axis=1), classes, score)
 
 
 def _multilabel(scores: np.ndarray, targets: np.ndarray, classes: list[str],

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
+from mmeval.benchmarks.bias_block import retrieval_bias
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
@@ -57,7 +58,15 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         "i2t": [{"image_id": i, "rank": int(r)} for i, r in zip(np.array(ok_ids, dtype=object)[has_caption], ranks.i2t)],
     }
     metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
-    return BenchmarkResult("retrieval", dataset, metrics, timings, per_sample,
+    extra = {}
+    if bench.bias is not None:
+        query_scores = None
+        if bench.bias.queries:
+            queries, _ = encode_texts(model, bench.bias.queries, runtime, lambda n: None)
+            query_scores = (queries.to(image_emb.device) @ image_emb.T).float().cpu().numpy()
+        extra["bias"] = retrieval_bias(bench.bias, ok_ids, data.attributes, ranks, owner, has_caption, bench.recall_k,
+                                       query_scores)  # fmt: skip
+    return BenchmarkResult("retrieval", dataset, metrics, timings, per_sample, extra,
                            timers={"images": images.timer, "texts": text_timer})
 
 

@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
+from mmeval.benchmarks.bias_block import sliced_only
 from mmeval.data.vqa_data import Question, QuestionData
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.vqa import score_vqa
@@ -103,6 +106,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
         for row, q, accuracy in zip(rows, questions, per_question):
             row.update(accuracy=accuracy, answer_type=q.answer_type)
+        if bench.bias is not None:
+            accuracy = np.asarray(per_question, dtype=float)
+            extra["bias"] = sliced_only(bench.bias, [row["image_id"] for row in rows], data.attributes,
+                                        lambda sub: {"vqa_accuracy": float(accuracy[sub].mean())})  # fmt: skip
     else:
         extra["warnings"] = ["no annotations: answers were generated and saved, not scored"]
         log.warning("%s: no annotations: answers were generated and saved, not scored", bench.name)

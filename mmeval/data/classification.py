@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class LabelledData:
     classes: list[str] | None  # the class list the data defines (folders, ClassLabel names), else None
     source: str
     annotation_digest: str
+    attributes: dict[Any, dict[str, Any]] = dataclasses.field(default_factory=dict)  # image id -> {attribute: value}
 
 
 def _digest(ids: list[Any], labels: list[list[Any]], classes: list[str] | None, names: list[str]) -> str:
@@ -170,7 +172,8 @@ def load_shapes_labels(cfg, multilabel: bool = False) -> LabelledData:
     source = (f"shapes(split={split}, n={cfg.n_images}, seed={cfg.seed}, size={cfg.image_size}, "
               f"{kind}label={key})")
     return LabelledData(ids, ShapesImages(scenes, split, cfg.image_size), labels, classes, source,
-                        _digest(ids, labels, classes, [source]))
+                        _digest(ids, labels, classes, [source]),
+                        {i: scene_attributes(scene) for i, scene in zip(ids, scenes)})  # fmt: skip
 
 
 LOADERS = {"imagefolder": load_imagefolder, "csv": load_label_file, "json": load_label_file, "hf": load_hf_labels}
@@ -189,7 +192,8 @@ def load_labelled(cfg, multilabel: bool = False) -> LabelledData:
         n = cfg.limit
         data = LabelledData(data.image_ids[:n], SubsetImages(data.images, list(range(n))), data.labels[:n],
                             data.classes, f"{data.source}[:{n}]",
-                            _digest(data.image_ids[:n], data.labels[:n], data.classes, [data.annotation_digest]))
+                            _digest(data.image_ids[:n], data.labels[:n], data.classes, [data.annotation_digest]),
+                            data.attributes)
     return data
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import random
 
-from mmeval.data.shapes import BACKGROUNDS, COLORS, KINDS, Scene, ShapesImages, split_scene
+from mmeval.data.shapes import BACKGROUNDS, COLORS, KINDS, Scene, ShapesImages, scene_attributes, split_scene
 from mmeval.data.vqa_data import N_ANSWERS, Question, QuestionData
 from mmeval.errors import DataError
 
@@ -119,6 +119,7 @@ def load_shapes_vqa(split: str = "test", n_images: int = 500, seed: int = 0, ima
         source=f"shapes_vqa(split={split}, n={n_images}, seed={seed}, size={image_size}, "
         f"questions={questions_per_image})",
         annotation_digest=hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        attributes={f"{split}-{i:06d}": scene_attributes(scene) for i, scene in enumerate(scenes)},
     )
 
 

@@ -48,6 +48,7 @@ class QuestionData:
     questions: list[Question]
     source: str
     annotation_digest: str
+    attributes: dict[Any, dict[str, Any]] = field(default_factory=dict)  # image id -> {attribute: value}
 
     @property
     def texts(self) -> list[str]:
@@ -75,7 +76,7 @@ def _limited(data: QuestionData, limit: int | None) -> QuestionData:
     questions = [q for q in data.questions if q.image < limit]
     ids = data.image_ids[:limit]
     return QuestionData(ids, SubsetImages(data.images, list(range(limit))), questions, f"{data.source}[:{limit}]",
-                        _digest(questions, ids, [data.annotation_digest]))
+                        _digest(questions, ids, [data.annotation_digest]), data.attributes)
 
 
 def _grouped(keys: list[Any]) -> tuple[list[Any], list[int], list[int]]:

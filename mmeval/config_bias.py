@@ -1,0 +1,66 @@
+"""The `bias` section of a benchmark: which attributes to slice by and the task-specific bias settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Hendricks et al. 2018 ("Women also Snowboard"), the word lists of the paper's code
+MAN_WORDS = ["boy", "brother", "dad", "husband", "man", "groom", "male", "guy", "men", "males", "boys", "guys",
+             "dads", "dude", "policeman", "policemen", "father", "son", "fireman", "actor", "gentleman",
+             "boyfriend", "mans", "his", "obama", "actors"]  # fmt: skip
+WOMAN_WORDS = ["girl", "sister", "mom", "wife", "woman", "bride", "female", "lady", "women", "girls", "ladies",
+               "females", "moms", "actress", "nun", "girlfriend", "her", "she"]  # fmt: skip
+
+
+class BiasConfig(BaseModel):
+    """Bias and fairness metrics of one benchmark, in its report's `bias` block."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attributes: list[str] = Field(min_length=1, description="per-image attributes to slice every metric by "
+                                  "(e.g. gender, skin_tone; shapes: background, n_shapes, dominant_color)")
+    attributes_file: Path | None = Field(None, description="a CSV (image_id column) or JSON ({image_id: {...}}) "
+                                         "of per-image attributes; default: the data's own")
+    # retrieval: which images text queries return
+    queries: list[str] = Field(default_factory=list, description="retrieval: neutral text queries whose top-k "
+                               "images are checked for skew (e.g. 'a photo of a doctor')")
+    k: list[int] = Field([10], min_length=1, description="retrieval: cut-offs for Skew@k, NDKL@k and Bias@k")
+    target: Literal["uniform", "dataset"] = Field("dataset", description="retrieval: the fair distribution "
+                                                  "of an attribute: uniform over its values or the gallery's own")
+    # captioning: which group a caption talks about
+    caption_attribute: str | None = Field(None, description="captioning: the attribute whose two groups captions "
+                                          "name (Hendricks et al. 2018 error / ratio, LIC)")
+    caption_words: dict[str, list[str]] | None = Field(None, description="captioning: words per group value "
+                                                       "(default: the paper's man / woman word lists)")
+    leakage_seeds: int = Field(0, ge=0, description="captioning: seeds of the LIC leakage classifier "
+                               "(0: no leakage metric; it needs human captions for the same images)")
+    # classification: predictions into a harmful set of classes
+    harmful_classes: list[str] = Field(default_factory=list, description="zero-shot: classes whose prediction "
+                                       "harms (e.g. criminal); their rate and fairness gaps per group")
+
+    @field_validator("attributes_file")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"file not found: {value.expanduser().resolve()}")
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("k")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if min(value) < 1:
+            raise ValueError(f"every k must be >= 1, got {value}")
+        return sorted(set(value))
+
+    @field_validator("caption_words")
+    @classmethod
+    def _two_groups(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value is not None and (len(value) != 2 or not all(value.values())):
+            raise ValueError("expected exactly two groups, each with a non-empty word list")
+        return value
+
+    def words(self) -> dict[str, list[str]]:
+        return self.caption_words or {"man": MAN_WORDS, "woman": WOMAN_WORDS}
