@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from mmeval.metrics.retrieval import RetrievalRanks, compute_ranks, metrics_from_ranks
+from mmeval.metrics.retrieval import (
+    DEFAULT_MAX_CHUNK_BYTES,
+    RetrievalRanks,
+    compute_ranks,
+    metrics_from_ranks,
+    rows_per_chunk,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def brute_force_ranks(scores: np.ndarray, positives: list[set[int]]) -> np.ndarray:
@@ -61,6 +76,24 @@ def test_ranks_match_brute_force(seed: int, discrete: bool) -> None:
     assert metrics["rsum"] == pytest.approx(sum(metrics[f"{d}_R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)))
 
 
+@pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "with-ties"])
+def test_one_caption_per_image_matches_brute_force(discrete: bool) -> None:
+    images, texts, _ = make_case(4, n_images=31, discrete=discrete)
+    owner = np.random.default_rng(4).permutation(31)  # text t describes image owner[t]
+    texts = texts[:31]
+    scores = (texts @ images.T).numpy()
+    ranks = compute_ranks(images, texts, owner, chunk_size=5)
+    np.testing.assert_array_equal(ranks.t2i, brute_force_ranks(scores, [{int(o)} for o in owner]))
+    np.testing.assert_array_equal(ranks.i2t, brute_force_ranks(scores.T, [{int(np.argmax(owner == i))} for i in range(31)]))
+
+
+def test_image_without_caption_gets_rank_past_the_end() -> None:
+    images, texts = torch.eye(3), torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    ranks = compute_ranks(images, texts, [0, 2])
+    np.testing.assert_array_equal(ranks.i2t, [1, 3, 1])  # image 1 has no positive: n_texts + 1
+    np.testing.assert_array_equal(ranks.t2i, [1, 1])
+
+
 def test_hand_worked_example() -> None:
     # 3 images, 4 texts: texts 0 and 1 describe image 0, text 2 image 1, text 3 image 2.
     images = torch.eye(3)
@@ -89,20 +122,64 @@ def test_constant_model_gets_worst_rank_not_best() -> None:
     assert metrics_from_ranks(ranks, [1])["t2i_R@1"] == 0.0
 
 
-def test_memory_is_bounded_by_chunk(monkeypatch) -> None:
-    """Scores are materialised one chunk of queries at a time, never as an N x N matrix."""
-    seen = []
-    original = torch.Tensor.__matmul__
+def spy_on_mm(monkeypatch) -> list[tuple[int, int]]:
+    """Record the shape of every score block that compute_ranks multiplies out."""
+    seen: list[tuple[int, int]] = []
+    original = torch.mm
 
-    def spy(a, b):
-        out = original(a, b)
+    def spy(a, b, *args, **kwargs):
+        out = original(a, b, *args, **kwargs)
         seen.append(tuple(out.shape))
         return out
 
-    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+    monkeypatch.setattr(torch, "mm", spy)
+    return seen
+
+
+def test_memory_is_bounded_by_chunk(monkeypatch) -> None:
+    """Scores are materialised one chunk of queries at a time, never as an N x N matrix."""
+    seen = spy_on_mm(monkeypatch)
     images, texts, owner = make_case(0, n_images=50, discrete=False)
     compute_ranks(images, texts, owner, chunk_size=8)
     assert seen and max(shape[0] for shape in seen) == 8
+
+
+def test_chunk_rows_follow_the_byte_budget(monkeypatch) -> None:
+    images, texts, owner = make_case(1, n_images=50, discrete=False)
+    seen = spy_on_mm(monkeypatch)
+    # 6 rows of float32 scores against the larger gallery (the texts) fit; 7 do not.
+    budget = 6 * 4 * len(texts) + 3
+    ranks = compute_ranks(images, texts, owner, max_chunk_bytes=budget)
+    assert seen and max(rows * cols * 4 for rows, cols in seen) <= budget
+    whole = compute_ranks(images, texts, owner, chunk_size=10**6)
+    np.testing.assert_array_equal(ranks.t2i, whole.t2i)
+    np.testing.assert_array_equal(ranks.i2t, whole.i2t)
+    assert rows_per_chunk(10, 4, max_chunk_bytes=1) == 1  # a single row may exceed a tiny budget
+    assert rows_per_chunk(1000, 4, max_chunk_bytes=4 * 1000 * 7 + 5) == 7
+
+
+def test_half_precision_embeddings_are_scored_in_float32() -> None:
+    # Scores 2048 and 2049: one apart in float32, equal in float16 (spacing 2 at 2048), which would tie.
+    images = torch.tensor([[2048.0, 0.0], [2048.0, 1.0]])
+    texts = torch.tensor([[1.0, 1.0]])
+    for dtype in (torch.float16, torch.bfloat16):
+        ranks = compute_ranks(images.to(dtype), texts.to(dtype), [1])
+        assert ranks.t2i.tolist() == [1], dtype
+    images, texts, owner = make_case(2, n_images=23, discrete=False)
+    half = compute_ranks(images.half(), texts.half(), owner)
+    reference = compute_ranks(images.half().float(), texts.half().float(), owner)
+    np.testing.assert_array_equal(half.t2i, reference.t2i)
+    np.testing.assert_array_equal(half.i2t, reference.i2t)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    for discrete in (False, True):
+        images, texts, owner = make_case(3, n_images=40, discrete=discrete)
+        on_cpu = compute_ranks(images, texts, owner, chunk_size=7)
+        on_gpu = compute_ranks(images.cuda(), texts.cuda(), torch.as_tensor(owner).cuda(), chunk_size=7)
+        np.testing.assert_array_equal(on_gpu.t2i, on_cpu.t2i)
+        np.testing.assert_array_equal(on_gpu.i2t, on_cpu.i2t)
 
 
 def test_rejects_inconsistent_inputs() -> None:
@@ -115,3 +192,61 @@ def test_rejects_inconsistent_inputs() -> None:
 def test_empty_direction_is_nan_not_crash() -> None:
     metrics = metrics_from_ranks(RetrievalRanks(t2i=np.array([1, 3]), i2t=np.array([], dtype=int)), [1])
     assert metrics["t2i_R@1"] == 0.5 and np.isnan(metrics["i2t_R@1"])
+
+
+# Ranking a large gallery in a fresh process, whose peak resident memory we can read from the OS.
+# Embeddings are small integers (stored as float32): every dot product is an exact integer whatever the
+# summation order, so a brute-force check is exact, and there are many genuine ties to get right.
+LARGE_RUN = """
+import json, resource, sys, time
+import numpy as np, torch
+from mmeval.metrics.retrieval import compute_ranks
+
+n, dim, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+gen = torch.Generator().manual_seed(0)
+images = torch.randint(-8, 9, (n, dim), generator=gen, dtype=torch.float32)
+owner = torch.randperm(n, generator=gen)
+texts = images[owner].add_(torch.randint(-4, 5, (n, dim), generator=gen, dtype=torch.float32))
+owner = owner.numpy()
+page_kib = resource.getpagesize() // 1024
+with open("/proc/self/statm") as f:
+    resident_kib = int(f.read().split()[1]) * page_kib  # current RSS, not the peak so far
+start = time.perf_counter()
+ranks = compute_ranks(images, texts, owner)
+seconds = time.perf_counter() - start
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+np.savez(out, images=images.numpy().astype(np.int8), texts=texts.numpy().astype(np.int8), owner=owner,
+         t2i=ranks.t2i, i2t=ranks.i2t)
+print(json.dumps({"seconds": seconds, "extra_mib": (peak_kib - resident_kib) / 1024}))
+"""
+LARGE_N, LARGE_DIM = 200_000, 16
+# Bound on the memory the ranking adds: the score-buffer budget plus 64 MiB for indices, ranks and BLAS
+# workspace. The full 200k x 200k float32 score matrix would take 149 GiB.
+LARGE_EXTRA_MIB = DEFAULT_MAX_CHUNK_BYTES / 2**20 + 64
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc and ru_maxrss in KiB (Linux)")
+def test_200k_by_200k_ranking_runs_in_bounded_memory(tmp_path) -> None:
+    out = tmp_path / "ranks.npz"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", LARGE_RUN, str(LARGE_N), str(LARGE_DIM), str(out)],
+                          check=False, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"200k x 200k ranking: {report['seconds']:.1f} s, peak extra memory {report['extra_mib']:.0f} MiB "
+          f"(bound {LARGE_EXTRA_MIB:.0f} MiB); subprocess {time.perf_counter() - started:.1f} s")
+    assert report["extra_mib"] < LARGE_EXTRA_MIB
+
+    data = np.load(out)
+    images, texts = data["images"].astype(np.float64), data["texts"].astype(np.float64)
+    owner, t2i, i2t = data["owner"], data["t2i"], data["i2t"]
+    assert t2i.min() >= 1 and t2i.max() <= LARGE_N and i2t.min() >= 1 and i2t.max() <= LARGE_N
+    rng = np.random.default_rng(0)
+    for text in rng.choice(LARGE_N, size=200, replace=False):
+        scores = images @ texts[text]  # exact: small integers
+        assert t2i[text] == np.count_nonzero(scores >= scores[owner[text]]), text
+    caption_of = np.argsort(owner)  # one caption per image
+    for image in rng.choice(LARGE_N, size=200, replace=False):
+        scores = texts @ images[image]
+        assert i2t[image] == np.count_nonzero(scores >= scores[caption_of[image]]), image

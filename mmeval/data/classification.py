@@ -14,10 +14,10 @@ them into class indices against the benchmark's class list, so every format foll
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

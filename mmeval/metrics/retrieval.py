@@ -8,7 +8,9 @@ Conventions (those of the CLIP paper and CLIP_benchmark):
   model: a negative scoring exactly as high as the best positive ranks above it. A model that gives every
   candidate the same score therefore gets the worst rank, not a perfect one.
 
-Ranking is done in chunks of queries, so memory is O(chunk x N) and never N x N x k.
+Ranking runs in chunks of queries against the whole gallery. Each chunk's scores go into one preallocated
+buffer whose size comes from a byte budget (`max_chunk_bytes`), so memory is bounded by that budget plus
+O(n_queries + n_candidates) bookkeeping, whatever the gallery size: never N x N, never N x N x k.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ import torch
 
 HIGHER_IS_BETTER = {"R@": True, "mean_rank": False, "median_rank": False, "rsum": True}
 
+# Upper bound on the score buffer of one chunk of queries (the memory bound; a single query always fits).
+DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
+# On CPU, a chunk that stays in cache makes the compare-and-count pass over the scores nearly free: with
+# 16-d embeddings, 4-8 MiB chunks rank 50k x 50k about 1.9x faster than 256 MiB ones (scripts/bench_ranking.py).
+CPU_CACHE_CHUNK_BYTES = 8 * 2**20
+
+# Counts are summed in the score dtype; float32 holds every integer up to 2**24 exactly.
+_EXACT_FLOAT32_COUNT = 2**24
+
 
 @dataclass
 class RetrievalRanks:
@@ -29,9 +40,119 @@ class RetrievalRanks:
     i2t: np.ndarray  # shape (n_images,)
 
 
-def _default_chunk(n_candidates: int) -> int:
-    # About 64 MB of float32 scores per chunk, whatever the gallery size.
-    return int(max(1, min(4096, (16 * 1024 * 1024) // max(1, n_candidates))))
+@dataclass(frozen=True)
+class _Positives:
+    """Every query's positive candidates, grouped by query (CSR): query q owns pairs ptr[q]:ptr[q + 1].
+
+    `ptr` stays on the CPU so that slicing a chunk needs no device synchronisation; `rows` and `cols`
+    live on the scoring device. `one_each` marks the common case of exactly one positive per query
+    (every text; every image when each has one caption), which needs no per-query reduction.
+    """
+
+    ptr: np.ndarray  # (n_queries + 1,) int64
+    rows: torch.Tensor  # (n_pairs,) query of each pair, non-decreasing
+    cols: torch.Tensor  # (n_pairs,) candidate of each pair
+    one_each: bool
+
+
+def _positives_of_texts(owner: np.ndarray, device: torch.device) -> _Positives:
+    """Text queries: the one positive of text t is image owner[t]."""
+    n_texts = len(owner)
+    return _Positives(
+        ptr=np.arange(n_texts + 1, dtype=np.int64),
+        rows=torch.arange(n_texts, device=device),
+        cols=torch.as_tensor(owner, dtype=torch.long, device=device),
+        one_each=True,
+    )
+
+
+def _positives_of_images(owner: np.ndarray, n_images: int, device: torch.device) -> _Positives:
+    """Image queries: the positives of image i are all texts t with owner[t] == i (possibly none)."""
+    order = np.argsort(owner, kind="stable")
+    counts = np.bincount(owner, minlength=n_images)
+    ptr = np.zeros(n_images + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return _Positives(
+        ptr=ptr,
+        rows=torch.as_tensor(owner[order], dtype=torch.long, device=device),
+        cols=torch.as_tensor(order, dtype=torch.long, device=device),
+        one_each=bool((counts == 1).all()),
+    )
+
+
+def rows_per_chunk(
+    n_candidates: int,
+    bytes_per_score: int = 4,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    dim: int = 0,
+    device: torch.device | str = "cpu",
+) -> int:
+    """How many queries to score at once against `n_candidates`: never more than fit in `max_chunk_bytes`.
+
+    On an accelerator, as many as fit (fewer, larger kernels). On CPU, a cache-sized block of
+    CPU_CACHE_CHUNK_BYTES, but at least `dim` queries, because the matmul re-reads the whole gallery for
+    every chunk and needs enough query rows to amortise that when embeddings are wide. At least one query
+    per chunk: when a single gallery row exceeds the budget, that row is the memory bound.
+    """
+    if max_chunk_bytes <= 0:
+        raise ValueError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}")
+    row_bytes = bytes_per_score * max(1, n_candidates)
+    budget_rows = max(1, max_chunk_bytes // row_bytes)
+    if torch.device(device).type != "cpu":
+        return budget_rows
+    return max(1, min(budget_rows, max(CPU_CACHE_CHUNK_BYTES // row_bytes, dim)))
+
+
+def _score_dtype(*embeddings: torch.Tensor) -> torch.dtype:
+    """float32, or float64 if an input is float64: half/bf16 scores would create ties that are not in the model."""
+    dtype = torch.float32
+    for emb in embeddings:
+        dtype = torch.promote_types(dtype, emb.dtype)
+    return dtype
+
+
+def _best_positive(
+    scores: torch.Tensor, positives: _Positives, start: int, stop: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Score of the best positive of queries start..stop, as a column (chunk, 1), read from `scores` itself
+    so that ties are exact; and how many positives tie with it (None when each query has exactly one)."""
+    if positives.one_each:
+        return scores.gather(1, positives.cols[start:stop, None]), None
+    lo, hi = int(positives.ptr[start]), int(positives.ptr[stop])
+    rows = positives.rows[lo:hi] - start
+    values = scores[rows, positives.cols[lo:hi]]
+    best = torch.full((stop - start,), -torch.inf, dtype=scores.dtype, device=scores.device)
+    best.scatter_reduce_(0, rows, values, reduce="amax")  # -inf stays for a query without positives
+    tied = torch.zeros_like(best).index_add_(0, rows, (values == best[rows]).to(scores.dtype))
+    return best[:, None], tied
+
+
+def _rank_chunk(scores: torch.Tensor, positives: _Positives, start: int, stop: int) -> torch.Tensor:
+    """1-based rank of the best positive of queries start..stop, given their scores (chunk, n_candidates).
+
+    rank = 1 + #negatives scoring >= the best positive, computed as #candidates >= best minus the
+    positives tied with best (best itself among them), so no mask of positives is ever built.
+    `scores` is overwritten in place, to keep memory at one buffer.
+    """
+    best, tied = _best_positive(scores, positives, start, stop)
+    at_or_above = torch.ge(scores, best, out=scores)  # 1.0 at or above the best positive, else 0.0
+    exact = torch.float64 if scores.shape[1] >= _EXACT_FLOAT32_COUNT else scores.dtype
+    count = at_or_above.sum(1, dtype=exact)
+    if tied is None:  # the positive itself is among the counted: it is the "+ 1"
+        return count.long()
+    return (count - tied).long() + 1
+
+
+def _rank_direction(queries: torch.Tensor, gallery: torch.Tensor, positives: _Positives, chunk: int) -> torch.Tensor:
+    """Ranks of every query over the gallery, `chunk` queries at a time, on the device of the inputs."""
+    n_queries, n_candidates = queries.shape[0], gallery.shape[0]
+    ranks = torch.empty(n_queries, dtype=torch.long, device=queries.device)
+    buffer = torch.empty(min(chunk, n_queries), n_candidates, dtype=queries.dtype, device=queries.device)
+    for start in range(0, n_queries, chunk):
+        stop = min(start + chunk, n_queries)
+        scores = torch.mm(queries[start:stop], gallery.T, out=buffer[: stop - start])
+        ranks[start:stop] = _rank_chunk(scores, positives, start, stop)
+    return ranks
 
 
 def compute_ranks(
@@ -39,37 +160,47 @@ def compute_ranks(
     text_emb: torch.Tensor,
     text_image_index: torch.Tensor | np.ndarray | list[int],
     chunk_size: int | None = None,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
 ) -> RetrievalRanks:
     """Rank of the best positive for every text query (over images) and every image query (over texts).
 
     Embeddings are compared by dot product; pass L2-normalised embeddings for cosine similarity.
+    Scores are computed in float32 (float64 if an input is float64), also for half/bf16 embeddings,
+    which are converted once: low-precision scores would invent ties. Everything runs on the device of
+    `image_emb` (CUDA included); the ranks come back to the CPU once, at the end.
+
+    Memory: each direction allocates one score buffer of `chunk_size` queries x the gallery, never more
+    than `max_chunk_bytes` unless `chunk_size` is given (see `rows_per_chunk` for the default, which
+    is smaller on CPU, for speed), plus O(n_images + n_texts) of indices and ranks and the matmul's own
+    workspace. No n_images x n_texts matrix is ever formed.
+    An image without a caption gets rank n_texts + 1 (it has no positive); drop it before averaging.
     """
     device = image_emb.device
-    owner = torch.as_tensor(np.asarray(text_image_index), dtype=torch.long, device=device)
+    owner = np.asarray(torch.as_tensor(text_image_index).cpu(), dtype=np.int64).reshape(-1)
     n_images, n_texts = image_emb.shape[0], text_emb.shape[0]
     if owner.shape[0] != n_texts:
         raise ValueError(f"text_image_index has {owner.shape[0]} entries for {n_texts} texts")
     if n_texts and (owner.min() < 0 or owner.max() >= n_images):
         raise ValueError("text_image_index points outside the image list")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
 
-    t2i = torch.empty(n_texts, dtype=torch.long)
-    step = chunk_size or _default_chunk(n_images)
-    for start in range(0, n_texts, step):
-        scores = text_emb[start : start + step] @ image_emb.T  # (chunk, n_images)
-        positive = scores.gather(1, owner[start : start + step, None])
-        # >= counts the positive itself once, and every tied negative against the model.
-        t2i[start : start + step] = (scores >= positive).sum(1).cpu()
+    dtype = _score_dtype(image_emb, text_emb)
+    images = image_emb.to(dtype)
+    texts = text_emb.to(device=device, dtype=dtype)
+    bytes_per_score = torch.finfo(dtype).bits // 8
 
-    i2t = torch.empty(n_images, dtype=torch.long)
-    step = chunk_size or _default_chunk(n_texts)
-    for start in range(0, n_images, step):
-        stop = min(start + step, n_images)
-        scores = image_emb[start:stop] @ text_emb.T  # (chunk, n_texts)
-        is_positive = owner[None, :] == torch.arange(start, stop, device=device)[:, None]
-        best_positive = scores.masked_fill(~is_positive, -torch.inf).amax(1, keepdim=True)
-        negatives_above = (scores.masked_fill(is_positive, -torch.inf) >= best_positive).sum(1)
-        i2t[start:stop] = (negatives_above + 1).cpu()
-    return RetrievalRanks(t2i=t2i.numpy(), i2t=i2t.numpy())
+    dim = images.shape[1]
+    t2i = _rank_direction(
+        texts, images, _positives_of_texts(owner, device),
+        chunk_size or rows_per_chunk(n_images, bytes_per_score, max_chunk_bytes, dim, device),
+    )
+    i2t = _rank_direction(
+        images, texts, _positives_of_images(owner, n_images, device),
+        chunk_size or rows_per_chunk(n_texts, bytes_per_score, max_chunk_bytes, dim, device),
+    )
+    both = torch.cat([t2i, i2t]).cpu().numpy()  # one device-to-host copy
+    return RetrievalRanks(t2i=both[:n_texts], i2t=both[n_texts:])
 
 
 def metrics_from_ranks(ranks: RetrievalRanks, ks: list[int] | tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
