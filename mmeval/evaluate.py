@@ -20,7 +20,7 @@ from mmeval.latency import MemoryWatch, latency_block
 from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, TASKS, resolve
 from mmeval.report import add_failure, add_result, new_report, validate_report, write_json_no_clobber
-from mmeval.runner import NullProgress, place_model, resolve_runtime
+from mmeval.runner import NullProgress, Runtime, place_model, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,20 @@ def missing_capability(model, task: str) -> str | None:
             f"({model.info.adapter}) has: {', '.join(sorted(has)) or 'none'}")
 
 
-def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) -> RunOutcome:
-    """Evaluate the model on every benchmark and write the report (and per-sample output) to output.dir."""
+def _start(cfg: RunConfig, config_path: str | None) -> tuple[Runtime, Any, dict[str, Any]]:
+    """Resolve the runtime, load and place the model, and start its report (with the model's load time)."""
     runtime = resolve_runtime(cfg.runtime)
     started = time.perf_counter()
     model = load_model(cfg.model)
     place_model(model, runtime)
     report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
     report["model"]["load_s"] = time.perf_counter() - started
+    return runtime, model, report
+
+
+def run_config(cfg: RunConfig, config_path: str | None = None, progress=None) -> RunOutcome:
+    """Evaluate the model on every benchmark and write the report (and per-sample output) to output.dir."""
+    runtime, model, report = _start(cfg, config_path)
     outcome = RunOutcome(report)
     samples: dict[str, Any] = {}
     stem = cfg.output.name or f"{_safe(model.info.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -115,12 +121,7 @@ def bench_config(cfg: RunConfig, batch_sizes: list[int], precisions: list[str] |
     from mmeval.bench import run_bench
     from mmeval.models.base import GenerationSettings
 
-    runtime = resolve_runtime(cfg.runtime)
-    started = time.perf_counter()
-    model = load_model(cfg.model)
-    place_model(model, runtime)
-    report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
-    report["model"]["load_s"] = time.perf_counter() - started
+    runtime, model, report = _start(cfg, config_path)
     generating = [b for b in cfg.benchmarks if b.task in ("coco_captions", "vqa", "multiple_choice")]
     settings = GenerationSettings(**generating[0].generation.model_dump()) if generating else GenerationSettings()
     report["benchmarks"]["bench"] = run_bench(model, runtime, batch_sizes, precisions or [runtime.precision],
