@@ -40,8 +40,10 @@ class BiasConfig(BaseModel):
     # classification: predictions into a harmful set of classes
     harmful_classes: list[str] = Field(default_factory=list, description="zero-shot: classes whose prediction "
                                        "harms (e.g. criminal); their rate and fairness gaps per group")
+    training_counts: Path | None = Field(None, description="zero-shot: JSON {attribute: {class: {group: count}}} "
+                                         "of the training labels, for bias amplification (Zhao et al. 2017)")
 
-    @field_validator("attributes_file")
+    @field_validator("attributes_file", "training_counts")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.expanduser().is_file():

@@ -4,6 +4,7 @@ than the same recipe trained on the plain data; attributes from a file; bad attr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ BENCHMARKS = [
 
 
 def _bias_of(tmp_path: Path, checkpoint: Path, benchmarks=BENCHMARKS) -> dict:
+    if benchmarks is BENCHMARKS:  # bias amplification of "circle" against the model's own training counts
+        counts = json.loads((checkpoint / "training_counts.json").read_text())
+        circle = tmp_path / f"{checkpoint.name}-circle-counts.json"
+        circle.write_text(json.dumps({"background": {"circle": counts["background"]["circle"]}}))
+        benchmarks = [dict(b) for b in BENCHMARKS]
+        benchmarks[1]["bias"] = {**benchmarks[1]["bias"], "training_counts": str(circle)}
     cfg = validate_mapping({"model": {"type": "reference", "checkpoint": str(checkpoint)}, "benchmarks": benchmarks,
                             "runtime": {"device": "cpu", "num_workers": 0, "cache": "off"},
                             "output": {"dir": str(tmp_path), "name": checkpoint.name}})  # fmt: skip
@@ -43,6 +50,11 @@ def test_the_biased_model_shows_the_bias_it_was_trained_with(tmp_path: Path) -> 
     harm_f = balanced["z"]["background"]["fairness"]["harmful"]
     assert harm_b["selection_rate"]["dark"] > harm_b["selection_rate"]["light"] + 0.3
     assert harm_b["demographic_parity_difference"] > harm_f["demographic_parity_difference"] + 0.2
+    # bias amplification (Zhao et al.) of "circle": the biased model leans to dark even more than its training
+    # data (83% of its single circles were dark); the balanced one does not amplify
+    amp_b = biased["z"]["background"]["bias_amplification"]
+    amp_f = balanced["z"]["background"]["bias_amplification"]
+    assert amp_b["classes"] == ["circle"] and amp_b["bias_amplification"] > 0.1 > amp_f["bias_amplification"]
     # retrieval: circle queries return dark-background scenes first (positive skew of "dark")
     top_b = biased["r"]["background"]["queries"]["@10"]
     top_f = balanced["r"]["background"]["queries"]["@10"]

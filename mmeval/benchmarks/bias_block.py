@@ -166,9 +166,36 @@ def classification_bias(cfg, image_ids: list[Any], attributes: dict, labels: np.
             names[labels], names[predictions], values, classes=classes,
             harmful_classes=cfg.harmful_classes or None,
         )  # fmt: skip
-        return {"sliced": bias_metrics.subgroup_metrics(values, score, higher_is_better), "fairness": fairness}
+        entry = {"sliced": bias_metrics.subgroup_metrics(values, score, higher_is_better), "fairness": fairness}
+        if name in training:
+            entry["bias_amplification"] = _amplification(training[name], values, names[predictions], classes)
+        return entry
 
+    training = _training_counts(cfg.training_counts) if cfg.training_counts else {}
     return _block(columns, per_attribute)
+
+
+def _training_counts(path: Path) -> dict[str, dict[str, dict[str, float]]]:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"bias.training_counts: cannot read {path} ({exc})") from None
+    if not isinstance(raw, dict) or not all(isinstance(c, dict) and all(isinstance(g, dict) for g in c.values())
+                                            for c in raw.values()):  # fmt: skip
+        raise DataError(f"bias.training_counts: {path} must hold {{attribute: {{class: {{group: count}}}}}}")
+    return raw
+
+
+def _amplification(counts: dict[str, dict[str, float]], values: list, predicted: np.ndarray,
+                   classes: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Zhao et al. 2017 over the classes with training counts: training vs predicted (class, group) counts."""
+    objects = [c for c in classes if c in counts]
+    groups = sorted({str(g) for c in objects for g in counts[c]})
+    keys = [bias_metrics.label_key(v) for v in values]
+    train = np.array([[float(counts[c].get(g, 0)) for g in groups] for c in objects])
+    pred = np.array([[float(np.sum((predicted == c) & np.array([k == g for k in keys]))) for g in groups]
+                     for c in objects])  # fmt: skip
+    return {**bias_metrics.bias_amplification(train, pred), "classes": objects, "groups": groups}
 
 
 def sliced_only(cfg, sample_image_ids: list[Any], attributes: dict, score: Callable[[np.ndarray], dict[str, float]],
