@@ -73,6 +73,12 @@ def attribute_columns(image_ids: list[Any], data_attributes: dict[Any, dict[str,
     return columns
 
 
+def check_attributes(cfg, data) -> None:
+    """Fail before any model work if a configured attribute is on no image (`cfg` None: no bias section)."""
+    if cfg is not None:
+        attribute_columns(list(data.image_ids), data.attributes, cfg)
+
+
 def _block(columns: dict[str, list], per_attribute: Callable[[str, list], dict[str, Any]]) -> dict[str, Any]:
     return {"attributes": {name: per_attribute(name, values) for name, values in columns.items()}}
 

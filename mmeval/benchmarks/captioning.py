@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
-from mmeval.benchmarks.bias_block import captioning_bias
+from mmeval.benchmarks.bias_block import captioning_bias, check_attributes
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.captioning import score_captions
@@ -33,6 +33,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
     data = load_retrieval_data(bench.data)
+    check_attributes(bench.bias, data)
     load_s = time.perf_counter() - started
 
     task = progress.add_task(f"{bench.name}: captions", total=len(data.image_ids))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
-from mmeval.benchmarks.bias_block import classification_bias, sliced_only
+from mmeval.benchmarks.bias_block import check_attributes, classification_bias, sliced_only
 from mmeval.config import read_list_file
 from mmeval.data.classification import load_labelled, resolve_classes
 from mmeval.errors import DataError
@@ -58,6 +58,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     templates = bench.templates if bench.templates_file is None else read_list_file(bench.templates_file)
     templates = list(templates or DEFAULT_TEMPLATES)
     data = load_labelled(bench.data, bench.multilabel)
+    check_attributes(bench.bias, data)
     classes, targets = resolve_classes(data, given, bench.multilabel)
     temperature, temperature_from = bench.temperature, "config"
     if temperature is None:

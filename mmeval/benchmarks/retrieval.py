@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
-from mmeval.benchmarks.bias_block import retrieval_bias
+from mmeval.benchmarks.bias_block import check_attributes, retrieval_bias
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
@@ -19,6 +19,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     data = load_retrieval_data(bench.data)
+    check_attributes(bench.bias, data)
     if not data.texts:
         raise DataError(f"{data.source}: no captions to retrieve with")
     load_s = time.perf_counter() - started

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
-from mmeval.benchmarks.bias_block import sliced_only
+from mmeval.benchmarks.bias_block import check_attributes, sliced_only
 from mmeval.data.vqa_data import Question, QuestionData
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.vqa import score_vqa
@@ -85,6 +85,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     started = time.perf_counter()
     template, settings = prepare(model, bench, DEFAULT_TEMPLATE, ("question",))
     data = load_questions(bench.data)
+    check_attributes(bench.bias, data)
     load_s = time.perf_counter() - started
 
     answers, images = ask(model, bench, ctx, data, settings, lambda q: render(template, {"question": q.text}))
