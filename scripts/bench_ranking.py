@@ -5,9 +5,9 @@ Run from the repository root with mmeval importable (installed, or PYTHONPATH=.)
     python scripts/bench_ranking.py [--sizes 10000 50000 200000] [--dim 16] [--captions 1]
                                     [--chunk-mib 256] [--chunk-rows 0] [--device cpu] [--threads 0]
 
-Each size runs in a fresh Python process, so that its peak resident memory (ru_maxrss) belongs to that run
-alone; the extra memory is that peak minus the resident memory just before ranking (embeddings already
-built). --captions k gives each of N // k images k captions (N captions in all). On CUDA the reported
+Each size runs in a fresh Python process (Linux: it reads /proc/self); the extra memory is the peak resident
+memory during ranking (VmHWM, reset just before) minus the resident memory just before ranking (embeddings
+already built). --captions k gives each of N // k images k captions (N captions in all). On CUDA the reported
 memory is torch's peak allocation on the device instead. Prints one line per size and, with --json, writes
 the same numbers as a list of records.
 """
@@ -41,6 +41,8 @@ if device.startswith("cuda"):
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
 else:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS (VmHWM) to the current RSS: only the ranking's peak counts
     with open("/proc/self/statm") as f:
         before = int(f.read().split()[1]) * resource.getpagesize()
 wall, cpu = time.perf_counter(), time.process_time()
@@ -49,7 +51,8 @@ wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 if device.startswith("cuda"):
     peak = torch.cuda.max_memory_allocated()
 else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
 print(json.dumps({"n": n, "dim": dim, "captions": captions, "chunk_mib": chunk_mib, "chunk_rows": chunk_rows, "device": device,
                   "threads": torch.get_num_threads(), "ms": wall * 1e3, "cpu_ms": cpu * 1e3,
                   "extra_mb": (peak - before) / 1e6, "full_matrix_mb": 4 * n * n_images / 1e6,
@@ -84,7 +87,7 @@ def main() -> None:
     for n in args.sizes:
         r = run_one(n, args)
         records.append(r)
-        chunk = f"rows={r['chunk_rows']}" if r["chunk_rows"] else f"chunk<={r['chunk_mib']:g} MiB"
+        chunk = f"rows={r['chunk_rows']}" if r["chunk_rows"] else f"budget {r['chunk_mib']:g} MiB"
         print(f"N={n:>9,d} x {n // args.captions:>9,d} dim={r['dim']:<4d} {r['device']:<6s} threads={r['threads']} "
               f"{chunk}: {r['ms']:>10.0f} ms (cpu {r['cpu_ms']:.0f} ms), "
               f"peak extra {r['extra_mb']:7.1f} MB (full score matrix {r['full_matrix_mb']:,.0f} MB)", flush=True)

@@ -225,8 +225,9 @@ np.savez(out, images=images.numpy().astype(np.int8), texts=texts.numpy().astype(
          t2i=ranks.t2i, i2t=ranks.i2t)
 print(json.dumps({"seconds": seconds, "extra_mib": (peak_kib - resident_kib) / 1024}))
 """
-# Dimension 8 keeps the two 200k x 200k matmuls cheap: ranking costs about 55 CPU-seconds at dim 8 and
-# 92 at dim 16 on a 2-core AMD EPYC runner (one thread), so ~30 s of wall time on two idle cores.
+# Dimension 8 keeps the two 200k x 200k matmuls cheap. On the 2-core AMD EPYC dev box, ranking takes about
+# 55 CPU-seconds at dim 8 (92 at dim 16) with one thread; with two threads, 35 s of wall time when the machine
+# is otherwise idle, and up to ~130 s when other jobs share its cores and memory bandwidth.
 LARGE_N, LARGE_DIM = 200_000, 8
 # Bound on the memory the ranking adds: the score-buffer budget plus 64 MiB for indices, ranks and BLAS
 # workspace. The full 200k x 200k float32 score matrix would take 149 GiB.
