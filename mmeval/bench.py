@@ -25,7 +25,8 @@ from PIL import Image
 from mmeval.errors import MmevalError
 from mmeval.latency import MemoryWatch, latency_block
 from mmeval.models.base import GenerationSettings, capabilities_of
-from mmeval.runner import Runtime, Timer, _run_model, _sync, _to_device
+from mmeval.runner import Runtime, Timer, _run_model, _to_device
+from mmeval.timing import sync
 
 _WORDS = ("a", "small", "red", "dog", "runs", "across", "the", "green", "park", "next", "to", "two", "people",
           "sitting", "on", "wooden", "bench", "near", "lake")  # fmt: skip
@@ -74,11 +75,11 @@ def _passes(model, settings: GenerationSettings) -> dict[str, Callable[[int], Ca
             def run(runtime: Runtime, timer: Timer) -> None:
                 began = time.perf_counter()
                 on_device = _to_device(pixels, runtime.device)
-                _sync(runtime.device)
+                sync(runtime.device)
                 copied = time.perf_counter()
                 with torch.inference_mode(), runtime.autocast:
                     call(on_device)
-                _sync(runtime.device)
+                sync(runtime.device)
                 timer.h2d_s += copied - began
                 timer.record(time.perf_counter() - copied, batch)
 

@@ -26,7 +26,6 @@ from mmeval.errors import MmevalError
 from mmeval.image_loading import ImagePass, image_batches, plan_pixels
 from mmeval.timing import Timer, sync
 
-_sync = sync  # the name other modules import
 __all__ = ["ImagePass", "Runtime", "Timer", "encode_images", "encode_texts", "generate_answers", "generate_captions"]
 
 log = logging.getLogger(__name__)
