@@ -25,7 +25,7 @@ from mmeval import __version__
 from mmeval.benchmarks import BenchmarkResult
 from mmeval.errors import MmevalError
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1.0: p95 and per-call times in latency, ci95 beside values
 SCHEMA_FILE = "report.schema.json"
 
 

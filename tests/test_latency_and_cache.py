@@ -33,12 +33,13 @@ def test_latency_percentiles_equal_numpy_on_recorded_batches() -> None:
     kept = np.array(seconds[2:]) * 1000
     assert figures["first_batch_ms"] == pytest.approx(seconds[0] * 1000)
     assert figures["n_batches"] == 57 and figures["warmup_batches_excluded"] == 2
-    for q in (50, 90, 99):
+    for q in (50, 90, 95, 99):
         assert figures["batch_ms"][f"p{q}"] == pytest.approx(np.percentile(kept, q), rel=1e-12)
     assert figures["batch_ms"]["mean"] == pytest.approx(kept.mean()) and figures["batch_ms"]["max"] == kept.max()
     per_sample = kept / np.array(rows[2:])
     assert figures["sample_ms"]["p90"] == pytest.approx(np.percentile(per_sample, 90), rel=1e-12)
     assert figures["throughput_per_s"] == pytest.approx(sum(rows[2:]) / sum(seconds[2:]))
+    assert figures["calls_ms"] == pytest.approx([s * 1000 for s in seconds]) and figures["calls_rows"] == rows
     # fewer batches than the warm-up: one is still reported
     assert pass_latency([0.5, 0.25], [4, 4], warmup=5)["batch_ms"]["p50"] == pytest.approx(250.0)
 
