@@ -309,7 +309,7 @@ def score(
 
                 raise MmevalError(f"{what}: file not found: {path.resolve()}")
         outcome = score_results(annotations, results, output, dedup.value if dedup else None, chosen,
-                                tokenizer.value, spice_jars)
+                                tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown)
     stdout.print(results_table(outcome.report))
     stderr.print(f"report: {outcome.report_path}")
     if outcome.samples_path:
@@ -325,6 +325,14 @@ def list_components() -> None:
     from mmeval.registry import CAPTION_METRIC_DOCS, DATA_FORMATS, MODELS, TASKS
 
     for title, table, column in (("model adapters (model.type)", MODELS, "capabilities"),
+    skip_unknown: Annotated[bool, typer.Option(
+        "--skip-unknown", help="Score only the result image ids found in the annotations (count the others) "
+        "instead of refusing the results file.")] = False,
+    gender_bias: Annotated[bool, typer.Option(
+        "--gender-bias", help="Add the caption gender bias of Hendricks et al. 2018 (each image's gender from its "
+        "reference captions, the paper's word lists) and every metric per gender.")] = False,
+    leakage_seeds: Annotated[int, typer.Option(
+        help="With --gender-bias: seeds of the LIC leakage classifier (0: no LIC).", min=0)] = 0,
                                  ("tasks (benchmarks[].task)", TASKS, "needs"),
                                  ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
         out = Table(title=title, title_justify="left")
@@ -347,6 +355,12 @@ def list_components() -> None:
         out = Table(title=f"metrics (task {task})", title_justify="left")
         for column in ("name", "better", "description"):
             out.add_column(column)
+        bias = None
+        if gender_bias:
+            from mmeval.config_bias import BiasConfig
+
+            bias = BiasConfig(attributes=["gender"], reference_attribute="gender", caption_attribute="gender",
+                              leakage_seeds=leakage_seeds)
         for name, (better, text) in docs.items():
             out.add_row(name, "higher" if better else "lower", text)
         stdout.print(out)

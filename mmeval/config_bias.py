@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Hendricks et al. 2018 ("Women also Snowboard"), the word lists of the paper's code
 MAN_WORDS = ["boy", "brother", "dad", "husband", "man", "groom", "male", "guy", "men", "males", "boys", "guys",
@@ -33,6 +33,10 @@ class BiasConfig(BaseModel):
     # captioning: which group a caption talks about
     caption_attribute: str | None = Field(None, description="captioning: the attribute whose two groups captions "
                                           "name (Hendricks et al. 2018 error / ratio, LIC)")
+    reference_attribute: str | None = Field(None, description="captioning: derive this attribute of each image "
+                                            "from its reference captions with `caption_words` (a group when some "
+                                            "reference names it and none names the other; Hendricks et al.'s COCO "
+                                            "labels), e.g. gender when no attribute file exists")
     caption_words: dict[str, list[str]] | None = Field(None, description="captioning: words per group value "
                                                        "(default: the paper's man / woman word lists)")
     leakage_seeds: int = Field(0, ge=0, description="captioning: seeds of the LIC leakage classifier "
@@ -63,6 +67,13 @@ class BiasConfig(BaseModel):
         if value is not None and (len(value) != 2 or not all(value.values())):
             raise ValueError("expected exactly two groups, each with a non-empty word list")
         return value
+
+    @model_validator(mode="after")
+    def _derived_attribute_listed(self) -> BiasConfig:
+        if self.reference_attribute is not None and self.reference_attribute not in self.attributes:
+            raise ValueError(f"reference_attribute '{self.reference_attribute}' must also be one of `attributes` "
+                             f"({', '.join(self.attributes)})")
+        return self
 
     def words(self) -> dict[str, list[str]]:
         return self.caption_words or {"man": MAN_WORDS, "woman": WOMAN_WORDS}

@@ -17,7 +17,10 @@ from typing import Any
 
 from pycocotools.coco import COCO
 
+from mmeval.benchmarks.bias_block import captioning_bias
+from mmeval.config_bias import BiasConfig
 from mmeval.data.coco import read_json
+from mmeval.metrics.bias import groups_from_references
 from mmeval.errors import DataError
 from mmeval.evaluate import RunOutcome, write_outputs
 from mmeval.metrics.captioning import METRICS, score_captions
@@ -65,15 +68,23 @@ def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
 
 def score_results(annotations: Path, results: Path, output: Path, dedup: str | None = None,
                   metrics: tuple[str, ...] = METRICS, tokenizer: str = "auto", spice_jars: Path | None = None,
-                  name: str | None = None) -> RunOutcome:
-    """Score `results` against `annotations` and write a report (and per-image scores) to `output`."""
+                  name: str | None = None, bias: BiasConfig | None = None,
+                  skip_unknown: bool = False) -> RunOutcome:
+    """Score `results` against `annotations` and write a report (and per-image scores) to `output`.
+
+    With `bias` (its `reference_attribute` derived from the reference captions, as `--gender-bias` sets up),
+    the benchmark also gets the captioning `bias` block of `mmeval run`. `skip_unknown` scores only the result
+    ids found in the annotations (e.g. results for all of val2014 against a subset) and counts the others."""
     started = time.perf_counter()
     coco = read_annotations(annotations)
     predictions = read_results(results, dedup)
     unknown = sorted((i for i in predictions if i not in coco.imgs), key=str)
-    if unknown:
+    if unknown and not skip_unknown:
         shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise DataError(f"{results}: {len(unknown)} result image id(s) are not in {annotations} ({shown})")
+        raise DataError(f"{results}: {len(unknown)} result image id(s) are not in {annotations} ({shown}); "
+                        "pass --skip-unknown to score only the annotated ones")
+    for image_id in unknown:
+        del predictions[image_id]
     references = {i: [a["caption"] for a in coco.imgToAnns.get(i, [])] for i in predictions}
     without = [i for i, refs in references.items() if not refs]
     if without:
@@ -85,7 +96,7 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     bench_name = name or results.stem
     info = ModelInfo("results-file", results.stem, str(results), sha256_of_path(results), 0)
     config = {"command": "score", "annotations": str(annotations), "results": str(results), "dedup": dedup,
-              "metrics": list(metrics), "tokenizer": tokenizer, "spice_jars": str(spice_jars) if spice_jars else None}
+              "metrics": list(metrics), "tokenizer": tokenizer, "skip_unknown": skip_unknown, "spice_jars": str(spice_jars) if spice_jars else None}
     report = new_report(config, info, None, None)
     digest = hashlib.sha256(sha256_of_path(annotations).encode() + sha256_of_path(results).encode()).hexdigest()
     report["benchmarks"][bench_name] = {
@@ -93,6 +104,7 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
         "task": "coco_captions",
         "dataset": {"n_images": len(predictions), "n_texts": sum(map(len, references.values())),
                     "n_scored_images": len(predictions), "n_empty_predictions": scores.n_empty_predictions,
+                    "n_skipped_unknown_ids": len(unknown),
                     "source": f"coco:{annotations}", "sha256": digest},
         "metrics": {k: {"value": v, "higher_is_better": True} for k, v in scores.scores.items()},
         "timings": {"load_data_s": load_s, "metrics_s": time.perf_counter() - started - load_s},
@@ -101,6 +113,10 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
         "skipped_metrics": scores.skipped,
         "warnings": scores.warnings,
     }
+    if bias is not None:
+        report["config"]["bias"] = bias.model_dump(mode="json")
+        report["benchmarks"][bench_name]["bias"] = _bias_block(bias, references, predictions, scores.image_ids,
+                                                               [m for m in metrics if m != "SPICE"], tokenizer)
     per_image = [{"image_id": i, "caption": predictions[i],
                   **{m: float(scores.per_image[m][n]) for m in scores.per_image}}
                  for n, i in enumerate(scores.image_ids)]
@@ -108,3 +124,16 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     stem = f"{bench_name}-scored-{time.strftime('%Y%m%d-%H%M%S')}"
     write_outputs(report, {bench_name: {"captions": per_image}}, output, stem, True, outcome)
     return outcome
+
+
+def _bias_block(bias: BiasConfig, references: dict[Any, list[str]], predictions: dict[Any, str], ids: list[Any],
+                metrics: list[str], tokenizer: str) -> dict[str, Any]:
+    """The captioning bias block for the scored images; the reference attribute comes from their references."""
+    groups = groups_from_references([references[i] for i in ids], bias.words())
+    attributes = {i: {bias.reference_attribute: g} for i, g in zip(ids, groups)}
+
+    def score(subset: list[Any]) -> dict[str, float]:
+        return score_captions({i: references[i] for i in subset}, {i: predictions[i] for i in subset},
+                              metrics=metrics, tokenizer=TOKENIZERS[tokenizer]).scores
+
+    return captioning_bias(bias, ids, attributes, [predictions[i] for i in ids], references, score)

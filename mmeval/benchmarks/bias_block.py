@@ -10,9 +10,11 @@ A benchmark with a `bias` section gets, per configured attribute (`gender`, `ski
   gallery (`bias.queries`, against a uniform or the gallery's own distribution);
 - captioning: the caption group bias of Hendricks et al. (2018) when `bias.caption_attribute` is set (group
   words per value, default the paper's man / woman lists), and leakage in captions (LIC, Hirota et al. 2022)
-  with `bias.leakage_seeds`;
+  with `bias.leakage_seeds`; `bias.reference_attribute` derives an attribute (e.g. gender) from each image's
+  reference captions, as the paper labelled COCO;
 - zero-shot classification: per-group accuracy and fairlearn's parity metrics, one-vs-rest and for
-  `bias.harmful_classes`.
+  `bias.harmful_classes`; directional bias amplification attribute -> task (Wang & Russakovsky 2021) always,
+  Zhao et al. (2017) bias amplification with `bias.training_counts`.
 
 Attributes come from the data (shapes, or loaders that keep them) or from `bias.attributes_file`: a CSV with
 an `image_id` column or a JSON object {image_id: {attribute: value}}; ids are matched as strings.
@@ -61,7 +63,7 @@ def attribute_columns(image_ids: list[Any], data_attributes: dict[Any, dict[str,
     where = str(cfg.attributes_file) if source is not None else "the data"
     columns = {}
     for name in cfg.attributes:
-        if source is not None:
+        if source is not None and name != cfg.reference_attribute:
             values = [source.get(str(i), {}).get(name) for i in image_ids]
         else:
             values = [data_attributes.get(i, {}).get(name) for i in image_ids]
@@ -73,10 +75,23 @@ def attribute_columns(image_ids: list[Any], data_attributes: dict[Any, dict[str,
     return columns
 
 
-def check_attributes(cfg, data) -> None:
-    """Fail before any model work if a configured attribute is on no image (`cfg` None: no bias section)."""
+def check_attributes(cfg, data, attributes: dict | None = None) -> None:
+    """Fail before any model work if a configured attribute is on no image (`cfg` None: no bias section);
+    `attributes` replaces the data's own (e.g. with groups derived from the references)."""
     if cfg is not None:
-        attribute_columns(list(data.image_ids), data.attributes, cfg)
+        attribute_columns(list(data.image_ids), data.attributes if attributes is None else attributes, cfg)
+
+
+def with_reference_groups(cfg, data) -> dict[Any, dict[str, Any]]:
+    """The data's attributes plus `cfg.reference_attribute` of each image, derived from its reference
+    captions (`bias_metrics.groups_from_references`); the data's attributes unchanged when not configured."""
+    if cfg is None or cfg.reference_attribute is None:
+        return data.attributes
+    references: list[list[str]] = [[] for _ in data.image_ids]
+    for text, owner in zip(data.texts, data.text_image_index):
+        references[owner].append(text)
+    groups = bias_metrics.groups_from_references(references, cfg.words())
+    return {i: {**data.attributes.get(i, {}), cfg.reference_attribute: g} for i, g in zip(data.image_ids, groups)}
 
 
 def _block(columns: dict[str, list], per_attribute: Callable[[str, list], dict[str, Any]]) -> dict[str, Any]:
@@ -172,7 +187,8 @@ def classification_bias(cfg, image_ids: list[Any], attributes: dict, labels: np.
             names[labels], names[predictions], values, classes=classes,
             harmful_classes=cfg.harmful_classes or None,
         )  # fmt: skip
-        entry = {"sliced": bias_metrics.subgroup_metrics(values, score, higher_is_better), "fairness": fairness}
+        entry = {"sliced": bias_metrics.subgroup_metrics(values, score, higher_is_better), "fairness": fairness,
+                 "directional_bias_amplification": _directional(values, labels, predictions, len(classes))}
         if name in training:
             entry["bias_amplification"] = _amplification(training[name], values, names[predictions], classes)
         return entry
@@ -202,6 +218,20 @@ def _amplification(counts: dict[str, dict[str, float]], values: list, predicted:
     pred = np.array([[float(np.sum((predicted == c) & np.array([k == g for k in keys]))) for g in groups]
                      for c in objects])  # fmt: skip
     return {**bias_metrics.bias_amplification(train, pred), "classes": objects, "groups": groups}
+
+
+def _directional(values: list, labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Wang & Russakovsky 2021 attribute -> task amplification on the test set (images with the attribute):
+    does knowing the group push the predicted class further than the true labels do? (The task -> attribute
+    direction needs a prediction of the attribute, which a zero-shot class prediction is not.)"""
+    keys = [bias_metrics.label_key(v) for v in values]
+    rows = np.array([k is not None for k in keys], dtype=bool)
+    groups = sorted({k for k in keys if k is not None})
+    attribute = np.array([[k == g for g in groups] for k in keys], dtype=bool).reshape(len(keys), len(groups))
+    eye = np.eye(n_classes, dtype=bool)
+    value = bias_metrics.directional_bias_amplification(attribute[rows], eye[labels[rows]], eye[predictions[rows]],
+                                                        "A->T")  # fmt: skip
+    return {"A->T": value, "groups": groups, "n_images": int(rows.sum())}
 
 
 def sliced_only(cfg, sample_image_ids: list[Any], attributes: dict, score: Callable[[np.ndarray], dict[str, float]],

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
-from mmeval.benchmarks.bias_block import captioning_bias, check_attributes
+from mmeval.benchmarks.bias_block import captioning_bias, check_attributes, with_reference_groups
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.captioning import score_captions
@@ -33,7 +33,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
     data = load_retrieval_data(bench.data)
-    check_attributes(bench.bias, data)
+    attributes = with_reference_groups(bench.bias, data)
+    check_attributes(bench.bias, data, attributes)
     load_s = time.perf_counter() - started
 
     task = progress.add_task(f"{bench.name}: captions", total=len(data.image_ids))
@@ -81,7 +82,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
                                   metrics=[m for m in bench.metrics if m != "SPICE"],
                                   tokenizer=TOKENIZERS[bench.tokenizer]).scores  # fmt: skip
 
-        extra["bias"] = captioning_bias(bench.bias, scored, data.attributes, [caption_of[i] for i in scored],
+        extra["bias"] = captioning_bias(bench.bias, scored, attributes, [caption_of[i] for i in scored],
                                         references, score)  # fmt: skip
     metric_s = time.perf_counter() - metric_start
 

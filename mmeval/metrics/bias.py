@@ -23,9 +23,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 
 NAN = float("nan")
 
@@ -186,6 +183,19 @@ def caption_gender(
     return "other"
 
 
+def groups_from_references(references: Sequence[Sequence[str]], words: Mapping[str, Iterable[str]]) -> list[str | None]:
+    """Each image's group from its human reference captions, as Hendricks et al. (2018) labelled COCO: the
+    group whose words (`words`: exactly two groups) appear in at least one reference while the other group's
+    words appear in none; None (unlabelled) when neither or both are named."""
+    (group_a, words_a), (group_b, words_b) = ((g, frozenset(w)) for g, w in words.items())
+    groups: list[str | None] = []
+    for refs in references:
+        named = set().union(*(caption_words(r) for r in refs)) if refs else set()
+        a, b = bool(named & words_a), bool(named & words_b)
+        groups.append(group_a if a and not b else group_b if b and not a else None)
+    return groups
+
+
 def caption_gender_bias(
     true_genders: Sequence[Any],
     captions: Sequence[str],
@@ -329,6 +339,9 @@ def mask_caption(caption: str, words: Iterable[str], mask_token: str = "<mask>")
 def _lic_score(train_text: list[str], train_y: np.ndarray, test_text: list[str], test_y: np.ndarray,
                seed: int) -> float:
     """Confidence-weighted accuracy of a TF-IDF + logistic-regression attribute classifier on the test split."""
+    from sklearn.feature_extraction.text import TfidfVectorizer  # imported here: ~1 s that only LIC needs
+    from sklearn.linear_model import LogisticRegression
+
     vectoriser = TfidfVectorizer(token_pattern=r"\S+", lowercase=False)
     classifier = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
     classifier.fit(vectoriser.fit_transform(train_text), train_y)
@@ -365,6 +378,8 @@ def leakage_in_captions(
     over seeds of LIC, LIC_model and LIC_human. All NaN when fewer than two groups remain, or the balanced
     set is too small to put every group in both splits.
     """
+    from sklearn.model_selection import train_test_split
+
     if not (len(model_captions) == len(human_captions) == len(attributes)):
         raise ValueError("model_captions, human_captions and attributes must have one entry per image")
     names, codes, n_missing = group_codes(attributes)
