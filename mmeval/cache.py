@@ -49,6 +49,12 @@ def _canonical(parts: dict[str, Any]) -> str:
     return json.dumps({"version": CACHE_VERSION, **parts}, sort_keys=True, default=str, ensure_ascii=False)
 
 
+def entry_key(parts: dict[str, Any]) -> tuple[str, str]:
+    """The sha256 key of `parts` and the canonical JSON it hashes (stored in an entry, compared on reading)."""
+    canonical = _canonical(parts)
+    return hashlib.sha256(canonical.encode()).hexdigest(), canonical
+
+
 def model_identity(model) -> dict[str, Any] | None:
     """What identifies a loaded model's outputs, or None when it has no checkpoint hash (then: no caching)."""
     info = model.info
@@ -104,6 +110,11 @@ class Cache:
             return None
         base, canonical = self._paths("pixels", parts)
         return PixelStore(base, canonical)
+
+
+def atomic_write(path: Path, write) -> None:
+    """`write(tmp)` to a temporary file beside `path`, then rename it to `path`: never a half-written file."""
+    _atomic(path, write)
 
 
 def _atomic(path: Path, write) -> None:

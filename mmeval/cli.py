@@ -26,8 +26,8 @@ log = logging.getLogger("mmeval")
 
 ConfigOption = Annotated[
     Path,
-    typer.Option("--config", "-c", help="Run config (YAML): model, benchmarks, runtime, output. Relative paths in "
-                 "it are relative to the current directory. Examples: configs/*.yaml."),
+    typer.Option("--config", "-c", help="Run config (YAML): model, benchmarks, runtime, output, bootstrap. Relative "
+                 "paths in it are relative to the current directory. Examples: configs/*.yaml."),
 ]
 SetOption = Annotated[
     Optional[list[str]],
@@ -38,8 +38,17 @@ SetOption = Annotated[
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Report folder (overrides output.dir).")]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached model outputs and "
                                              "preprocessed images (same as runtime.cache: false).")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Reuse the finished batches an interrupted run (Ctrl-C, kill, crash) of the same config left in "
+    "the cache folder and compute only the rest; the results equal an uninterrupted run's. Needs the cache "
+    "(not --no-cache). Without it, a run starts over and says when such batches exist.")]
+TrustOption = Annotated[bool, typer.Option(
+    "--trust-checkpoint", help="Allow the checkpoint to run code while it loads: pickles that hold more than "
+    "weights (torch.load(weights_only=False)) and transformers folders with their own code (trust_remote_code). "
+    "Only for files you trust; without it mmeval reads safetensors and weights-only pickles and runs no checkpoint "
+    "code.")]
 
-_CONFIG_HELP = """A config names one model and one or more benchmarks:
+_CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
 
   model:      {type: open_clip, arch: ViT-B-32, checkpoint: checkpoints/vitb32.pt}
   benchmarks:
@@ -52,6 +61,14 @@ _CONFIG_HELP = """A config names one model and one or more benchmarks:
 `mmeval list` shows the model types, tasks and data formats; `mmeval validate` checks a config."""
 
 _RUN_HELP = f"""Evaluate the config's model on each of its benchmarks; write a JSON report, print a results table.
+
+Several models (model: a list, or a checkpoint glob such as runs/epoch_*.pt) are evaluated one after the
+other on data read and decoded once: one report per model, plus a leaderboard (.leaderboard.json / .md)
+and its table. A model that fails to load or fails a benchmark is recorded and the others still run.
+
+Data-parallel: `torchrun --nproc_per_node N -m mmeval run --config ...` splits every pass across N processes
+(one GPU each, NCCL; gloo on CPU) with the same results; rank 0 computes the metrics and writes the report.
+Finished batches are saved as a run goes: after a crash or Ctrl-C, rerun with --resume to compute only the rest.
 
 Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
 benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
@@ -105,24 +122,44 @@ def run(
     overrides: SetOption = None,
     output: OutputOption = None,
     no_cache: NoCacheOption = False,
+    trust_checkpoint: TrustOption = False,
+    resume: ResumeOption = False,
 ) -> None:
     from mmeval.config_file import load_config
 
     with _user_errors():
         cfg = load_config(config, overrides)
-        from mmeval.evaluate import run_config  # torch: imported only once the config is known to be valid
+        from mmeval import distributed  # torch: imported only once the config is known to be valid
+        from mmeval.evaluate import run_config
 
         if output is not None:
             cfg.output.dir = output
         if no_cache:
             cfg.runtime.cache = "off"
-        with make_progress() as progress:
-            outcome = run_config(cfg, str(config), progress)
-    stdout.print(results_table(outcome.report))
-    if outcome.report_path:
-        stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
-    if outcome.samples_path:
-        stderr.print(f"per-sample output: {outcome.samples_path}", markup=False, highlight=False)
+        primary = distributed.from_env().is_primary
+        if not primary:  # torchrun: rank 0 shows progress and results, the other ranks only warnings and errors
+            logging.getLogger("mmeval").setLevel(logging.WARNING)
+        try:
+            with make_progress() if primary else contextlib.nullcontext() as progress:
+                if cfg.is_multi:
+                    from mmeval.multi import run_models
+
+                    outcome = run_models(cfg, str(config), progress, trust_checkpoint=trust_checkpoint,
+                                         resume=resume)
+                else:
+                    outcome = run_config(cfg, str(config), progress, trust_checkpoint=trust_checkpoint, resume=resume)
+        finally:
+            distributed.shutdown()
+    if not primary:
+        raise typer.Exit(130 if outcome.interrupted else 1 if outcome.internal_error else 2 if outcome.errors else 0)
+    if cfg.is_multi:
+        _print_multi(outcome)
+    else:
+        stdout.print(results_table(outcome.report))
+        if outcome.report_path:
+            stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
+        if outcome.samples_path:
+            stderr.print(f"per-sample output: {outcome.samples_path}", markup=False, highlight=False)
     for line in outcome.errors:
         print_error(line)
     if outcome.internal_error is not None:
@@ -133,9 +170,33 @@ def run(
         raise typer.Exit(1)
     if outcome.interrupted:
         print_error("interrupted; the finished benchmarks were saved in the report")
+        _resume_hint(cfg)
         raise typer.Exit(130)
     if outcome.errors:
         raise typer.Exit(2)
+
+
+def _resume_hint(cfg) -> None:
+    """After Ctrl-C: how to pick up where the run stopped (finished batches are kept in the cache folder)."""
+    from mmeval.resume import resume_command
+
+    if cfg.runtime.cache == "off":
+        stderr.print("nothing of the interrupted benchmark was kept (runtime.cache is off); with the cache on, "
+                     "finished batches are kept and --resume reuses them", markup=False, highlight=False)
+        return
+    stderr.print(f"finished batches were kept; to resume: {resume_command()}", markup=False, highlight=False)
+
+
+def _print_multi(outcome) -> None:
+    """A several-model run: the leaderboard table, then where each report and the leaderboard files are."""
+    from mmeval.console import leaderboard_table
+
+    stdout.print(leaderboard_table(outcome.leaderboard))
+    for run in outcome.runs:
+        if run.outcome is not None and run.outcome.report_path:
+            stderr.print(f"report ({run.config.name}): {run.outcome.report_path}", markup=False, highlight=False)
+    stderr.print(f"leaderboard: {outcome.leaderboard_path} (and {outcome.markdown_path.name})", markup=False,
+                 highlight=False)
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -165,6 +226,7 @@ def bench(
     precisions: Annotated[Optional[str], typer.Option(
         "--precisions", "-p", help="Comma-separated precisions among fp32, bf16, fp16 (default: runtime.precision).")] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed calls per configuration.")] = 10,
+    trust_checkpoint: TrustOption = False,
 ) -> None:
     from mmeval.config_file import load_config
     from mmeval.errors import MmevalError
@@ -175,16 +237,26 @@ def bench(
         chosen = [p.strip() for p in precisions.split(",")] if precisions else None
         if chosen is not None and (not chosen or set(chosen) - {"fp32", "bf16", "fp16"}):
             raise MmevalError(f"--precisions: expected some of fp32, bf16, fp16, got {precisions!r}")
-        from mmeval.evaluate import bench_config  # torch: imported only once the input is known to be valid
+        from mmeval import distributed  # torch: imported only once the input is known to be valid
+        from mmeval.evaluate import bench_config
+
+        if distributed.from_env().world_size > 1:
+            raise MmevalError("mmeval bench times one process on one device; run it without torchrun")
 
         if output is not None:
             cfg.output.dir = output
         with make_progress() as progress:
             task = progress.add_task("bench", total=None)
             outcome = bench_config(cfg, sizes, chosen, iterations, str(config),
-                                   lambda what: progress.update(task, description=f"bench: {what}"))
+                                   lambda what: progress.update(task, description=f"bench: {what}"),
+                                   trust_checkpoint=trust_checkpoint)  # fmt: skip
     stdout.print(bench_table(outcome.report))
-    stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
+    if outcome.report_path:
+        stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
+    for line in outcome.errors:  # the report could not be written
+        print_error(line)
+    if outcome.errors:
+        raise typer.Exit(2)
 
 
 @app.command(help=_VALIDATE_HELP)
@@ -193,6 +265,7 @@ def validate(
     overrides: SetOption = None,
     load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits the "
                                              "architecture (imports the model's framework; slower).")] = False,
+    trust_checkpoint: TrustOption = False,
 ) -> None:
     from mmeval.config_file import load_config
     from mmeval.errors import ConfigError, MmevalError
@@ -208,16 +281,31 @@ def validate(
             except MmevalError as exc:
                 problems.append(str(exc))
         if load_model:
-            from mmeval.evaluate import load_model as load
-
-            try:
-                info = load(cfg.model).info
-                stderr.print(f"model: {info.name} ({info.adapter}), {info.n_parameters:,} parameters", markup=False)
-            except MmevalError as exc:
-                problems.extend(exc.lines())
+            problems += _load_problems(cfg, trust_checkpoint)
+        elif cfg.is_multi:
+            for n, model in enumerate(cfg.models):
+                stderr.print(f"model[{n}]: {model.name} ({model.type}) {model.checkpoint or ''}", markup=False,
+                             highlight=False)
         if problems:
             raise ConfigError(str(config), problems)
     stdout.print(f"[green]ok[/]: {escape(str(config))} is valid")
+
+
+def _load_problems(cfg, trust_checkpoint: bool = False) -> list[str]:
+    """Load each model of the config in turn (one at a time): what does not load, one line each."""
+    from mmeval.errors import MmevalError
+    from mmeval.evaluate import load_model
+
+    problems = []
+    for n, model_cfg in enumerate(cfg.models):
+        where = f"model[{n}] ({model_cfg.name}): " if cfg.is_multi else ""
+        try:
+            info = load_model(model_cfg, trust_checkpoint).info
+            stderr.print(f"{where or 'model: '}{info.name} ({info.adapter}), {info.n_parameters:,} parameters",
+                         markup=False, highlight=False)
+        except MmevalError as exc:
+            problems.extend(where + line for line in exc.lines())
+    return problems
 
 
 def _data_problems(cfg) -> list[str]:
@@ -286,6 +374,14 @@ def score(
     = Tokenizer.auto,
     spice_jars: Annotated[Optional[Path], typer.Option(
         help="Folder with the Stanford CoreNLP 3.6.0 jars SPICE needs (without it SPICE is skipped).")] = None,
+    skip_unknown: Annotated[bool, typer.Option(
+        "--skip-unknown", help="Score only the result image ids found in the annotations (count the others) "
+        "instead of refusing the results file.")] = False,
+    gender_bias: Annotated[bool, typer.Option(
+        "--gender-bias", help="Add the caption gender bias of Hendricks et al. 2018 (each image's gender from its "
+        "reference captions, the paper's word lists) and every metric per gender.")] = False,
+    leakage_seeds: Annotated[int, typer.Option(
+        help="With --gender-bias: seeds of the LIC leakage classifier (0: no LIC).", min=0)] = 0,
 ) -> None:
     """Score an existing results file against caption annotations, with no model, as the official COCO demo does.
 
@@ -308,12 +404,147 @@ def score(
                 from mmeval.errors import MmevalError
 
                 raise MmevalError(f"{what}: file not found: {path.resolve()}")
+        bias = None
+        if gender_bias:
+            from mmeval.config_bias import BiasConfig
+
+            bias = BiasConfig(attributes=["gender"], reference_attribute="gender", caption_attribute="gender",
+                              leakage_seeds=leakage_seeds)
         outcome = score_results(annotations, results, output, dedup.value if dedup else None, chosen,
                                 tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown)
     stdout.print(results_table(outcome.report))
     stderr.print(f"report: {outcome.report_path}")
     if outcome.samples_path:
         stderr.print(f"per-image scores: {outcome.samples_path}")
+
+
+@app.command()
+def report(
+    reports: Annotated[list[Path], typer.Argument(help="Report JSON files (mmeval run / score / bench); several "
+                                                  "are drawn side by side, one colour each.")],
+    html_out: Annotated[Path, typer.Option("--html", help="The HTML file to write (replaced if it exists).")],
+) -> None:
+    """Write one self-contained HTML page for one or more reports.
+
+    Metric bars with 95% CIs per checkpoint, recall@k curves, latency histograms, per-group bias bars and, for
+    captioning, the best- and worst-scored images with their captions. Plots and images are embedded: the file
+    needs no network. Per-sample files are read from beside each report when present.
+    """
+    with _user_errors():
+        from mmeval.html_report import write_html_report  # matplotlib: imported only for this command
+
+        written = write_html_report(reports, html_out)
+    stderr.print(f"html report: {written} ({written.stat().st_size / 1024:,.0f} KiB)", markup=False, highlight=False)
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    csv = "csv"
+
+
+_COMPARE_HELP = """Compare reports: every metric per report, its change from the first report and, where both runs
+wrote per-sample output, a paired p-value and the 95% CI of the change.
+
+Reports of any schema version this mmeval has written are read. The p-value is a two-sided paired sign-flip
+permutation test over the samples both runs share (matched by id); the CI is a paired percentile bootstrap.
+A benchmark evaluated on different data (dataset sha256) is refused unless --force. Latency rows (p95 ms per
+sample) come with a warning when hardware, threads, precision or batch size differ. Exit codes: 0 compared,
+2 bad input (a missing or malformed report, different data)."""
+
+
+@app.command(help=_COMPARE_HELP)
+def compare(
+    reports: Annotated[list[Path], typer.Argument(help="Two or more report JSON files; the first is the reference.",
+                                                  show_default=False)],
+    output_format: Annotated[CompareFormat, typer.Option("--format", "-f", help="table (rich), markdown, json or "
+                                                         "csv (one line per benchmark, metric and report).")]
+    = CompareFormat.table,
+    force: Annotated[bool, typer.Option("--force", help="Compare benchmarks evaluated on different data "
+                                        "(their paired statistics are left out).")] = False,
+    resamples: Annotated[int, typer.Option(min=100, help="Permutation and bootstrap resamples per metric.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+) -> None:
+    from mmeval.compare import compare as compare_reports
+    from mmeval.compare import load_for_comparison, to_csv, to_json, to_markdown
+    from mmeval.errors import MmevalError
+
+    with _user_errors():
+        if len(reports) < 2:
+            raise MmevalError(f"compare needs at least two reports, got {len(reports)}")
+        comparison = compare_reports(load_for_comparison(reports), force, resamples, seed)
+    for line in comparison.warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if output_format is CompareFormat.table:
+        from mmeval.compare import notes
+        from mmeval.console import compare_table, print_whole
+
+        print_whole(compare_table(comparison))
+        for line in notes(comparison):
+            stdout.print(f"- {line}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        render = {"markdown": to_markdown, "json": to_json, "csv": to_csv}[output_format.value]
+        typer.echo(render(comparison), nl=False)
+
+
+_GATE_HELP = """Check a candidate report against rules, and against a baseline report, for CI.
+
+Rules (YAML; configs/gates.example.yaml documents every one) match metrics, latency passes or bias numbers
+by glob: a minimum / maximum value, a maximum drop vs the baseline (absolute or relative), optionally only
+when the drop is significant (one-sided paired permutation test at alpha), latency budgets (per-sample p95
+<= X ms, or <= +Y% vs the baseline) and bias budgets (a gap <= X).
+
+Prints a table; writes a Markdown summary to --markdown and, when set, to the file GITHUB_STEP_SUMMARY names
+(appended); --junit writes JUnit XML (a test suite per rule, a test case per matched target).
+Exit codes: 0 every check passed, 1 a check failed, 2 bad input (missing or malformed report or rules, a
+rule matching nothing, a measurement a rule needs that a report lacks)."""
+
+
+@app.command(help=_GATE_HELP)
+def gate(
+    candidate: Annotated[Path, typer.Option("--candidate", help="The report to check.", show_default=False)],
+    rules: Annotated[Path, typer.Option("--rules", "-r", help="Rules file (YAML).", show_default=False)],
+    baseline: Annotated[Optional[Path], typer.Option(
+        "--baseline", help="The reference report (needed by drop and relative-latency rules).")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write the Markdown summary here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Allow a baseline evaluated on different data "
+                                        "(significance rules still refuse it).")] = False,
+) -> None:
+    import os
+
+    from mmeval.compare import load_for_comparison
+    from mmeval.config_gate import load_rules
+    from mmeval.console import gate_table, print_whole
+    from mmeval.gate import evaluate, to_markdown, write_junit
+
+    with _user_errors():
+        gate_rules = load_rules(rules)
+        loaded = load_for_comparison([p for p in (baseline, candidate) if p is not None])
+        result = evaluate(gate_rules, loaded[-1], loaded[0] if baseline is not None else None, force)
+        summary = to_markdown(result)
+        if junit is not None:
+            write_junit(result, junit)
+        for target, mode in ((markdown, "w"), (os.environ.get("GITHUB_STEP_SUMMARY"), "a")):
+            if target:
+                _write_text(Path(target), summary, mode)
+    for line in result.warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    print_whole(gate_table(result))
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _write_text(path: Path, text: str, mode: str) -> None:
+    from mmeval.errors import MmevalError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open(mode, encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise MmevalError(f"{path}: cannot write the gate summary ({exc.strerror or exc})") from None
 
 
 @app.command("list")
@@ -325,14 +556,6 @@ def list_components() -> None:
     from mmeval.registry import CAPTION_METRIC_DOCS, DATA_FORMATS, MODELS, TASKS
 
     for title, table, column in (("model adapters (model.type)", MODELS, "capabilities"),
-    skip_unknown: Annotated[bool, typer.Option(
-        "--skip-unknown", help="Score only the result image ids found in the annotations (count the others) "
-        "instead of refusing the results file.")] = False,
-    gender_bias: Annotated[bool, typer.Option(
-        "--gender-bias", help="Add the caption gender bias of Hendricks et al. 2018 (each image's gender from its "
-        "reference captions, the paper's word lists) and every metric per gender.")] = False,
-    leakage_seeds: Annotated[int, typer.Option(
-        help="With --gender-bias: seeds of the LIC leakage classifier (0: no LIC).", min=0)] = 0,
                                  ("tasks (benchmarks[].task)", TASKS, "needs"),
                                  ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
         out = Table(title=title, title_justify="left")
@@ -355,12 +578,6 @@ def list_components() -> None:
         out = Table(title=f"metrics (task {task})", title_justify="left")
         for column in ("name", "better", "description"):
             out.add_column(column)
-        bias = None
-        if gender_bias:
-            from mmeval.config_bias import BiasConfig
-
-            bias = BiasConfig(attributes=["gender"], reference_attribute="gender", caption_attribute="gender",
-                              leakage_seeds=leakage_seeds)
         for name, (better, text) in docs.items():
             out.add_row(name, "higher" if better else "lower", text)
         stdout.print(out)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -29,6 +31,7 @@ from pydantic import (
 
 from mmeval.config_bias import BiasConfig
 from mmeval.errors import ConfigError
+from mmeval.model_list import expand, is_pattern, matches
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS, did_you_mean, unknown_name_message
 
 Loc = tuple[Any, ...]
@@ -40,10 +43,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+def _expand(path: Path | str) -> Path:
+    """`~` and `~user` expanded; an unknown user is a ValueError (a problem with the value), not pathlib's
+    RuntimeError (a crash)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:
+        raise ValueError(f"cannot expand {str(path).split('/')[0]!r} in {str(path)!r} ({exc})") from exc
+
+
 def _existing(path: Path | None, kind: str) -> Path | None:
     if path is None:
         return None
-    path = path.expanduser().resolve()
+    path = _expand(path).resolve()
     if not path.exists():
         raise ValueError(f"{kind} not found: {path}")
     if kind == "folder" and not path.is_dir():
@@ -101,6 +113,11 @@ class ModelConfig(_Strict):
     @field_validator("checkpoint")
     @classmethod
     def _checkpoint_exists(cls, value: Path | None) -> Path | None:
+        if is_pattern(value):  # a glob: one model per match (mmeval.model_list)
+            pattern = Path(value).expanduser().absolute()
+            if not matches(pattern):
+                raise ValueError(f"no file or folder matches the pattern {pattern}")
+            return pattern
         return _existing(value, "checkpoint")
 
     @field_validator("arch_config")
@@ -159,11 +176,25 @@ def _model_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     checkpoint = raw.get("checkpoint")
     if kind in _CHECKPOINT_KIND and isinstance(checkpoint, (str, Path)):
         expected, holds = _CHECKPOINT_KIND[kind]
-        path = Path(checkpoint).expanduser().resolve()
-        if (expected == "folder" and path.is_file()) or (expected == "file" and path.is_dir()):
-            got = "a file" if path.is_file() else "a folder"
-            problems.append((("checkpoint",), f"model type '{kind}' needs {holds}, got {got}: {path}"))
+        for path in matches(checkpoint) if is_pattern(checkpoint) else [Path(checkpoint)]:
+            try:
+                path = _expand(path).resolve()
+            except ValueError:  # reported by the checkpoint's own validator
+                continue
+            if (expected == "folder" and path.is_file()) or (expected == "file" and path.is_dir()):
+                got = "a file" if path.is_file() else "a folder"
+                problems.append((("checkpoint",), f"model type '{kind}' needs {holds}, got {got}: {path}"))
     return problems
+
+
+def _model_entries(raw: dict[str, Any]) -> list[tuple[Loc, dict[str, Any]]]:
+    """The raw model mappings with their place: ('model',) for one, ('model', i) for each of a list."""
+    model = raw.get("model")
+    if isinstance(model, dict):
+        return [(("model",), model)]
+    if isinstance(model, list):
+        return [(("model", n), entry) for n, entry in enumerate(model) if isinstance(entry, dict)]
+    return []
 
 
 # Which data fields each format reads (required, optional); a field the format ignores is an error.
@@ -377,6 +408,8 @@ class RuntimeConfig(_Strict):
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's own, the core count)")
     seed: int = 0
     warmup_batches: int = Field(2, ge=0, description="model batches left out of the latency percentiles")
+    chunk_size: int = Field(1024, gt=0, description="images or texts of a pass saved together as it runs, so "
+                            "`--resume` after a crash redoes at most one chunk (rounded up to whole batches)")
     cache: Literal["on", "pixels", "off"] = Field(
         "on", description="on: reuse cached model outputs and preprocessed images; pixels: only preprocessed "
         "images (e.g. to time the model on warm data); off: neither (--no-cache). true / false mean on / off")
@@ -406,8 +439,8 @@ class OutputConfig(_Strict):
     @field_validator("dir")
     @classmethod
     def _not_a_file(cls, value: Path) -> Path:
-        if value.expanduser().is_file():  # found now, not after the whole evaluation has run
-            raise ValueError(f"expected a folder (created if missing), got a file: {value.expanduser().resolve()}")
+        if _expand(value).is_file():  # found now, not after the whole evaluation has run
+            raise ValueError(f"expected a folder (created if missing), got a file: {_expand(value).resolve()}")
         return value
 
     @field_validator("name")
@@ -416,43 +449,103 @@ class OutputConfig(_Strict):
         return _valid_name(value)
 
 
+MIN_BOOTSTRAP_RESAMPLES = 100
+
+
+class BootstrapConfig(_Strict):
+    """Percentile bootstrap 95% intervals (`ci95`) for every headline metric (mmeval/metrics/bootstrap.py)."""
+
+    n: int = Field(1000, ge=0, description="resamples per benchmark; 0 turns confidence intervals off")
+    seed: int = Field(0, description="seed of the resampling: the same seed and data give the same intervals")
+
+    @field_validator("n")
+    @classmethod
+    def _enough(cls, value: int) -> int:
+        if 0 < value < MIN_BOOTSTRAP_RESAMPLES:
+            raise ValueError(f"expected 0 (off) or at least {MIN_BOOTSTRAP_RESAMPLES} resamples (a 95% percentile "
+                             f"interval from fewer is mostly noise), got {value}")
+        return value
+
+
+def _one_or_list(value: Any) -> str:
+    return "list" if isinstance(value, list) else "one"
+
+
+# `model:` is one mapping or a list of them; the tag is dropped from error paths (model[1].checkpoint).
+ModelField = Annotated[Annotated[ModelConfig, Tag("one")] | Annotated[list[ModelConfig], Tag("list")],
+                       Discriminator(_one_or_list)]
+
+
 class RunConfig(_Strict):
-    model: ModelConfig
+    model: ModelField
     benchmarks: list[BenchmarkConfig] = Field(min_length=1)
     runtime: RuntimeConfig = RuntimeConfig()
     output: OutputConfig = OutputConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _expand_models(cls, value: ModelConfig | list[ModelConfig]) -> ModelConfig | list[ModelConfig]:
+        """A list, or a checkpoint pattern, becomes a list of models with one checkpoint and a distinct name each."""
+        if isinstance(value, ModelConfig) and not is_pattern(value.checkpoint):
+            return value  # one model: kept exactly as written (its name derived by the adapter, as always)
+        if not value:
+            raise ValueError("an empty list; give one model mapping, or a list of one or more")
+        return expand(value if isinstance(value, list) else [value])
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> RunConfig:
-        raw = {"model": {"type": self.model.type},
+        models = [{"type": m.type} for m in self.models]
+        raw = {"model": models if self.is_multi else models[0],
                "benchmarks": [{"name": b.name, "task": b.task} for b in self.benchmarks]}
         _raise_unless_checked(info, _benchmark_problems(raw))
         return self
 
+    @property
+    def is_multi(self) -> bool:
+        """Several checkpoints (a list or a pattern): one report per model plus a leaderboard."""
+        return isinstance(self.model, list)
+
+    @property
+    def models(self) -> list[ModelConfig]:
+        return list(self.model) if isinstance(self.model, list) else [self.model]
+
+    def for_model(self, model: ModelConfig) -> RunConfig:
+        """This config with one of its models: what that model's report records (and reruns it alone)."""
+        return self.model_copy(update={"model": model})
+
 
 def _benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Unique benchmark names, tasks the model type can do, settings that belong to another task."""
-    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
-    kind = model.get("type")
-    can = MODELS[kind].capabilities if _known(kind, MODELS) else None
+    """Unique benchmark names, tasks the model types can do, settings that belong to another task."""
+    kinds = [(loc, entry.get("type")) for loc, entry in _model_entries(raw) if _known(entry.get("type"), MODELS)]
     benchmarks = raw.get("benchmarks") if isinstance(raw.get("benchmarks"), list) else []
     problems: list[tuple[Loc, str]] = []
-    first: dict[str, int] = {}
+    first: dict[str, tuple[int, str]] = {}  # file key -> (index, name): report keys and output file names
     for n, bench in enumerate(benchmarks):
         if not isinstance(bench, dict):
             continue
         name, task = bench.get("name"), bench.get("task")
-        if isinstance(name, str) and name in first:
+        # Names become file names (<stem>.<name>.captions.json): two names equal but for case would write the
+        # same files on case-insensitive file systems (macOS, Windows), so they collide too.
+        key = name.casefold() if isinstance(name, str) else None
+        if key in first and first[key][1] == name:
             problems.append((("benchmarks", n, "name"), f"duplicate benchmark name '{name}' (also used by "
-                                                        f"benchmarks[{first[name]}]); names must be unique"))
-        elif isinstance(name, str):
-            first[name] = n
+                                                        f"benchmarks[{first[key][0]}]); names must be unique"))
+        elif key in first:
+            problems.append((("benchmarks", n, "name"), f"benchmark name '{name}' differs from benchmarks"
+                             f"[{first[key][0]}].name '{first[key][1]}' only in case; their output files would "
+                             "collide on case-insensitive file systems; names must be unique ignoring case"))
+        elif key is not None:
+            first[key] = (n, name)
         if not _known(task, TASKS):
             continue
         needs = TASKS[task].capabilities[0]
-        if can and needs not in can:
-            problems.append((("benchmarks", n, "task"), f"task '{task}' needs a model with capability "
-                             f"'{needs}', but model type '{kind}' provides: {', '.join(can)}"))
+        for loc, kind in kinds:
+            can = MODELS[kind].capabilities
+            if needs not in can:
+                which = f"{format_loc(loc)} type" if len(loc) > 1 else "model type"
+                problems.append((("benchmarks", n, "task"), f"task '{task}' needs a model with capability "
+                                 f"'{needs}', but {which} '{kind}' provides: {', '.join(can)}"))
         problems += [(("benchmarks", n, *loc), message) for loc, message in _task_data_problems(task, bench)]
         reads = _TASK_FIELDS[task]
         for key in sorted(k for k in bench if k in BenchmarkConfig.model_fields and k not in reads
@@ -520,8 +613,8 @@ def _task_data_problems(task: str, bench: dict[str, Any]) -> list[tuple[Loc, str
 
 def _cross_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
-    if isinstance(raw.get("model"), dict):
-        problems += [(("model", *loc), message) for loc, message in _model_problems(raw["model"])]
+    for where, entry in _model_entries(raw):
+        problems += [((*where, *loc), message) for loc, message in _model_problems(entry)]
     for n, bench in enumerate(raw.get("benchmarks") if isinstance(raw.get("benchmarks"), list) else []):
         if isinstance(bench, dict) and isinstance(bench.get("data"), dict):
             problems += [(("benchmarks", n, "data", *loc), message) for loc, message in _data_problems(bench["data"])]
@@ -544,10 +637,15 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
-        annotation = current.model_fields[part].annotation
-        args = typing.get_args(annotation)
-        current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+        current = _config_class(current.model_fields[part].annotation) or current.model_fields[part].annotation
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _config_class(annotation: Any) -> type[BaseModel] | None:
+    """The config class inside an annotation (X, X | None, list[X], Annotated[...], unions of these)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for arg in typing.get_args(annotation) if (found := _config_class(arg))), None)
 
 
 def _about(owner: type[BaseModel] | None, key: Any) -> str:
@@ -585,15 +683,23 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{format_loc(loc)}: {message}"
 
 
-_SECTIONS = {name: n for n, name in enumerate(("model", "benchmarks", "runtime", "output"))}
+_SECTIONS = {name: n for n, name in enumerate(("model", "benchmarks", "runtime", "output", "bootstrap"))}
 
 
 def _order(item: tuple[Loc, str]) -> tuple[int, int]:
     """Problems in config order: section, then benchmark index (the sort is stable within a group)."""
     loc = item[0]
     section = _SECTIONS.get(loc[0], len(_SECTIONS)) if loc else -1
-    index = loc[1] if len(loc) > 1 and loc[0] == "benchmarks" and isinstance(loc[1], int) else -1
+    index = loc[1] if len(loc) > 1 and loc[0] in ("benchmarks", "model") and isinstance(loc[1], int) else -1
     return section, index
+
+
+def _untagged(error: dict[str, Any]) -> dict[str, Any]:
+    """Drop the one-or-list tag pydantic puts in `model` error paths: ('model', 'list', 1, 'x') -> model[1].x."""
+    loc = tuple(error["loc"])
+    if len(loc) > 1 and loc[0] == "model" and loc[1] in ("one", "list"):
+        error = {**error, "loc": (loc[0], *loc[2:])}
+    return error
 
 
 def validate_mapping(raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -603,7 +709,8 @@ def validate_mapping(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         config = RunConfig.model_validate(raw, context={_CROSS_CHECKED: True})
     except ValidationError as exc:
-        problems = [(tuple(e["loc"]), _describe(e)) for e in exc.errors()] + problems
+        errors = [_untagged(e) for e in exc.errors()]
+        problems = [(tuple(e["loc"]), _describe(e)) for e in errors] + problems
     if problems:
         raise ConfigError(source, [line for _, line in sorted(problems, key=_order)])
     return config

@@ -109,3 +109,87 @@ def bench_table(report: dict[str, Any]) -> Table:
                       f"{ms['p50']:.1f}", f"{ms['p99']:.1f}",
                       f"{figures['sample_ms']['p50']:.2f}", f"{figures['throughput_per_s']:.1f}")
     return table
+
+
+def leaderboard_table(board: dict[str, Any]) -> Table:
+    """Several models' headline metrics: one row per model, one column per (benchmark, metric), best in bold."""
+    from mmeval.leaderboard import cell, columns
+
+    table = Table(title=f"mmeval leaderboard: {len(board['models'])} models ({board['status']})",
+                  caption="* best of the column (higher or lower is better per metric); every metric is in the "
+                  "leaderboard JSON and each model's report", title_justify="left", caption_justify="left")
+    table.add_column("model", style="bold", no_wrap=True)
+    cols = columns(board)
+    for bench, metric in cols:
+        table.add_column(f"{bench}\n{metric}", justify="right")
+    for model in board["models"]:
+        cells = []
+        for bench, metric in cols:
+            text, best = cell(board, model, bench, metric)
+            if best:
+                cells.append(f"[bold green]{escape(text)}*[/]")
+            else:
+                cells.append(f"[red]{escape(text)}[/]" if text in ("failed", "interrupted") else escape(text))
+        table.add_row(escape(model["name"]), *cells)
+    return table
+
+
+def compare_table(comparison) -> Table:
+    """`mmeval compare`: one row per (benchmark, metric); per report its value, then (after the first) the
+    change from the first report, the paired p-value and the 95% CI of the change. Better in green, worse red."""
+    from mmeval.compare import fmt_ci, fmt_p, fmt_value
+
+    reports = comparison.reports
+    legend = ("delta [n]: report n - report 0; p: two-sided paired sign-flip permutation test; CI95: paired "
+              "bootstrap 95% interval of the delta")
+    table = Table(title="mmeval compare: " + " vs ".join(f"[{n}] {escape(r.label)}" for n, r in enumerate(reports)),
+                  caption=escape(legend), title_justify="left", caption_justify="left")
+    table.add_column("benchmark", style="bold", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    for n, _ in enumerate(reports):
+        table.add_column(f"[{n}]", justify="right", no_wrap=True)
+        if n:
+            for column in (f"delta [{n}]", "p", "CI95"):
+                table.add_column(column, justify="right", no_wrap=True)
+    for row in comparison.rows:
+        cells = [escape(row.benchmark), escape(row.metric)]
+        for n, value in enumerate(row.values):
+            cells.append(fmt_value(row.metric, value))
+            if not n:
+                continue
+            delta, paired = row.deltas[n], row.paired[n]
+            text = fmt_value(row.metric, delta, signed=True)
+            if delta and row.higher_is_better is not None and paired and paired["p_value"] < 0.05:
+                text = f"[{'green' if (delta > 0) == row.higher_is_better else 'red'}]{text}[/]"
+            cells += [text, fmt_p(paired and paired["p_value"]), fmt_ci(row.metric, paired and paired["ci95"])]
+        table.add_row(*cells)
+    return table
+
+
+def gate_table(result) -> Table:
+    """`mmeval gate`: one row per (rule, matched target) with its values, limit and result."""
+    from mmeval.gate import fmt
+
+    failed = f"[bold red]FAILED[/] ({result.n_failed} of {len(result.checks)})"
+    verdict = "[green]passed[/]" if result.passed else failed
+    table = Table(title=f"mmeval gate: {verdict}", title_justify="left")
+    for column in ("rule", "target", "candidate", "baseline", "limit", "p", "result", "detail"):
+        table.add_column(column, justify="right" if column in ("candidate", "baseline", "p") else "left")
+    style = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
+    for c in result.checks:
+        table.add_row(escape(c.rule_name), escape(c.target), fmt(c.candidate), fmt(c.baseline), escape(c.limit),
+                      "" if c.p_value is None else f"{c.p_value:.2g}", style[c.status], escape("; ".join(c.messages)))
+    return table
+
+
+def print_whole(table: Table) -> None:
+    """Print a table on stdout; when stdout is not a terminal (a CI log, a pipe) at its natural width rather than
+    squeezed into 80 columns, where rich would cut numbers short."""
+    if stdout.is_terminal:
+        stdout.print(table)
+        return
+    from rich.measure import Measurement
+
+    wide = Console(width=1000)
+    width = Measurement.get(wide, wide.options, table).maximum
+    Console(width=max(width, 80)).print(table)

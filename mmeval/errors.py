@@ -24,8 +24,9 @@ class ConfigError(MmevalError):
             super().__init__(f"{source}: {len(problems)} problems in the config:\n{listed}")
 
     def lines(self) -> list[str]:
-        """`source: path: problem` for each problem, so every line can be read (and grepped) on its own."""
-        return [f"{self.source}: {problem}" for problem in self.problems]
+        """`source: path: problem` for each problem, so every line can be read (and grepped) on its own; a line
+        break inside a value from the config is shown as \\n."""
+        return [f"{self.source}: {problem}".replace("\r", "\\r").replace("\n", "\\n") for problem in self.problems]
 
 
 class DataError(MmevalError):

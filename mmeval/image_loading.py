@@ -10,8 +10,10 @@ Three ways to get pixels, chosen per pass (`plan_pixels`):
 - `uint8`: the model's `pixel_pipeline` geometry in the workers, normalisation on the device (a quarter of the
   bytes through shared memory and the host-to-device copy);
 - `gpu`: on CUDA, with `data.decode` gpu or auto, workers only read bytes; JPEGs are decoded in batches by
-  nvJPEG (`torchvision.io.decode_jpeg(device="cuda")`) and resized on the GPU; other formats, and JPEGs nvJPEG
-  rejects, are decoded on the CPU in the worker as usual.
+  nvJPEG (`torchvision.io.decode_jpeg(device="cuda")`) and resized on the GPU; other formats, CMYK JPEGs and
+  JPEGs nvJPEG rejects are decoded on the CPU in the worker as usual. Both paths read the header first and reject
+  the same files (truncated, over the decompression-bomb limit) with the same message, and neither applies the
+  EXIF orientation (see docs/reliability.md).
 
 With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store (one
 per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
@@ -31,7 +33,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mmeval.data.images import decode_image, source_fingerprint
+from mmeval.data.images import decode_image, gpu_decodable, source_fingerprint
 from mmeval.errors import DataError
 from mmeval.timing import Timer, sync
 
@@ -95,21 +97,24 @@ def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
 
 
 class _ImageDataset(Dataset):
-    """Item i -> (i, pixels or raw JPEG bytes or None, sha256 of the raw bytes, error or None)."""
+    """Item k -> (source index i = indices[k], pixels or raw JPEG bytes or None, sha256 of the raw bytes,
+    error or None); `indices` defaults to the whole source."""
 
-    def __init__(self, source, transform: Callable, raw_jpeg: bool = False):
+    def __init__(self, source, transform: Callable, raw_jpeg: bool = False, indices: list[int] | None = None):
         self.source = source
         self.transform = transform
         self.raw_jpeg = raw_jpeg
+        self.indices = indices
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.source) if self.indices is None else len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[int, Any, bytes, str | None]:
+    def __getitem__(self, item: int) -> tuple[int, Any, bytes, str | None]:
+        index = item if self.indices is None else self.indices[item]
         try:
             if self.raw_jpeg:
                 data = self.source.read_bytes(index)
-                if data[:3] == _JPEG_MAGIC:
+                if data[:3] == _JPEG_MAGIC and gpu_decodable(data, self.source.describe(index)):
                     return index, data, hashlib.sha256(data).digest(), None
                 image = decode_image(data, self.source.describe(index))
             else:
@@ -143,19 +148,27 @@ def _timed(loader: DataLoader, timer: Timer) -> Iterator[Any]:
 
 
 def image_batches(model, source, runtime, on_bad_image: str, progress: Callable[[int], None], done: ImagePass,
-                  decode: str = "auto") -> Iterator[torch.Tensor]:  # fmt: skip
+                  decode: str = "auto", indices: list[int] | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
     """Yield batches of model-ready pixels on the run's device, in order, recording good and bad images in
-    `done` (`done.batch_indices` holds the source indices of the batch being yielded)."""
+    `done` (`done.batch_indices` holds the source indices of the batch being yielded).
+
+    `indices` (ascending; default: all) restricts the pass to those source indices: a rank's share of a
+    data-parallel pass, or what a resumed pass still has to do. Each batch is `batch_size` consecutive entries
+    of it with the unreadable images left out, whichever way the pixels are made. Such a pass reads a complete
+    pixel cache but does not write one (it covers only part of the source)."""
     plan = plan_pixels(model, source, runtime, decode)
     done.pixels_from = plan.mode
+    if indices is not None and not indices:
+        return
     if plan.store is not None and plan.store.complete():
         done.pixels_from = "cache"
-        yield from _stored_batches(plan, runtime, on_bad_image, progress, done)
+        yield from _stored_batches(plan, runtime, on_bad_image, progress, done,
+                                   list(range(len(source))) if indices is None else indices)  # fmt: skip
         return
-    writing = plan.store is not None and plan.store.begin(len(source), (3, *plan.pipeline.size))
+    writing = indices is None and plan.store is not None and plan.store.begin(len(source), (3, *plan.pipeline.size))
     try:
         yield from _loaded_batches(model, source, plan, runtime, on_bad_image, progress, done,
-                                   plan.store if writing else None)  # fmt: skip
+                                   plan.store if writing else None, indices)  # fmt: skip
     except BaseException:
         if writing:
             plan.store.abandon()
@@ -165,10 +178,10 @@ def image_batches(model, source, runtime, on_bad_image: str, progress: Callable[
 
 
 def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, progress, done: ImagePass,
-                    store) -> Iterator[torch.Tensor]:  # fmt: skip
+                    store, indices: list[int] | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
     transform = plan.pipeline.to_uint8 if plan.pipeline is not None else model.image_transform
     loader = DataLoader(
-        _ImageDataset(source, transform, raw_jpeg=plan.mode == "gpu"),
+        _ImageDataset(source, transform, raw_jpeg=plan.mode == "gpu", indices=indices),
         batch_size=runtime.batch_size,
         num_workers=runtime.num_workers,
         collate_fn=_collate,
@@ -209,17 +222,24 @@ def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, 
         progress(len(items))
 
 
-def _stored_batches(plan: PixelPlan, runtime, on_bad_image: str, progress, done: ImagePass) -> Iterator[torch.Tensor]:
-    """Batches read from a complete pixel store (no decoding); its skipped images are skipped again."""
-    meta = plan.store.meta()
-    cached = ImagePass.from_meta(meta, "cache")
-    for index, reason in cached.bad:
-        _bad_image(done, index, reason, on_bad_image)
-    done.digests.update(cached.digests)
+def _stored_batches(plan: PixelPlan, runtime, on_bad_image: str, progress, done: ImagePass,
+                    wanted: list[int]) -> Iterator[torch.Tensor]:  # fmt: skip
+    """Batches of `wanted` read from a complete pixel store (no decoding); its skipped images are skipped
+    again. Batches are cut as when decoding (`batch_size` entries of `wanted`, then the unreadable ones left
+    out), so each model call gets the same rows either way."""
+    cached = ImagePass.from_meta(plan.store.meta(), "cache")
+    unreadable = dict(cached.bad)
     array = plan.store.array()
-    ok = cached.ok_indices
-    for start in range(0, len(ok), runtime.batch_size):
-        indices = ok[start : start + runtime.batch_size]
+    for start in range(0, len(wanted), runtime.batch_size):
+        items = wanted[start : start + runtime.batch_size]
+        for index in items:
+            done.digests[index] = cached.digests[index]
+            if index in unreadable:
+                _bad_image(done, index, unreadable[index], on_bad_image)
+        indices = [index for index in items if index not in unreadable]
+        if not indices:
+            progress(len(items))
+            continue
         began = time.perf_counter()
         batch = torch.from_numpy(array[indices])
         done.timer.data_s += time.perf_counter() - began
@@ -229,8 +249,7 @@ def _stored_batches(plan: PixelPlan, runtime, on_bad_image: str, progress, done:
         done.batch_indices = indices
         yield batch
         done.ok_indices.extend(indices)
-        progress(len(indices))
-    progress(len(cached.bad))
+        progress(len(items))
 
 
 def _bad_image(done: ImagePass, index: int, error: str, on_bad_image: str) -> None:
@@ -282,9 +301,10 @@ def _gpu_decode(good: list[tuple[int, Any]], pipeline, device: torch.device, sou
 
 
 def _decode_jpeg(data: Any, device: torch.device) -> Any:
-    """torchvision's (nvJPEG on CUDA) decoder, RGB; one tensor of bytes or a list of them."""
+    """torchvision's (nvJPEG on CUDA) decoder, RGB; one tensor of bytes or a list of them. The EXIF orientation
+    is not applied, as on the CPU path and in the reference tools (PIL's Image.open + convert("RGB"))."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     with warnings.catch_warnings():  # torchvision >= 0.29 points to TorchCodec; its decoder still works
         warnings.simplefilter("ignore", DeprecationWarning)
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=False)

@@ -6,6 +6,7 @@ already exists gets a numeric suffix, so an earlier report is never overwritten,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -100,7 +101,8 @@ def new_report(config: dict[str, Any], model_info, runtime, config_path: str | N
         "config": config,
         "runtime": None if runtime is None else {
             "device": str(runtime.device), "precision": runtime.precision, "batch_size": runtime.batch_size,
-            "num_workers": runtime.num_workers, "seed": runtime.seed, "warmup_batches": runtime.warmup_batches},
+            "num_workers": runtime.num_workers, "seed": runtime.seed, "warmup_batches": runtime.warmup_batches,
+            "world_size": runtime.dist.world_size, "distributed_backend": runtime.dist.backend},
         "model": asdict(model_info),
         "environment": environment_info(runtime.device if runtime is not None else torch.device("cpu")),
         "status": "complete",
@@ -135,8 +137,22 @@ def validate_report(report: dict[str, Any]) -> None:
     jsonschema.validate(report, load_schema())
 
 
+def check_writable(directory: Path) -> None:
+    """Fail at once, before a long run, when reports cannot be written to `directory` (created if missing)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mmeval-write-check.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MmevalError(f"output.dir: cannot write to {directory} ({exc.strerror or exc})") from exc
+
+
 def write_json_no_clobber(payload: Any, directory: Path, stem: str, suffix: str = ".json") -> Path:
-    """Write JSON atomically to directory/stem[-N]suffix, picking the first name not already taken."""
+    """Write JSON atomically to directory/stem[-N]suffix, picking the first name not already taken.
+
+    Nothing half-written is ever left under a final name: a failure while writing (disk full, the folder gone)
+    removes the temporary file and raises MmevalError naming the file."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
@@ -158,6 +174,7 @@ def write_json_no_clobber(payload: Any, directory: Path, stem: str, suffix: str 
                 continue
         raise MmevalError(f"output.dir: no free report name for {stem} in {directory}")
     except OSError as exc:
-        raise MmevalError(f"output.dir: writing the report to {directory} failed ({exc.strerror or exc})") from exc
+        raise MmevalError(f"output.dir: writing {stem}{suffix} to {directory} failed ({exc.strerror or exc})") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # must not hide the error above
+            tmp.unlink(missing_ok=True)

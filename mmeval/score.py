@@ -18,11 +18,14 @@ from typing import Any
 from pycocotools.coco import COCO
 
 from mmeval.benchmarks.bias_block import captioning_bias
+from mmeval.config import BootstrapConfig
 from mmeval.config_bias import BiasConfig
 from mmeval.data.coco import read_json
-from mmeval.metrics.bias import groups_from_references
 from mmeval.errors import DataError
 from mmeval.evaluate import RunOutcome, write_outputs
+from mmeval.metrics.bias import groups_from_references
+from mmeval.metrics.bootstrap import add_intervals
+from mmeval.metrics.bootstrap_metrics import caption_statistic
 from mmeval.metrics.captioning import METRICS, score_captions
 from mmeval.models.base import ModelInfo, sha256_of_path
 from mmeval.report import new_report
@@ -35,9 +38,13 @@ def read_annotations(path: Path) -> COCO:
     raw = read_json(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("annotations"), list) or not isinstance(raw.get("images"), list):
         raise DataError(f"{path}: expected COCO captions annotations: an object with 'images' and 'annotations' lists")
+    for n, image in enumerate(raw["images"]):
+        if not isinstance(image, dict) or "id" not in image:
+            raise DataError(f"{path}: images[{n}] needs an 'id'")
     for n, ann in enumerate(raw["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
             raise DataError(f"{path}: annotations[{n}] needs an 'image_id' and a string 'caption'")
+        ann.setdefault("id", f"annotations[{n}]")  # pycocotools indexes by it; captions files may omit it
     coco = COCO()
     coco.dataset = raw
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
@@ -69,12 +76,14 @@ def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
 def score_results(annotations: Path, results: Path, output: Path, dedup: str | None = None,
                   metrics: tuple[str, ...] = METRICS, tokenizer: str = "auto", spice_jars: Path | None = None,
                   name: str | None = None, bias: BiasConfig | None = None,
-                  skip_unknown: bool = False) -> RunOutcome:
+                  skip_unknown: bool = False, bootstrap: BootstrapConfig | None = None) -> RunOutcome:
     """Score `results` against `annotations` and write a report (and per-image scores) to `output`.
 
     With `bias` (its `reference_attribute` derived from the reference captions, as `--gender-bias` sets up),
     the benchmark also gets the captioning `bias` block of `mmeval run`. `skip_unknown` scores only the result
-    ids found in the annotations (e.g. results for all of val2014 against a subset) and counts the others."""
+    ids found in the annotations (e.g. results for all of val2014 against a subset) and counts the others.
+    Every metric gets a bootstrap 95% interval over images, as in `mmeval run` (`bootstrap`, default 1000)."""
+    bootstrap = bootstrap or BootstrapConfig()
     started = time.perf_counter()
     coco = read_annotations(annotations)
     predictions = read_results(results, dedup)
@@ -93,10 +102,13 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
 
     scores = score_captions(references, predictions, metrics=metrics, spice_jars=spice_jars,
                             tokenizer=TOKENIZERS[tokenizer])
+    reported = {k: {"value": v, "higher_is_better": True} for k, v in scores.scores.items()}
+    block = add_intervals(reported, (len(scores.image_ids),), caption_statistic(scores), bootstrap, "images")
     bench_name = name or results.stem
     info = ModelInfo("results-file", results.stem, str(results), sha256_of_path(results), 0)
     config = {"command": "score", "annotations": str(annotations), "results": str(results), "dedup": dedup,
-              "metrics": list(metrics), "tokenizer": tokenizer, "skip_unknown": skip_unknown, "spice_jars": str(spice_jars) if spice_jars else None}
+              "metrics": list(metrics), "tokenizer": tokenizer, "skip_unknown": skip_unknown,
+              "bootstrap": bootstrap.model_dump(), "spice_jars": str(spice_jars) if spice_jars else None}
     report = new_report(config, info, None, None)
     digest = hashlib.sha256(sha256_of_path(annotations).encode() + sha256_of_path(results).encode()).hexdigest()
     report["benchmarks"][bench_name] = {
@@ -106,13 +118,15 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
                     "n_scored_images": len(predictions), "n_empty_predictions": scores.n_empty_predictions,
                     "n_skipped_unknown_ids": len(unknown),
                     "source": f"coco:{annotations}", "sha256": digest},
-        "metrics": {k: {"value": v, "higher_is_better": True} for k, v in scores.scores.items()},
+        "metrics": reported,
         "timings": {"load_data_s": load_s, "metrics_s": time.perf_counter() - started - load_s},
         "predictions_file": str(results),
         "tokenizer": scores.tokenizer,
         "skipped_metrics": scores.skipped,
         "warnings": scores.warnings,
     }
+    if block is not None:
+        report["benchmarks"][bench_name]["bootstrap"] = block
     if bias is not None:
         report["config"]["bias"] = bias.model_dump(mode="json")
         report["benchmarks"][bench_name]["bias"] = _bias_block(bias, references, predictions, scores.image_ids,

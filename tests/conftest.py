@@ -115,3 +115,13 @@ def tiny_open_clip(tmp_path_factory) -> dict[str, Path | str]:
 def write_yaml(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def importable_module(tmp_path: Path, monkeypatch, name: str, source: str) -> Path:
+    """Write `source` as module `name` in a fresh folder on sys.path (for this process) and return the folder
+    (for `mmeval` subprocesses: put it on PYTHONPATH)."""
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    return folder

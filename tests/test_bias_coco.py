@@ -77,6 +77,8 @@ def test_score_gender_bias_on_the_official_demo_results(shared_data: Path, tmp_p
                             skip_unknown=True)  # fmt: skip
     bench = next(iter(outcome.report["benchmarks"].values()))
     assert bench["dataset"]["n_scored_images"] == 245 and bench["dataset"]["n_skipped_unknown_ids"] == 755
+    lo, hi = bench["metrics"]["CIDEr"]["ci95"]  # the bootstrap interval over images, as in `mmeval run`
+    assert lo < bench["metrics"]["CIDEr"]["value"] < hi and bench["bootstrap"]["n"] == 1000
 
     refs: dict = {}
     for ann in json.loads(annotations.read_text())["annotations"]:

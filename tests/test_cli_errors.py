@@ -207,7 +207,7 @@ CONFIG_CASES = {
                             "benchmarks[0].data.annotations: file not found: {root}/nowhere/ann.json"),
     "config_typo": (lambda raw: raw["runtime"].update(batch_sze=raw["runtime"].pop("batch_size")),
                     "runtime.batch_sze: unknown key. Did you mean 'batch_size'? Valid keys here: batch_size, cache, "
-                    "cache_dir, device, num_workers, precision, seed, threads, warmup_batches"),
+                    "cache_dir, chunk_size, device, num_workers, precision, seed, threads, warmup_batches"),
     "bad_device": (lambda raw: raw["runtime"].update(device="gpu"),
                    "runtime.device: expected auto, cpu, cuda or cuda:N (e.g. cuda:1), got 'gpu'"),
 }

@@ -94,13 +94,13 @@ def test_report_copy_of_data_shows_only_the_fields_the_format_reads(workdir: Pat
 def test_unknown_top_level_key_suggests_the_real_one(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw.update(runtme=raw.pop("runtime")))
     assert problems == ["runtme: unknown key. Did you mean 'runtime'? "
-                        "Valid keys here: benchmarks, model, output, runtime"]
+                        "Valid keys here: benchmarks, bootstrap, model, output, runtime"]
 
 
 def test_unknown_nested_key_suggests_the_real_one(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw["runtime"].update(batch_sze=raw["runtime"].pop("batch_size")))
     assert problems == ["runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
-                        "Valid keys here: batch_size, cache, cache_dir, device, num_workers, precision, seed, threads, warmup_batches"]
+                        "Valid keys here: batch_size, cache, cache_dir, chunk_size, device, num_workers, precision, seed, threads, warmup_batches"]
 
 
 def test_unknown_key_inside_a_list_item(workdir: Path) -> None:
@@ -131,7 +131,7 @@ def test_several_problems_are_all_reported_each_with_its_path(workdir: Path) -> 
         f"Available: {', '.join(sorted(MODELS))}",
         f"benchmarks[0].data.annotations: file not found: {workdir / 'data' / 'coco' / 'missing.json'}",
         "runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
-        "Valid keys here: batch_size, cache, cache_dir, device, num_workers, precision, seed, threads, warmup_batches",
+        "Valid keys here: batch_size, cache, cache_dir, chunk_size, device, num_workers, precision, seed, threads, warmup_batches",
     ]
 
 
@@ -320,7 +320,7 @@ def test_overrides_are_validated_like_the_file(workdir: Path) -> None:
     assert info.value.problems == [
         "runtime.batch_size: Input should be greater than 0 (got 0)",
         "runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
-        "Valid keys here: batch_size, cache, cache_dir, device, num_workers, precision, seed, threads, warmup_batches",
+        "Valid keys here: batch_size, cache, cache_dir, chunk_size, device, num_workers, precision, seed, threads, warmup_batches",
     ]
 
 
@@ -381,9 +381,10 @@ def test_yaml_merge_keys_may_be_overridden(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("- model: x\n", "expected a mapping with keys: model, benchmarks, runtime, output; got a list"),
-        ("just words\n", "expected a mapping with keys: model, benchmarks, runtime, output; got a string"),
-        ("# nothing\n", "the config is empty; expected a mapping with keys: model, benchmarks, runtime, output"),
+        ("- model: x\n", "expected a mapping with keys: model, benchmarks, runtime, output, bootstrap; got a list"),
+        ("just words\n", "expected a mapping with keys: model, benchmarks, runtime, output, bootstrap; got a string"),
+        ("# nothing\n", "the config is empty; expected a mapping with keys: model, benchmarks, runtime, output, "
+                        "bootstrap"),
     ],
 )
 def test_top_level_must_be_a_mapping(workdir: Path, text: str, expected: str) -> None:

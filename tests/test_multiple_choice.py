@@ -107,8 +107,9 @@ def test_benchmark_prompts_extracts_and_scores(tmp_path: Path) -> None:
                                 "Answer with the option's letter from the given choices directly.")
     assert model.rows == [4]  # 3 images, 4 questions, one model call
     # 1: B correct; 2: A correct; 3: A read, B expected (the answer index 1); 4: unparseable ("no idea")
-    assert result.metrics["mc_accuracy"] == {"value": 0.5, "higher_is_better": True}
-    assert result.metrics["unparseable_rate"] == {"value": 0.25, "higher_is_better": False}
+    assert result.metrics["mc_accuracy"] == {"value": 0.5, "higher_is_better": True, "ci95": [0.0, 1.0]}
+    assert result.metrics["unparseable_rate"]["value"] == 0.25
+    assert result.metrics["unparseable_rate"]["higher_is_better"] is False
     saved = json.loads((tmp_path / result.extra["predictions_file"]).read_text())
     assert [(r["question_id"], r["choice"]) for r in saved] == [(1, "B"), (2, "A"), (3, "A"), (4, None)]
     assert result.dataset["n_images"] == 3 and result.dataset["n_questions"] == 4
@@ -233,8 +234,8 @@ output: {{dir: reports, name: answers-run}}
     answers = json.loads((tmp_path / "reports" / bench["predictions_file"]).read_text())
     assert len(answers) == 9 and set(answers[0]) == {"question_id", "answer"}
     mc = report["benchmarks"]["mc6"]
-    assert mc["metrics"] == {"mc_accuracy": {"value": 0.5, "higher_is_better": True},
-                             "unparseable_rate": {"value": 0.5, "higher_is_better": False}}
+    assert {name: (m["value"], m["higher_is_better"]) for name, m in mc["metrics"].items()} == {
+        "mc_accuracy": (0.5, True), "unparseable_rate": (0.5, False)}
     choices = json.loads((tmp_path / "reports" / mc["predictions_file"]).read_text())
     assert {row["question_id"]: row["choice"] for row in choices} == {"c1": "B", "c2": "C", "c3": "A", "b1": None,
                                                                      "b2": None, "b3": None}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mmeval.config import BootstrapConfig
 from mmeval.runner import NullProgress, Runtime, Timer
 
 
@@ -28,12 +29,27 @@ class RunContext:
     """What a benchmark may use besides its model and config: runtime, progress bars, an artifact writer.
 
     `save_artifact(kind, payload)` writes JSON next to the report at once (so generated outputs survive a
-    later failure) and returns the file's path.
+    later failure) and returns the file's path. `memo` (a `data_memo.DataMemo`) is set when several models
+    are evaluated in one run, so each benchmark's data is loaded once for all of them.
     """
 
     runtime: Runtime
     progress: Any = field(default_factory=NullProgress)
     save_artifact: Callable[[str, Any], Path] | None = None
+    memo: Any = None
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)  # confidence intervals of the metrics
+
+    def load_data(self, loader: Callable[..., Any], *args: Any) -> Any:
+        """`loader(*args)`: the benchmark's data, through the run's memo when there is one."""
+        return self.memo.load(loader, *args) if self.memo is not None else loader(*args)
+
+    def passes_done(self) -> bool:
+        """Called once a benchmark's model passes are done. In a data-parallel run (torchrun) the ranks other
+        than 0 stop there (False): rank 0 has every output and alone computes the metrics, and any later model
+        pass of the benchmark (a CLIPScore scorer, bias queries) runs on rank 0 alone. True in a plain run."""
+        ranks = self.runtime.dist
+        ranks.together = False  # evaluate.py sets it back before the next benchmark
+        return ranks.is_primary
 
 
 def dataset_summary(data, images, n_texts: int) -> dict[str, Any]:

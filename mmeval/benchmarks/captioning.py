@@ -16,6 +16,8 @@ from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
 from mmeval.benchmarks.bias_block import captioning_bias, check_attributes, with_reference_groups
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError, MmevalError
+from mmeval.metrics.bootstrap import add_intervals
+from mmeval.metrics.bootstrap_metrics import caption_statistic
 from mmeval.metrics.captioning import score_captions
 from mmeval.metrics.clipscore import clip_s, ref_clip_s
 from mmeval.models.base import GenerationSettings
@@ -25,14 +27,14 @@ log = logging.getLogger(__name__)
 TOKENIZERS = {"auto": "ptb", "ptb": "ptb", "python": "python"}
 
 
-def run(model, bench, ctx: RunContext) -> BenchmarkResult:
+def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Caption every image of the benchmark once, save the captions, then score them."""
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     settings = GenerationSettings(**bench.generation.model_dump())
     if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
-    data = load_retrieval_data(bench.data)
+    data = ctx.load_data(load_retrieval_data, bench.data)
     attributes = with_reference_groups(bench.bias, data)
     check_attributes(bench.bias, data, attributes)
     load_s = time.perf_counter() - started
@@ -40,6 +42,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     task = progress.add_task(f"{bench.name}: captions", total=len(data.image_ids))
     captions, images = generate_captions(model, data.images, runtime, settings, bench.data.on_bad_image,
                                          lambda n: progress.advance(task, n), bench.data.decode)
+    if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
+        return None
     ids = [data.image_ids[i] for i in images.ok_indices]
     predictions = [{"image_id": image_id, "caption": caption} for image_id, caption in zip(ids, captions)]
     extra: dict[str, Any] = {}
@@ -76,6 +80,12 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         for name, array in clip_values.items():
             values[name] = float(np.nanmean(array))
             per_image[name] = dict(zip(ids, array))
+    metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
+    clip = {name: np.array([per_image[name][i] for i in scored], dtype=np.float64)
+            for name in values if name not in scores.scores}  # CLIPScore, RefCLIPScore: of the scored images
+    block = add_intervals(metrics, (len(scored),), caption_statistic(scores, clip), ctx.bootstrap, "images")
+    if block is not None:
+        extra["bootstrap"] = block
     if bench.bias is not None:
         def score(subset: list[Any]) -> dict[str, float]:
             return score_captions({i: references[i] for i in subset}, {i: caption_of[i] for i in subset},
@@ -97,7 +107,6 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
          **{name: float(values_of[image_id]) for name, values_of in per_image.items()}}
         for image_id in scored
     ]}
-    metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
     return BenchmarkResult("coco_captions", dataset, metrics, timings, per_sample, extra,
                            timers={"generate": images.timer})
 

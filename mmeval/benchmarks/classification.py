@@ -19,7 +19,9 @@ from mmeval.benchmarks.bias_block import check_attributes, classification_bias, 
 from mmeval.config import read_list_file
 from mmeval.data.classification import load_labelled, resolve_classes
 from mmeval.errors import DataError
+from mmeval.metrics import bootstrap_metrics
 from mmeval.metrics import classification as metrics
+from mmeval.metrics.bootstrap import add_intervals
 from mmeval.runner import encode_images, encode_texts
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,14 @@ def class_embeddings(text_emb: torch.Tensor, n_classes: int, n_templates: int) -
     return F.normalize(text_emb.view(n_classes, n_templates, -1).mean(dim=1), dim=-1)
 
 
-def run(model, bench, ctx: RunContext) -> BenchmarkResult:
+def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Evaluate `model` on the zero-shot classification benchmark `bench` (a BenchmarkConfig)."""
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     given = bench.classnames if bench.classnames_file is None else read_list_file(bench.classnames_file)
     templates = bench.templates if bench.templates_file is None else read_list_file(bench.templates_file)
     templates = list(templates or DEFAULT_TEMPLATES)
-    data = load_labelled(bench.data, bench.multilabel)
+    data = ctx.load_data(load_labelled, bench.data, bench.multilabel)
     check_attributes(bench.bias, data)
     classes, targets = resolve_classes(data, given, bench.multilabel)
     temperature, temperature_from = bench.temperature, "config"
@@ -74,6 +76,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     prompts = [template.format(c=name) for name in classes for template in templates]
     task = progress.add_task(f"{bench.name}: class prompts", total=len(prompts))
     text_emb, text_timer = encode_texts(model, prompts, runtime, lambda n: progress.advance(task, n))
+    if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
+        return None
 
     metric_start = time.perf_counter()
     weights = class_embeddings(text_emb.to(image_emb.device), len(classes), len(templates))
@@ -84,6 +88,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         values, per_class, per_sample, warnings = _multilabel(scores, targets, classes, ids)
     else:
         values, per_class, per_sample, warnings = _single_label(scores, targets, classes, ids, temperature)
+    reported = {name: {"value": value, "higher_is_better": metrics.higher_is_better(name)}
+                for name, value in values.items()}
+    statistic = (bootstrap_metrics.multilabel_statistic(scores, targets) if bench.multilabel
+                 else bootstrap_metrics.single_label_statistic(scores, targets, temperature))
+    block = add_intervals(reported, (len(ids),), statistic, ctx.bootstrap, "images")
     bias = None
     if bench.bias is not None:
         bias = _bias(bench, data, ids, scores, targets, classes, temperature)
@@ -101,8 +110,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         extra["warnings"] = warnings
     if bias is not None:
         extra["bias"] = bias
-    reported = {name: {"value": value, "higher_is_better": metrics.higher_is_better(name)}
-                for name, value in values.items()}
+    if block is not None:
+        extra["bootstrap"] = block
     return BenchmarkResult("zeroshot_classification", dataset, reported, timings, per_sample, extra,
                            timers={"images": images.timer, "texts": text_timer})
 

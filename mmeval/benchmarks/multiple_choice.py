@@ -13,23 +13,27 @@ from typing import Any
 from mmeval.benchmarks import BenchmarkResult, RunContext
 from mmeval.benchmarks.vqa import answered_summary, ask, load_questions, prepare, render
 from mmeval.data.vqa_data import Question
+from mmeval.metrics.bootstrap import add_intervals
+from mmeval.metrics.bootstrap_metrics import choice_statistic
 from mmeval.metrics.multiple_choice import METRIC_DOCS, extract_choice, format_options, score_choices
 
 # LLaVA-1.5's multiple-choice (MMBench / ScienceQA) instruction.
 DEFAULT_TEMPLATE = "{question}\n{options}\nAnswer with the option's letter from the given choices directly."
 
 
-def run(model, bench, ctx: RunContext) -> BenchmarkResult:
+def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Ask every question with its options, save the answers, read a letter from each and score."""
     started = time.perf_counter()
     template, settings = prepare(model, bench, DEFAULT_TEMPLATE, ("question", "options"))
-    data = load_questions(bench.data)
+    data = ctx.load_data(load_questions, bench.data)
     load_s = time.perf_counter() - started
 
     def prompt(question: Question) -> str:
         return render(template, {"question": question.text, "options": format_options(question.options)})
 
     answers, images = ask(model, bench, ctx, data, settings, prompt)
+    if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
+        return None
     answered = sorted(answers)
     questions = [data.questions[n] for n in answered]
     dataset = answered_summary(data, images, answered)
@@ -43,6 +47,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         extra["predictions_file"] = ctx.save_artifact("answers", rows).name
     values = score_choices(choices, [q.answer for q in questions])
     metrics = {name: {"value": value, "higher_is_better": METRIC_DOCS[name][0]} for name, value in values.items()}
+    block = add_intervals(metrics, (len(questions),), choice_statistic(choices, [q.answer for q in questions]),
+                          ctx.bootstrap, "questions")
+    if block is not None:
+        extra["bootstrap"] = block
     per_sample = {"answers": [
         {"question_id": q.question_id, "image_id": data.image_ids[q.image], "answer": answers[n], "choice": c,
          "correct_answer": q.answer, "correct": c == q.answer}

@@ -10,15 +10,17 @@ from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
 from mmeval.benchmarks.bias_block import check_attributes, retrieval_bias
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError
+from mmeval.metrics.bootstrap import add_intervals
+from mmeval.metrics.bootstrap_metrics import retrieval_statistic
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
 from mmeval.runner import encode_images, encode_texts
 
 
-def run(model, bench, ctx: RunContext) -> BenchmarkResult:
+def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Evaluate `model` on the retrieval benchmark described by `bench` (a BenchmarkConfig)."""
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
-    data = load_retrieval_data(bench.data)
+    data = ctx.load_data(load_retrieval_data, bench.data)
     check_attributes(bench.bias, data)
     if not data.texts:
         raise DataError(f"{data.source}: no captions to retrieve with")
@@ -34,6 +36,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     text_emb, text_timer = encode_texts(
         model, [data.texts[i] for i in kept_texts], runtime, lambda n: progress.advance(task, n)
     )
+    if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
+        return None
 
     metric_start = time.perf_counter()
     row_of = {index: row for row, index in enumerate(images.ok_indices)}
@@ -42,6 +46,12 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
     has_caption = np.bincount(owner, minlength=len(images.ok_indices)) > 0
     ranks.i2t = ranks.i2t[has_caption]  # an image without a caption has no positive to find
     values = metrics_from_ranks(ranks, bench.recall_k)
+    metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
+    extra = {}
+    block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), retrieval_statistic(ranks, bench.recall_k),
+                          ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum")
+    if block is not None:
+        extra["bootstrap"] = block
     metric_s = time.perf_counter() - metric_start
 
     dataset = dataset_summary(data, images, len(kept_texts))
@@ -58,8 +68,6 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         "t2i": [{"text_index": t, "image_id": ok_ids[o], "rank": int(r)} for t, o, r in zip(kept_texts, owner, ranks.t2i)],
         "i2t": [{"image_id": i, "rank": int(r)} for i, r in zip(np.array(ok_ids, dtype=object)[has_caption], ranks.i2t)],
     }
-    metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
-    extra = {}
     if bench.bias is not None:
         query_scores = None
         if bench.bias.queries:

@@ -20,6 +20,8 @@ from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
 from mmeval.benchmarks.bias_block import check_attributes, sliced_only
 from mmeval.data.vqa_data import Question, QuestionData
 from mmeval.errors import DataError, MmevalError
+from mmeval.metrics.bootstrap import add_intervals
+from mmeval.metrics.bootstrap_metrics import vqa_statistic
 from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings
 from mmeval.registry import DATA_FORMATS, resolve
@@ -80,15 +82,17 @@ def load_questions(cfg) -> QuestionData:
     return data
 
 
-def run(model, bench, ctx: RunContext) -> BenchmarkResult:
+def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Answer every question, save the answers in the official results format, then score them."""
     started = time.perf_counter()
     template, settings = prepare(model, bench, DEFAULT_TEMPLATE, ("question",))
-    data = load_questions(bench.data)
+    data = ctx.load_data(load_questions, bench.data)
     check_attributes(bench.bias, data)
     load_s = time.perf_counter() - started
 
     answers, images = ask(model, bench, ctx, data, settings, lambda q: render(template, {"question": q.text}))
+    if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
+        return None
     answered = sorted(answers)
     questions = [data.questions[n] for n in answered]
     predictions = [{"question_id": q.question_id, "answer": answers[n]} for n, q in zip(answered, questions)]
@@ -105,6 +109,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult:
         values, per_question = score_vqa([answers[n] for n in answered], [q.answers for q in questions],
                                          [q.answer_type for q in questions])
         metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
+        statistic = vqa_statistic(per_question, [q.answer_type for q in questions])
+        block = add_intervals(metrics, (len(questions),), statistic, ctx.bootstrap, "questions")
+        if block is not None:
+            extra["bootstrap"] = block
         for row, q, accuracy in zip(rows, questions, per_question):
             row.update(accuracy=accuracy, answer_type=q.answer_type)
         if bench.bias is not None:

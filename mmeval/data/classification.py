@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mmeval.data.coco import is_file_name
 from mmeval.data.images import FileImages, SubsetImages
 from mmeval.data.retrieval_data import ImageSource, RetrievalData
 from mmeval.errors import DataError
@@ -111,7 +112,12 @@ def load_label_file(cfg) -> LabelledData:
         value = row[label_key]
         if isinstance(value, str) and fmt == "csv":
             value = [part.strip() for part in value.split(MULTILABEL_SEPARATOR)]
-        image = str(row[image_key])
+        if not all(_is_label(x) for x in (value if isinstance(value, list) else [value])):
+            raise DataError(f"{where}: label {value!r} must be a class name, an integer index into classnames, or "
+                            "(multilabel) a list of them")
+        image = row[image_key]
+        if not is_file_name(image):
+            raise DataError(f"{where}: '{image_key}' must be an image file name (a string), got {image!r}")
         if image in first:
             raise DataError(f"{where}: image {image!r} is also in row {first[image]}; give one row per image (several "
                             f"labels: multilabel: true with a list, or a{MULTILABEL_SEPARATOR}b in a CSV cell)")
@@ -120,6 +126,10 @@ def load_label_file(cfg) -> LabelledData:
         labels.append(list(value) if isinstance(value, list) else [value])
     paths = [folder / i for i in ids]
     return LabelledData(ids, FileImages(paths), labels, None, f"{fmt}:{path}", _digest(ids, labels, None, []))
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def load_hf_labels(cfg) -> LabelledData:

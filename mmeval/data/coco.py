@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
-
-from pycocotools.coco import COCO
 
 from mmeval.data.images import FileImages
 from mmeval.data.retrieval_data import RetrievalData, annotation_digest
@@ -29,6 +25,31 @@ def _require(condition: bool, path: Path, message: str) -> None:
         raise DataError(f"{path}: {message}")
 
 
+def is_id(value: Any) -> bool:
+    """Image and question ids are integers or strings: hashable, and written into reports as they are."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def is_text(value: Any) -> bool:
+    """A caption or question: a string with something in it (an empty one is a broken annotation, not data)."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def is_file_name(value: Any) -> bool:
+    """A path relative to an image folder: a non-blank string (a NUL byte cannot be in a path)."""
+    return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
+
+
+def _repeated(ids: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    return [i for i in ids if i in seen or seen.add(i)]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def load_coco(cfg) -> RetrievalData:
     """COCO captions format: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}."""
     path: Path = cfg.annotations
@@ -39,28 +60,34 @@ def load_coco(cfg) -> RetrievalData:
     for n, image in enumerate(raw["images"]):
         _require(isinstance(image, dict) and "id" in image and "file_name" in image, path,
                  f"images[{n}] needs 'id' and 'file_name'")
+        _require(is_id(image["id"]), path, f"images[{n}].id must be an integer or a string, got {_show(image['id'])}")
+        _require(is_file_name(image["file_name"]), path,
+                 f"images[{n}].file_name must be a file name (a non-empty string), got {_show(image['file_name'])}")
     for n, ann in enumerate(raw["annotations"]):
         _require(isinstance(ann, dict) and "image_id" in ann and "caption" in ann, path,
                  f"annotations[{n}] needs 'image_id' and 'caption'")
         _require(isinstance(ann["caption"], str), path,
                  f"annotations[{n}].caption must be a string, got {type(ann['caption']).__name__}")
+        _require(is_text(ann["caption"]), path,
+                 f"annotations[{n}].caption is empty (image_id {_show(ann['image_id'])})")
+        _require(is_id(ann["image_id"]), path,
+                 f"annotations[{n}].image_id must be an integer or a string, got {_show(ann['image_id'])}")
     ids = [image["id"] for image in raw["images"]]
-    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    repeated = sorted(set(_repeated(ids)), key=str)
     _require(not repeated, path, f"duplicate image ids: {repeated[:10]}")
-    raw.setdefault("info", {})
-    coco = COCO()
-    coco.dataset = raw
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
-        coco.createIndex()
-    unknown = sorted({a["image_id"] for a in raw["annotations"]} - set(coco.imgs))
+    files = {image["id"]: image["file_name"] for image in raw["images"]}
+    captions: dict[Any, list[str]] = {i: [] for i in ids}  # in file order, as pycocotools' imgToAnns
+    for ann in raw["annotations"]:
+        captions.setdefault(ann["image_id"], []).append(ann["caption"])
+    unknown = sorted(captions.keys() - files.keys(), key=str)
     _require(not unknown, path, f"captions refer to image ids missing from 'images': {unknown[:10]}")
 
     texts, owner = [], []
     for position, image_id in enumerate(ids):
-        for ann in coco.imgToAnns.get(image_id, []):
-            texts.append(ann["caption"])
+        for caption in captions[image_id]:
+            texts.append(caption)
             owner.append(position)
-    paths = [cfg.images / coco.imgs[i]["file_name"] for i in ids]
+    paths = [cfg.images / files[i] for i in ids]
     return _from_files(ids, paths, texts, owner, f"coco:{path}")
 
 
@@ -72,18 +99,32 @@ def load_karpathy(cfg) -> RetrievalData:
     _require(isinstance(raw, dict) and isinstance(raw.get("images"), list), path,
              "expected {'images': [...]} (Karpathy dataset_*.json format)")
     ids, paths, texts, owner = [], [], [], []
+    first: dict[Any, int] = {}  # image id -> its index in the file
     for n, image in enumerate(raw["images"]):
         _require(isinstance(image, dict) and {"filename", "split", "sentences"} <= image.keys(), path,
                  f"images[{n}] needs 'filename', 'split' and 'sentences'")
         if image["split"] != split:
             continue
+        image_id = image.get("cocoid", image.get("imgid", n))
+        _require(is_id(image_id), path, f"images[{n}]: the image id (cocoid, else imgid) must be an integer or a "
+                                        f"string, got {_show(image_id)}")
+        _require(image_id not in first, path, f"images[{n}]: duplicate image id {_show(image_id)} (also "
+                                              f"images[{first.get(image_id)}], split '{split}')")
+        first[image_id] = n
+        _require(is_file_name(image["filename"]), path,
+                 f"images[{n}].filename must be a file name (a non-empty string), got {_show(image['filename'])}")
+        _require(image.get("filepath", "") == "" or is_file_name(image["filepath"]), path,
+                 f"images[{n}].filepath must be a folder path (a string), got {_show(image.get('filepath'))}")
+        _require(isinstance(image["sentences"], list), path,
+                 f"images[{n}].sentences must be a list of {{'raw': caption}}, got {_show(image['sentences'])}")
         position = len(ids)
-        ids.append(image.get("cocoid", image.get("imgid", n)))
+        ids.append(image_id)
         nested = cfg.images / image.get("filepath", "") / image["filename"]
         paths.append(nested if nested.exists() else cfg.images / image["filename"])
         for m, sentence in enumerate(image["sentences"]):
             caption = sentence.get("raw") if isinstance(sentence, dict) else None
             _require(isinstance(caption, str), path, f"images[{n}].sentences[{m}] needs a string 'raw'")
+            _require(is_text(caption), path, f"images[{n}].sentences[{m}].raw is empty (image id {_show(image_id)})")
             texts.append(caption)
             owner.append(position)
     splits = sorted({str(i.get("split")) for i in raw["images"] if isinstance(i, dict)})

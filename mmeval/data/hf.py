@@ -7,6 +7,7 @@ from typing import Any
 
 from PIL import Image
 
+from mmeval.data.coco import is_id, is_text
 from mmeval.data.images import decode_image
 from mmeval.data.retrieval_data import RetrievalData, annotation_digest
 from mmeval.errors import DataError
@@ -93,11 +94,20 @@ def load_hf(cfg) -> RetrievalData:
             raise DataError(f"{cfg.path}: data.{field} '{column}' is not a column; columns: {', '.join(columns)}")
     captions = dataset[cfg.caption_column]
     ids = dataset[cfg.image_id_column] if cfg.image_id_column else list(range(len(dataset)))
+    seen: set[Any] = set()
+    for row, image_id in enumerate(ids):
+        if not is_id(image_id) or image_id in seen:
+            problem = (f"repeats image id {image_id!r} (one row per image, its captions as a list)" if is_id(image_id)
+                       else f"expected an integer or a string, got {image_id!r}")
+            raise DataError(f"{cfg.path}[row {row}].{cfg.image_id_column}: {problem}")
+        seen.add(image_id)
     texts, owner = [], []
     for row, value in enumerate(captions):
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise DataError(f"{cfg.path}[row {row}].{cfg.caption_column}: expected a string or a list of strings")
+        if not all(is_text(v) for v in values):
+            raise DataError(f"{cfg.path}[row {row}].{cfg.caption_column}: empty caption")
         texts.extend(values)
         owner.extend([row] * len(values))
     return RetrievalData(

@@ -7,27 +7,74 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mmeval.errors import DataError
 
+SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
+_EOI = b"\xff\xd9"  # JPEG end-of-image marker
+TRUNCATED = "cannot decode image (truncated: the file ends before the image data does)"
 
-def decode_image(data: bytes, where: str) -> Image.Image:
-    """Decode image bytes into an RGB PIL image; raise DataError naming `where` if they are not an image.
 
-    Like open_clip / CLIP_benchmark, EXIF orientation is not applied, so pixels match the reference tools.
+def _failed(where: str, exc: Exception) -> DataError:
+    """The one-line error for bytes Pillow could not read; every kind of truncation gets the same message."""
+    if isinstance(exc, OSError) and "truncated" in str(exc).lower():
+        return DataError(f"{where}: {TRUNCATED}")
+    return DataError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})")
+
+
+def open_image(data: bytes, where: str) -> Image.Image:
+    """Read an image's header (no pixels yet); raise DataError naming `where` for what cannot be decoded safely:
+    not an image, over Pillow's decompression-bomb limit, or a JPEG cut short.
+
+    Both decode paths start here (the CPU path before decoding, the GPU path before handing the bytes to nvJPEG),
+    so they reject the same files with the same message.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            image.load()
-        return image.convert("RGB")
     except UnidentifiedImageError as exc:
         raise DataError(f"{where}: cannot decode image (not a recognised image format)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{where}: cannot decode image (over Pillow's decompression-bomb limit, "
+                        f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}: {exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _failed(where, exc) from exc
+    # Pillow fails a JPEG whose data ends before the end-of-image marker ("image file is truncated"); nvJPEG may
+    # decode the part that is there. Pillow stops reading the header at the start of the scan data, so the file
+    # position is where the marker must come after (an EXIF thumbnail before it has its own marker).
+    if image.format == "JPEG" and data.rfind(_EOI) < image.fp.tell():
+        raise DataError(f"{where}: {TRUNCATED}")
+    return image
+
+
+def decode_image(data: bytes, where: str) -> Image.Image:
+    """Decode image bytes into an RGB PIL image; raise DataError naming `where` if they are not an image.
+
+    As open_clip / CLIP_benchmark (PIL's `Image.open(...).convert("RGB")`), so pixels match the reference tools:
+    the EXIF orientation is not applied, alpha is dropped (not blended), palette, grayscale and CMYK images are
+    converted by Pillow. One exception: 16-bit grayscale, which `convert` clips at 255 (an almost white image),
+    is reduced to its high byte, as Pillow itself reads 16-bit RGB PNGs.
+    """
+    image = open_image(data, where)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
-        raise DataError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+        raise _failed(where, exc) from exc
+    if image.mode in SIXTEEN_BIT_GRAY:
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8), "L")
+    return image.convert("RGB")
+
+
+def gpu_decodable(data: bytes, where: str) -> bool:
+    """Whether JPEG bytes may go to nvJPEG: YCbCr or grayscale (CMYK / YCCK JPEGs are decoded by Pillow, whose
+    conversion is the reference). Raises DataError as `decode_image` would (truncated, too large)."""
+    return open_image(data, where).mode in ("RGB", "L")
 
 
 class FileImages:
@@ -47,8 +94,8 @@ class FileImages:
         path = self.paths[index]
         try:
             return path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read image ({exc.strerror or exc})") from exc
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            raise DataError(f"{path}: cannot read image ({getattr(exc, 'strerror', None) or exc})") from exc
 
     def load(self, index: int) -> tuple[bytes, Image.Image]:
         data = self.read_bytes(index)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.coco import read_json
+from mmeval.data.coco import is_file_name, is_id, is_text, read_json
 from mmeval.data.images import FileImages, SubsetImages
 from mmeval.errors import DataError
 
@@ -113,7 +113,7 @@ def _image_file(pattern: str, image_id: Any) -> str:
                         f"e.g. {DEFAULT_IMAGE_PATTERN}")
     try:
         return pattern.format(image_id=image_id)
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"data.image_pattern: {pattern!r} cannot be filled in with image id {image_id!r} "
                         f"({type(exc).__name__}: {exc}); use {{image_id}}, e.g. {DEFAULT_IMAGE_PATTERN}") from exc
 
@@ -126,6 +126,12 @@ def _vqa_annotations(path: Path) -> dict[Any, dict[str, Any]]:
     for n, ann in enumerate(raw["annotations"]):
         if not isinstance(ann, dict) or "question_id" not in ann or "answers" not in ann:
             raise DataError(f"{path}: annotations[{n}] needs 'question_id' and 'answers'")
+        if not is_id(ann["question_id"]) or ann["question_id"] in by_id:
+            what = "appears more than once" if is_id(ann["question_id"]) else "must be an integer or a string"
+            raise DataError(f"{path}: annotations[{n}].question_id {ann['question_id']!r} {what}")
+        if ann.get("answer_type") is not None and not isinstance(ann["answer_type"], str):
+            raise DataError(f"{path}: annotations[{n}].answer_type must be a string (yes/no, number, other), "
+                            f"got {type(ann['answer_type']).__name__}")
         by_id[ann["question_id"]] = ann
     return by_id
 
@@ -140,6 +146,11 @@ def load_vqav2(cfg) -> QuestionData:
         if not isinstance(q, dict) or not {"image_id", "question", "question_id"} <= q.keys() \
                 or not isinstance(q["question"], str):
             raise DataError(f"{path}: questions[{n}] needs 'image_id', 'question_id' and a string 'question'")
+        for key in ("image_id", "question_id"):
+            if not is_id(q[key]):
+                raise DataError(f"{path}: questions[{n}].{key} must be an integer or a string, got {q[key]!r}")
+        if not is_text(q["question"]):
+            raise DataError(f"{path}: questions[{n}].question is empty (question_id {q['question_id']!r})")
     if not raw["questions"]:
         raise DataError(f"{path}: no questions")
     seen: set[Any] = set()
@@ -294,13 +305,18 @@ def load_mc(cfg) -> QuestionData:
     questions, files = [], []
     for n, row in enumerate(rows):
         qid = row.get("question_id") if row.get("question_id") not in (None, "") else n
+        if not is_id(qid):
+            raise DataError(f"{path}: row {n}: question_id must be an integer or a string, got {qid!r}")
         where = f"{path}: question_id {qid}"
-        if not isinstance(row.get("image"), str) or not row["image"].strip():
+        if not is_file_name(row.get("image")):
             raise DataError(f"{where}: needs 'image', an image file name under data.images")
         questions.append(_mc_question(row, qid, "options", "answer", "question", where))
         files.append(row["image"].strip())
-    if len({q.question_id for q in questions}) != len(questions):
-        raise DataError(f"{path}: question ids must be unique")
+    seen: set[Any] = set()
+    for q in questions:
+        if q.question_id in seen:
+            raise DataError(f"{path}: question_id {q.question_id!r} appears more than once (ids must be unique)")
+        seen.add(q.question_id)
     image_ids, owner, _ = _grouped(files)
     for question, image in zip(questions, owner):
         question.image = image

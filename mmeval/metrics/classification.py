@@ -9,7 +9,6 @@ the accuracy of the predictions that feed the confusion matrix, recall and F1.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score
 
 ECE_BINS = 15
 
@@ -53,6 +52,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def class_confusion(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix: row = true class, column = predicted class, every class present (sklearn)."""
+    from sklearn.metrics import confusion_matrix  # imported on use: sklearn costs ~1 s of start-up
+
     return confusion_matrix(labels, predictions, labels=np.arange(n_classes))
 
 
@@ -71,6 +72,8 @@ def mean_per_class_recall(confusion: np.ndarray) -> float:
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray) -> float:
     """Unweighted mean F1 over the classes in the labels or the predictions (sklearn's default set)."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(labels, predictions, average="macro", zero_division=0))
 
 
@@ -97,6 +100,8 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
 
 def average_precision_per_class(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """sklearn's (uninterpolated) average precision of each class; NaN for a class with no positive."""
+    from sklearn.metrics import average_precision_score
+
     ap = np.full(scores.shape[1], np.nan)
     for c in range(scores.shape[1]):
         if targets[:, c].any():

@@ -27,15 +27,18 @@ class ModelInfo:
     sha256: str | None
     n_parameters: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # How the weights were read (mmeval.models.safe_load): "safetensors", "torch.load(weights_only=True)",
+    # "torch.load(trusted pickle)", "transformers from_pretrained (safetensors)", ...; None: not recorded.
+    loaded_with: str | None = None
 
     @classmethod
-    def of_checkpoint(cls, adapter: str, name: str, checkpoint: Path | str | None, module: torch.nn.Module,
-                      **extra: Any) -> ModelInfo:  # fmt: skip
+    def of_checkpoint(cls, adapter: str, name: str, checkpoint: Path | str | None, module: torch.nn.Module, *,
+                      loaded_with: str | None = None, **extra: Any) -> ModelInfo:  # fmt: skip
         """The info of `module` loaded from `checkpoint` (a file or folder, hashed; None when there is none)."""
         return cls(
             adapter=adapter, name=name, checkpoint=str(checkpoint) if checkpoint is not None else None,
             sha256=sha256_of_path(Path(checkpoint)) if checkpoint is not None else None,
-            n_parameters=count_parameters(module), extra=extra,
+            n_parameters=count_parameters(module), extra=extra, loaded_with=loaded_with,
         )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models.base import GenerationSettings, ModelInfo, describe_load_error
-from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit
+from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit, load_model, loading_kwargs
 
 # These caption from the image alone; every other image-text-to-text model needs a prompt.
 _UNPROMPTED = ("blip", "git", "vision-encoder-decoder")
@@ -203,8 +203,9 @@ def _check_prompt_processor(folder: Path, processor, model_type: str) -> None:
         raise ModelLoadError(unusable.format(f"{type(exc).__name__}: {describe_load_error(exc)}")) from exc
 
 
-def load(cfg) -> HFCaptioner:
-    """Load a save_pretrained captioning folder (`cfg.checkpoint`), refusing anything not loaded exactly."""
+def load(cfg, trust_checkpoint: bool = False) -> HFCaptioner:
+    """Load a save_pretrained captioning folder (`cfg.checkpoint`), refusing anything not loaded exactly; the
+    folder's own code and pickles that need code only with `trust_checkpoint`."""
     import transformers
     from transformers.utils import logging as hf_logging
 
@@ -213,8 +214,9 @@ def load(cfg) -> HFCaptioner:
     folder = Path(cfg.checkpoint)
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise ModelLoadError(f"model.checkpoint: {folder} is not a save_pretrained folder (no config.json)")
+    trusted = loading_kwargs(folder, trust_checkpoint)  # refuses a folder that needs its own code, untrusted
     try:
-        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(folder, **trusted)
     except Exception as exc:  # unknown model_type, malformed JSON
         raise ModelLoadError(f"model.checkpoint: cannot read {folder}/config.json ({describe_load_error(exc)})") from exc
     class_name = _captioning_class(folder, config)
@@ -222,16 +224,17 @@ def load(cfg) -> HFCaptioner:
     try:
         # Load leniently, then refuse anything not loaded exactly: transformers would only warn and go on
         # to caption with partly random weights.
-        model, loading = transformers.AutoModelForImageTextToText.from_pretrained(
-            folder, local_files_only=True, ignore_mismatched_sizes=True, output_loading_info=True
-        )
-        processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True) if prompted else None
+        (model, loading), loaded_with = load_model(transformers.AutoModelForImageTextToText, folder, trust_checkpoint,
+                                                   ignore_mismatched_sizes=True, output_loading_info=True)
+        processor = transformers.AutoProcessor.from_pretrained(folder, **trusted) if prompted else None
         image_processor = getattr(processor, "image_processor", None)
         if image_processor is None:
-            image_processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+            image_processor = transformers.AutoImageProcessor.from_pretrained(folder, **trusted)
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **trusted)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
         raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
     check_weights_fit(folder, loading)
@@ -243,6 +246,6 @@ def load(cfg) -> HFCaptioner:
     info = ModelInfo.of_checkpoint(
         "hf_captioner", cfg.name or folder.name, folder, model, model_type=config.model_type,
         architectures=config.architectures, model_class=class_name, prompted=prompted, generation_config=generation,
-        chat_template=bool(getattr(processor, "chat_template", None)),
+        chat_template=bool(getattr(processor, "chat_template", None)), loaded_with=loaded_with,
     )
     return HFCaptioner(model.eval(), tokenizer, image_processor, info, processor)

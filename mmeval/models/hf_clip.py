@@ -11,7 +11,7 @@ import torch
 
 from mmeval.errors import ModelLoadError
 from mmeval.models.base import ModelInfo, Tokens, describe_load_error
-from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit
+from mmeval.models.hf_common import ImageProcessorTransform, check_weights_fit, load_model, loading_kwargs
 
 _PAD_TO_MAX = ("siglip", "siglip2")
 
@@ -59,7 +59,8 @@ def _features(output) -> torch.Tensor:
 
 
 
-def load(cfg) -> HFClipEncoder:
+def load(cfg, trust_checkpoint: bool = False) -> HFClipEncoder:
+    """Registry entry point; the folder's own code and pickles that need code only with `trust_checkpoint`."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -71,11 +72,12 @@ def load(cfg) -> HFClipEncoder:
     try:
         # Load leniently, then refuse anything that was not loaded exactly: transformers would otherwise
         # evaluate a partly random model after a warning.
-        model, loading = AutoModel.from_pretrained(
-            folder, local_files_only=True, ignore_mismatched_sizes=True, output_loading_info=True
-        )
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        (model, loading), loaded_with = load_model(AutoModel, folder, trust_checkpoint, ignore_mismatched_sizes=True,
+                                                   output_loading_info=True)  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(folder, **loading_kwargs(folder, trust_checkpoint))
+        image_processor = AutoImageProcessor.from_pretrained(folder, **loading_kwargs(folder, trust_checkpoint))
+    except ModelLoadError:
+        raise
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
         raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
     check_weights_fit(folder, loading)
@@ -85,5 +87,6 @@ def load(cfg) -> HFClipEncoder:
             "dual encoder (needs get_image_features and get_text_features, like CLIPModel or SiglipModel)"
         )
     info = ModelInfo.of_checkpoint("hf_clip", cfg.name or folder.name, folder, model,
-                                   model_type=model.config.model_type, architectures=model.config.architectures)
+                                   model_type=model.config.model_type, architectures=model.config.architectures,
+                                   loaded_with=loaded_with)
     return HFClipEncoder(model, tokenizer, image_processor, info)

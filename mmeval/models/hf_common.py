@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
 from mmeval.errors import ModelLoadError
+from mmeval.models import safe_load
 
 
 class ImageProcessorTransform:
@@ -34,3 +37,52 @@ def check_weights_fit(folder: Path, loading: dict) -> None:
         raise ModelLoadError(
             f"model.checkpoint: the weights in {folder} do not fit its config.json: {problems[0]}{more}"
         )
+
+
+def _asks_for_code(folder: Path) -> bool:
+    """True when a saved config (model, tokenizer, processor) maps a class to the folder's own Python code."""
+    for path in folder.glob("*.json"):
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a config transformers reads; it reports unreadable ones itself
+        if isinstance(saved, dict) and "auto_map" in saved:
+            return True
+    return False
+
+
+def loading_kwargs(folder: Path, trust_checkpoint: bool) -> dict[str, Any]:
+    """Keyword arguments for every `from_pretrained` of a local folder: no network, and the folder's own code
+    only with `--trust-checkpoint` (explicitly False otherwise, so transformers neither runs it nor asks)."""
+    if _asks_for_code(folder) and not trust_checkpoint:
+        raise safe_load.remote_code_refusal(folder)
+    return {"local_files_only": True, "trust_remote_code": trust_checkpoint}
+
+
+def load_model(auto_class, folder: Path, trust_checkpoint: bool, **kwargs: Any) -> tuple[Any, str]:
+    """`auto_class.from_pretrained(folder, **kwargs)` reading weights without running pickled code unless trusted.
+
+    safetensors when the folder has them (`use_safetensors=True`, so a stray .bin beside them is never read),
+    else the .bin with `torch.load(weights_only=True)`; a pickle that needs code is refused, or with
+    `--trust-checkpoint` read as it is. Returns what from_pretrained returns and how the weights were read.
+    """
+    has_safetensors = any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json"))
+    common = {**loading_kwargs(folder, trust_checkpoint), "use_safetensors": has_safetensors, **kwargs}
+    code = ", the folder's own code" if trust_checkpoint and _asks_for_code(folder) else ""
+    pickled = next(iter(sorted(folder.glob("*.bin"))), folder)
+
+    def load(weights_only: bool):
+        try:
+            return auto_class.from_pretrained(folder, weights_only=weights_only, **common)
+        except Exception as exc:
+            reason = safe_load.needs_code(exc)
+            if weights_only or reason is None:
+                raise
+            # transformers 5 reads .bin shards weights-only on some paths whatever weights_only says
+            raise ModelLoadError(f"model.checkpoint: {pickled} holds more than weights ({reason}) and this "
+                                 "transformers version reads .bin files weights-only even when trusted; load the "
+                                 "model yourself and re-save it with save_pretrained (safetensors)") from exc
+
+    loaded, safe = safe_load.weights_only_first(load, pickled, trust_checkpoint)
+    how = (safe_load.SAFETENSORS if has_safetensors else safe_load.WEIGHTS_ONLY) if safe else safe_load.TRUSTED_PICKLE
+    return loaded, f"transformers from_pretrained ({how}{code})"

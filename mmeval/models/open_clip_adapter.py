@@ -1,7 +1,9 @@
 """open_clip models: an architecture name (or a config JSON of one) plus a local checkpoint or pretrained tag.
 
 The model comes with open_clip's own evaluation preprocessing and tokenizer, exactly as CLIP_benchmark
-uses them, so numbers are comparable with published ones.
+uses them, so numbers are comparable with published ones. A checkpoint file is read as safetensors or with
+`torch.load(weights_only=True)`; a pickle that needs code is refused unless `--trust-checkpoint`
+(`mmeval.models.safe_load`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import torch
 
 from mmeval.errors import ModelLoadError
+from mmeval.models import safe_load
 from mmeval.models.base import ModelInfo, Tokens, describe_load_error
 from mmeval.pixels import from_torchvision_compose
 from mmeval.registry import did_you_mean
@@ -76,7 +79,32 @@ def _encode_text_prefix(model: torch.nn.Module, tokens: torch.Tensor) -> torch.T
     return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
-def load(cfg) -> OpenClipEncoder:
+def _loaded_with(cfg, weights_only: bool) -> str:
+    """How open_clip read the weights (see mmeval.models.safe_load)."""
+    pickled = safe_load.WEIGHTS_ONLY if weights_only else safe_load.TRUSTED_PICKLE
+    if cfg.checkpoint is None:  # a hub tag or an hf-hub: / local-dir: architecture: open_clip picks the file
+        return f"open_clip pretrained ({safe_load.SAFETENSORS} or {pickled})"
+    suffix = Path(cfg.checkpoint).suffix
+    if suffix == ".safetensors":
+        return safe_load.SAFETENSORS
+    return "numpy .npz (big_vision)" if suffix in (".npz", ".npy") else pickled
+
+
+def _create(cfg, pretrained: str | None, trust_checkpoint: bool):
+    """open_clip's model and eval preprocessing, weights read without running pickled code unless trusted:
+    a weights-only load is tried first, so a trusted run still records the safe path when it sufficed."""
+    import open_clip
+
+    def create(weights_only: bool):
+        return open_clip.create_model_and_transforms(cfg.arch, pretrained=pretrained, device="cpu",
+                                                     weights_only=weights_only)  # fmt: skip
+
+    (model, _, preprocess), safe = safe_load.weights_only_first(create, pretrained, trust_checkpoint)
+    return model, preprocess, _loaded_with(cfg, weights_only=safe)
+
+
+def load(cfg, trust_checkpoint: bool = False) -> OpenClipEncoder:
+    """Registry entry point; a pickled checkpoint that needs code is refused unless `trust_checkpoint`."""
     import open_clip
 
     if cfg.arch_config is not None:
@@ -90,7 +118,9 @@ def load(cfg) -> OpenClipEncoder:
         )
     pretrained = str(cfg.checkpoint) if cfg.checkpoint else cfg.pretrained
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(cfg.arch, pretrained=pretrained, device="cpu")
+        model, preprocess, loaded_with = _create(cfg, pretrained, trust_checkpoint)
+    except ModelLoadError:
+        raise
     except (RuntimeError, AssertionError) as exc:  # open_clip asserts on some shape changes
         raise ModelLoadError(
             f"model.checkpoint: {pretrained} does not fit open_clip architecture '{cfg.arch}': {describe_load_error(exc)}"
@@ -99,7 +129,7 @@ def load(cfg) -> OpenClipEncoder:
         raise ModelLoadError(f"model.checkpoint: cannot load {pretrained} for '{cfg.arch}' ({describe_load_error(exc)})") from exc
     name = cfg.name or (f"{cfg.arch}:{Path(str(pretrained)).name}" if pretrained else cfg.arch)
     info = ModelInfo.of_checkpoint("open_clip", name, cfg.checkpoint, model, arch=cfg.arch,
-                                   open_clip_version=open_clip.__version__)
+                                   open_clip_version=open_clip.__version__, loaded_with=loaded_with)
     if not cfg.checkpoint:
         info.checkpoint = cfg.pretrained  # a pretrained tag: open_clip's own download, not a file to hash
     return OpenClipEncoder(model, preprocess, open_clip.get_tokenizer(cfg.arch), info)

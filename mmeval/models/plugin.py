@@ -5,15 +5,20 @@ The factory gets `checkpoint=` (when the config sets one) and the config's `opti
 arguments, and must return an object with at least one capability (`ImageTextEncoder`, `Captioner`,
 `Answerer`); that is checked before any data is loaded. A factory may leave out `info`: mmeval then records
 the entry, checkpoint (with its sha256) and the parameter count of `module`.
+
+A factory with a `trust_checkpoint` parameter is told whether the user passed `--trust-checkpoint`, and can
+read its weights with `mmeval.models.safe_load.load_state_dict(path, trust_checkpoint)`; it may set
+`info.loaded_with`, else the report says the plugin loaded its weights itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Any
 
-from mmeval.errors import ModelLoadError
+from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models.base import CAPABILITIES, ModelInfo, capabilities_of
 from mmeval.registry import did_you_mean
 
@@ -83,17 +88,31 @@ def _default_info(cfg, model: Any) -> ModelInfo:
                                    options=dict(cfg.options or {}))
 
 
-def load(cfg) -> Any:
+def _takes_trust(factory) -> bool:
+    try:
+        return "trust_checkpoint" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+
+
+def load(cfg, trust_checkpoint: bool = False) -> Any:
     """Build the model with the plugin's factory; refuse an object with no capability, with what it lacks."""
     entry, options = cfg.entry, dict(cfg.options or {})
+    if "trust_checkpoint" in options:
+        raise ModelLoadError("model.options: 'trust_checkpoint' cannot be set in a config; pass --trust-checkpoint "
+                             "on the command line")
     factory = _factory(entry)
     kwargs = dict(options)
     if cfg.checkpoint is not None:
         if "checkpoint" in kwargs:
             raise ModelLoadError("model.options: 'checkpoint' is set both as model.checkpoint and in options")
         kwargs["checkpoint"] = cfg.checkpoint
+    if _takes_trust(factory):
+        kwargs["trust_checkpoint"] = trust_checkpoint
     try:
         model = factory(**kwargs)
+    except MmevalError:  # mmeval's own one-line errors (e.g. safe_load's refusal) pass through as they are
+        raise
     except Exception as exc:  # whatever the user's code raises; the traceback is chained for --debug
         raise ModelLoadError(f"plugin {entry} raised {_one_line(exc)}") from exc
     if not hasattr(model, "info") and hasattr(model, "module"):
@@ -106,4 +125,6 @@ def load(cfg) -> Any:
         model.info = dataclasses.replace(model.info, name=cfg.name)
     if not _check_declared(entry, model):
         raise ModelLoadError(_refusal(entry, model))
+    if isinstance(getattr(model, "info", None), ModelInfo) and model.info.loaded_with is None:
+        model.info.loaded_with = f"plugin factory {entry} (its own loading)"
     return model

@@ -37,6 +37,7 @@ from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models.base import GenerationSettings, ModelInfo
 from mmeval.models.reference_arch import BOS, EOS, PAD, UNK, ReferenceCLIP, ReferenceConfig, tokenize
 from mmeval.models.reference_decoder import Search, beam_search, greedy
+from mmeval.models.safe_load import SAFETENSORS
 from mmeval.pixels import PixelPipeline
 
 CONFIG_FILE = "config.json"
@@ -306,12 +307,14 @@ def load_folder(folder: Path, name: str | None = None) -> ReferenceModel:
     info = ModelInfo.of_checkpoint(
         "reference", name or folder.name, folder, module, architecture=config.name, embed_dim=config.embed_dim,
         image_size=config.image_size, decoder_layers=config.decoder_layers,
-        answers_questions=config.answers_questions,
+        answers_questions=config.answers_questions, loaded_with=SAFETENSORS,
     )
     return ReferenceModel(module, config, info)
 
 
-def load(cfg: Any) -> ReferenceModel:
-    """Registry entry point: `cfg.checkpoint` (a folder, or None for the shipped shapes demo) and `cfg.name`."""
+def load(cfg: Any, trust_checkpoint: bool = False) -> ReferenceModel:
+    """Registry entry point: `cfg.checkpoint` (a folder, or None for the shipped shapes demo) and `cfg.name`.
+
+    Weights are safetensors only, so `trust_checkpoint` changes nothing here."""
     checkpoint = cfg.checkpoint if cfg.checkpoint is not None else DEMO_CHECKPOINT
     return load_folder(Path(checkpoint).expanduser(), cfg.name)
