@@ -25,7 +25,7 @@ from PIL import Image
 from mmeval.errors import MmevalError
 from mmeval.latency import MemoryWatch, latency_block
 from mmeval.models.base import GenerationSettings, capabilities_of
-from mmeval.runner import Runtime, Timer, _run_model, _to_device
+from mmeval.runner import Runtime, Timer, _run_model, _to_device, match_weights
 from mmeval.timing import sync
 
 _WORDS = ("a", "small", "red", "dog", "runs", "across", "the", "green", "park", "next", "to", "two", "people",
@@ -114,6 +114,7 @@ def sweep(model, runtime: Runtime, batch_sizes: list[int], precisions: list[str]
             for precision in precisions:
                 progress(f"{name} {precision} batch {batch}")
                 at = dataclasses.replace(runtime, precision=precision)
+                match_weights(model, at)
                 timer = Timer(data_s=prepared_s if precision == precisions[0] else 0.0)
                 for _ in range(warmup + iterations):
                     call(at, timer)

@@ -12,15 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import TINY_OPEN_CLIP, make_coco_dataset
 from PIL import Image
 
-from mmeval.config import validate_mapping
+from mmeval.config import RuntimeConfig, validate_mapping
 from mmeval.evaluate import run_config
 from mmeval.latency import pass_latency
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder, read_config, save_reference
 from mmeval.models.reference_arch import ReferenceCLIP
 from mmeval.report import validate_report
+from mmeval.runner import resolve_runtime
 
 # --- latency figures -----------------------------------------------------------------------------------------
 
@@ -233,3 +235,36 @@ def test_open_clip_texts_are_encoded_without_their_padding(tmp_path: Path) -> No
     torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-5)
     module.attn_mask = None  # a tower without a causal mask would see the padding: it runs whole
     assert not OpenClipEncoder(module, transform, None, None).trims_padding
+
+
+def test_bf16_on_cpu_stores_open_clip_weights_in_bf16_once(tmp_path: Path) -> None:
+    """precision bf16 on the CPU: open_clip's weights are cast once (not by autocast on every call); the
+    embeddings stay close to fp32's; a later fp32 pass (a `mmeval bench` sweep) gets fp32 weights back; models
+    that do not opt in keep theirs."""
+    import open_clip
+
+    from mmeval.models.open_clip_adapter import OpenClipEncoder
+    from mmeval.runner import encode_texts, match_weights, place_model
+
+    (tmp_path / "tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(tmp_path / "tiny-clip.json")
+    torch.manual_seed(0)
+    module, _, transform = open_clip.create_model_and_transforms("tiny-clip")
+    encoder = OpenClipEncoder(module.eval(), transform, open_clip.get_tokenizer("tiny-clip"), None)
+    texts = ["a dog on the grass", "two people on a bench", "a red car"]
+    fp32 = resolve_runtime(RuntimeConfig(device="cpu", precision="fp32", cache="off"))
+    bf16 = resolve_runtime(RuntimeConfig(device="cpu", precision="bf16", cache="off"))
+    place_model(encoder, fp32)
+    reference, _ = encode_texts(encoder, texts, fp32, lambda n: None)
+    place_model(encoder, bf16)
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    low, _ = encode_texts(encoder, texts, bf16, lambda n: None)
+    assert low.dtype == torch.float32 and F.cosine_similarity(low, reference).min() > 0.99
+    match_weights(encoder, fp32)
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+
+    class Other:  # an adapter that does not opt in (e.g. norm layers fed fp32 inputs)
+        module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4))
+
+    place_model(Other, bf16)
+    assert {p.dtype for p in Other.module.parameters()} == {torch.float32}
