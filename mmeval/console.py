@@ -72,8 +72,20 @@ def _format(name: str, value: Any) -> str:
     return f"{value:.4f}"
 
 
+def _with_interval(name: str, entry: dict[str, Any]) -> str:
+    """The value and, when the report has one, its 95% interval as +- the larger distance to an end (dimmed:
+    percentile intervals are not symmetric; the JSON has both ends)."""
+    text = _format(name, entry["value"])
+    if entry.get("ci95") and entry["value"] is not None:
+        lo, hi = entry["ci95"]
+        half = max(entry["value"] - lo, hi - entry["value"])
+        text += f" [dim]±{_format(name, half)}[/]"
+    return text
+
+
 def results_table(report: dict[str, Any]) -> Table:
-    """One column per benchmark, one row per metric (so many metrics still fit a terminal)."""
+    """One column per benchmark, one row per metric (so many metrics still fit a terminal); `±` gives the
+    bootstrap 95% interval's larger half-width."""
     model = report["model"]
     table = Table(title=f"mmeval results: {model['name']} ({model['adapter']})", title_justify="left")
     table.add_column("metric", style="bold")
@@ -87,7 +99,7 @@ def results_table(report: dict[str, Any]) -> Table:
         )
     for position, bench in enumerate(benches.values()):
         for metric, entry in bench.get("metrics", {}).items():
-            rows.setdefault(metric, [""] * len(benches))[position] = _format(metric, entry["value"])
+            rows.setdefault(metric, [""] * len(benches))[position] = _with_interval(metric, entry)
     for metric, cells in rows.items():
         table.add_row(metric, *(cells + [""] * (len(benches) - len(cells))))
     return table

@@ -331,3 +331,13 @@ def test_bootstrap_off_leaves_no_ci95(tmp_path: Path) -> None:
     result = retrieval_benchmark.run(load_model(cfg.model), cfg.benchmarks[0], ctx)
     assert "bootstrap" not in result.extra
     assert result.metrics and all("ci95" not in entry for entry in result.metrics.values())
+
+
+def test_results_table_shows_the_larger_half_width_of_the_interval() -> None:
+    from mmeval.console import _with_interval
+
+    # value 0.40 in [0.37, 0.41]: the interval reaches 0.03 below and 0.01 above; the table shows the larger
+    assert _with_interval("t2i_R@1", {"value": 0.40, "ci95": [0.37, 0.41]}) == "0.4000 [dim]±0.0300[/]"
+    assert _with_interval("t2i_mean_rank", {"value": 3.3, "ci95": [3.1, 3.6]}) == "3.3 [dim]±0.3[/]"
+    assert _with_interval("CIDEr", {"value": 1.5}) == "1.5000"  # no interval (bootstrap off)
+    assert _with_interval("CIDEr", {"value": None, "ci95": None}) == "n/a"
