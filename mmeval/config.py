@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -29,59 +28,23 @@ from pydantic import (
     model_validator,
 )
 
+from mmeval.config_base import (
+    _CROSS_CHECKED,
+    Loc,
+    _existing,
+    _expand,
+    _known,
+    _raise_unless_checked,
+    _set_fields,
+    _Strict,
+    _valid_name,
+    format_loc,
+)
 from mmeval.config_bias import BiasConfig
+from mmeval.config_runtime import BootstrapConfig, OutputConfig, RuntimeConfig
 from mmeval.errors import ConfigError
 from mmeval.model_list import expand, is_pattern, matches
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS, did_you_mean, unknown_name_message
-
-Loc = tuple[Any, ...]
-_CROSS_CHECKED = "mmeval_cross_checked"  # validation context flag: validate_mapping did the cross-field checks
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def _expand(path: Path | str) -> Path:
-    """`~` and `~user` expanded; an unknown user is a ValueError (a problem with the value), not pathlib's
-    RuntimeError (a crash)."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError as exc:
-        raise ValueError(f"cannot expand {str(path).split('/')[0]!r} in {str(path)!r} ({exc})") from exc
-
-
-def _existing(path: Path | None, kind: str) -> Path | None:
-    if path is None:
-        return None
-    path = _expand(path).resolve()
-    if not path.exists():
-        raise ValueError(f"{kind} not found: {path}")
-    if kind == "folder" and not path.is_dir():
-        raise ValueError(f"expected a folder, got a file: {path}")
-    if kind == "file" and not path.is_file():
-        raise ValueError(f"expected a file, got a folder: {path}")
-    return path
-
-
-def _valid_name(value: str | None) -> str | None:
-    if value is not None and not _NAME.fullmatch(value):
-        raise ValueError(f"use letters, digits, '_', '.' and '-', starting with a letter or digit (got {value!r})")
-    return value
-
-
-def _known(value: Any, table: dict[str, Any]) -> bool:
-    return isinstance(value, str) and value in table
-
-
-def _raise_unless_checked(info: ValidationInfo, problems: list[tuple[Loc, str]]) -> None:
-    if problems and not (info.context or {}).get(_CROSS_CHECKED):
-        raise ValueError("; ".join(f"{format_loc(loc)}: {message}" for loc, message in problems))
-
-
-def _set_fields(model: BaseModel) -> dict[str, Any]:
-    return {name: getattr(model, name) for name in model.model_fields_set}
 
 
 class ModelConfig(_Strict):
@@ -396,77 +359,6 @@ class BenchmarkConfig(_Strict):
         return {k: v for k, v in handler(self).items() if k in used}
 
 
-class RuntimeConfig(_Strict):
-    """How to run: device, numeric precision, batching, workers, seed."""
-
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto = bf16 autocast on CUDA and on CPUs with AMX, fp32 on other CPUs"
-    )
-    batch_size: int = Field(64, gt=0)
-    num_workers: int | None = Field(None, ge=0, description="DataLoader workers (default: from the core count)")
-    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's own, the core count)")
-    seed: int = 0
-    warmup_batches: int = Field(2, ge=0, description="model batches left out of the latency percentiles")
-    chunk_size: int = Field(1024, gt=0, description="images or texts of a pass saved together as it runs, so "
-                            "`--resume` after a crash redoes at most one chunk (rounded up to whole batches)")
-    cache: Literal["on", "pixels", "off"] = Field(
-        "on", description="on: reuse cached model outputs and preprocessed images; pixels: only preprocessed "
-        "images (e.g. to time the model on warm data); off: neither (--no-cache). true / false mean on / off")
-
-    @field_validator("cache", mode="before")
-    @classmethod
-    def _cache_bool(cls, value: Any) -> Any:
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-    cache_dir: Path | None = Field(None, description="cache folder (default $MMEVAL_CACHE_DIR, else "
-                                   "$XDG_CACHE_HOME/mmeval or ~/.cache/mmeval)")
-
-    @field_validator("device")
-    @classmethod
-    def _device_spec(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-            raise ValueError(f"expected auto, cpu, cuda or cuda:N (e.g. cuda:1), got {value!r}")
-        return value
-
-
-class OutputConfig(_Strict):
-    """Where reports go. A report never overwrites an earlier one."""
-
-    dir: Path = Path("reports")
-    name: str | None = Field(None, description="report file stem")
-    per_sample: bool = Field(True, description="also write per-query ranks next to the report")
-
-    @field_validator("dir")
-    @classmethod
-    def _not_a_file(cls, value: Path) -> Path:
-        if _expand(value).is_file():  # found now, not after the whole evaluation has run
-            raise ValueError(f"expected a folder (created if missing), got a file: {_expand(value).resolve()}")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _name_chars(cls, value: str | None) -> str | None:
-        return _valid_name(value)
-
-
-MIN_BOOTSTRAP_RESAMPLES = 100
-
-
-class BootstrapConfig(_Strict):
-    """Percentile bootstrap 95% intervals (`ci95`) for every headline metric (mmeval/metrics/bootstrap.py)."""
-
-    n: int = Field(1000, ge=0, description="resamples per benchmark; 0 turns confidence intervals off")
-    seed: int = Field(0, description="seed of the resampling: the same seed and data give the same intervals")
-
-    @field_validator("n")
-    @classmethod
-    def _enough(cls, value: int) -> int:
-        if 0 < value < MIN_BOOTSTRAP_RESAMPLES:
-            raise ValueError(f"expected 0 (off) or at least {MIN_BOOTSTRAP_RESAMPLES} resamples (a 95% percentile "
-                             f"interval from fewer is mostly noise), got {value}")
-        return value
-
-
 def _one_or_list(value: Any) -> str:
     return "list" if isinstance(value, list) else "one"
 
@@ -619,14 +511,6 @@ def _cross_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         if isinstance(bench, dict) and isinstance(bench.get("data"), dict):
             problems += [(("benchmarks", n, "data", *loc), message) for loc, message in _data_problems(bench["data"])]
     return problems + _benchmark_problems(raw)
-
-
-def format_loc(loc: Loc) -> str:
-    """('benchmarks', 0, 'data', 'images') -> 'benchmarks[0].data.images'."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
 
 
 def _model_at(loc: Loc) -> type[BaseModel] | None:

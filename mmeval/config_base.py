@@ -1,0 +1,67 @@
+"""What every config section shares: strict models (unknown keys rejected), path and name checks, and how a
+problem's place in the config is written (`benchmarks[0].data.images`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+
+Loc = tuple[Any, ...]
+_CROSS_CHECKED = "mmeval_cross_checked"  # validation context flag: validate_mapping did the cross-field checks
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _expand(path: Path | str) -> Path:
+    """`~` and `~user` expanded; an unknown user is a ValueError (a problem with the value), not pathlib's
+    RuntimeError (a crash)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:
+        raise ValueError(f"cannot expand {str(path).split('/')[0]!r} in {str(path)!r} ({exc})") from exc
+
+
+def _existing(path: Path | None, kind: str) -> Path | None:
+    if path is None:
+        return None
+    path = _expand(path).resolve()
+    if not path.exists():
+        raise ValueError(f"{kind} not found: {path}")
+    if kind == "folder" and not path.is_dir():
+        raise ValueError(f"expected a folder, got a file: {path}")
+    if kind == "file" and not path.is_file():
+        raise ValueError(f"expected a file, got a folder: {path}")
+    return path
+
+
+def _valid_name(value: str | None) -> str | None:
+    if value is not None and not _NAME.fullmatch(value):
+        raise ValueError(f"use letters, digits, '_', '.' and '-', starting with a letter or digit (got {value!r})")
+    return value
+
+
+def _known(value: Any, table: dict[str, Any]) -> bool:
+    return isinstance(value, str) and value in table
+
+
+def _raise_unless_checked(info: ValidationInfo, problems: list[tuple[Loc, str]]) -> None:
+    if problems and not (info.context or {}).get(_CROSS_CHECKED):
+        raise ValueError("; ".join(f"{format_loc(loc)}: {message}" for loc, message in problems))
+
+
+def _set_fields(model: BaseModel) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+def format_loc(loc: Loc) -> str:
+    """('benchmarks', 0, 'data', 'images') -> 'benchmarks[0].data.images'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
