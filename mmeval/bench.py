@@ -25,7 +25,8 @@ from PIL import Image
 from mmeval.errors import MmevalError
 from mmeval.latency import MemoryWatch, latency_block
 from mmeval.models.base import GenerationSettings, capabilities_of
-from mmeval.runner import Runtime, Timer, _run_model, _to_device, match_weights
+from mmeval.runner import Timer, _run_model, _to_device
+from mmeval.runtime import Runtime, match_weights
 from mmeval.timing import sync
 
 _WORDS = ("a", "small", "red", "dog", "runs", "across", "the", "green", "park", "next", "to", "two", "people",

@@ -274,7 +274,7 @@ def validate(
         cfg = load_config(config, overrides)
         problems = _data_problems(cfg)
         if cfg.runtime.device.startswith("cuda"):
-            from mmeval.runner import resolve_runtime
+            from mmeval.runtime import resolve_runtime
 
             try:
                 resolve_runtime(cfg.runtime)

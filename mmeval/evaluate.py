@@ -23,7 +23,8 @@ from mmeval.latency import MemoryWatch, latency_block
 from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, TASKS, resolve
 from mmeval.report import add_failure, add_result, check_writable, new_report, validate_report, write_json_no_clobber
-from mmeval.runner import NullProgress, Runtime, place_model, resolve_runtime
+from mmeval.runner import NullProgress
+from mmeval.runtime import Runtime, place_model, resolve_runtime
 
 log = logging.getLogger(__name__)
 

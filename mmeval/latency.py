@@ -1,6 +1,6 @@
 """The report's `latency` block: model-call latency percentiles, throughput, a time breakdown and peak memory.
 
-Every model call of a benchmark is timed by the runner (`runner.Timer`: seconds and rows per batch, CUDA
+Every model call of a benchmark is timed by the runner (`timing.Timer`: seconds and rows per batch, CUDA
 synchronised before each clock read). Here those records become figures a user compares across checkpoints:
 
 - per pass (images, texts, generate): the first batch on its own (it pays for lazy initialisation, cuDNN /

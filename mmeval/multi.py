@@ -24,7 +24,8 @@ from mmeval.errors import MmevalError
 from mmeval.evaluate import RunOutcome, _safe, evaluate_model, start_model
 from mmeval.leaderboard import build_leaderboard, write_leaderboard
 from mmeval.report import check_writable
-from mmeval.runner import NullProgress, Runtime, resolve_runtime
+from mmeval.runner import NullProgress
+from mmeval.runtime import Runtime, resolve_runtime
 
 log = logging.getLogger(__name__)
 

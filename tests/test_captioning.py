@@ -19,7 +19,7 @@ from mmeval.errors import MmevalError
 from mmeval.metrics.clipscore import clip_s, ref_clip_s
 from mmeval.models.base import Captioner, ModelInfo, capabilities_of
 from mmeval.report import validate_report, write_json_no_clobber
-from mmeval.runner import resolve_runtime
+from mmeval.runtime import resolve_runtime
 
 COLOURS = ["dark", "red", "green", "blue", "bright"]
 

@@ -22,7 +22,7 @@ from mmeval.latency import pass_latency
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder, read_config, save_reference
 from mmeval.models.reference_arch import ReferenceCLIP
 from mmeval.report import validate_report
-from mmeval.runner import resolve_runtime
+from mmeval.runtime import resolve_runtime
 
 # --- latency figures -----------------------------------------------------------------------------------------
 
@@ -244,7 +244,8 @@ def test_bf16_on_cpu_stores_open_clip_weights_in_bf16_once(tmp_path: Path) -> No
     import open_clip
 
     from mmeval.models.open_clip_adapter import OpenClipEncoder
-    from mmeval.runner import encode_texts, match_weights, place_model
+    from mmeval.runner import encode_texts
+    from mmeval.runtime import match_weights, place_model
 
     (tmp_path / "tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
     open_clip.add_model_config(tmp_path / "tiny-clip.json")

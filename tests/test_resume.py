@@ -26,7 +26,8 @@ from mmeval.config import RuntimeConfig
 from mmeval.data.shapes import load_shapes
 from mmeval.errors import MmevalError
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder
-from mmeval.runner import encode_images, encode_texts, resolve_runtime
+from mmeval.runner import encode_images, encode_texts
+from mmeval.runtime import resolve_runtime
 
 N_IMAGES = 24
 PLUGIN = '''

@@ -14,7 +14,7 @@ from mmeval.benchmarks import RunContext, retrieval
 from mmeval.config import RuntimeConfig, validate_mapping
 from mmeval.errors import DataError, MmevalError
 from mmeval.models.base import ImageTextEncoder, ModelInfo
-from mmeval.runner import resolve_runtime
+from mmeval.runtime import resolve_runtime
 
 
 class _MeanColour:

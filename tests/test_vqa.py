@@ -21,7 +21,7 @@ from mmeval.errors import ConfigError, DataError, MmevalError
 from mmeval.metrics.vqa import normalize_answer, score_vqa, vqa_accuracy
 from mmeval.models.base import Answerer, ModelInfo, capabilities_of
 from mmeval.report import write_json_no_clobber
-from mmeval.runner import resolve_runtime
+from mmeval.runtime import resolve_runtime
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
 

@@ -281,7 +281,7 @@ def test_each_image_and_prompt_is_encoded_once(tmp_path) -> None:
     from mmeval.benchmarks import RunContext
     from mmeval.benchmarks.classification import model_logit_scale, run
     from mmeval.evaluate import load_model
-    from mmeval.runner import place_model, resolve_runtime
+    from mmeval.runtime import place_model, resolve_runtime
 
     make_imagefolder(tmp_path / "f", [5, 2, 3])
     cfg = validate_mapping({"model": {"type": "reference"}, "benchmarks": [

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmeval.config import BootstrapConfig
-from mmeval.runner import NullProgress, Runtime, Timer
+from mmeval.runner import NullProgress, Timer
+from mmeval.runtime import Runtime
 
 
 @dataclass

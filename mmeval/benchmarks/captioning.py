@@ -115,7 +115,7 @@ def _clipscore(bench, data, ok_indices, captions, references, ids, ctx: RunConte
     """CLIP-S and RefCLIP-S of each caption with the configured scorer model (its own preprocessing)."""
     from mmeval.data.images import SubsetImages
     from mmeval.evaluate import load_model, missing_capability
-    from mmeval.runner import place_model
+    from mmeval.runtime import place_model
 
     scorer = load_model(bench.scorer)
     problem = missing_capability(scorer, "retrieval")

@@ -29,7 +29,7 @@ class OpenClipEncoder:
     are about 15 tokens: text encoding was 77% of a CPU retrieval run). Other text towers run whole.
     """
 
-    # open_clip's towers run with their weights stored in bf16 under CPU autocast (see runner.match_weights);
+    # open_clip's towers run with their weights stored in bf16 under CPU autocast (see runtime.match_weights);
     # modules with norm layers fed fp32 inputs (e.g. the reference model's stem) do not, so it is opt-in
     bf16_weights_on_cpu = True
 

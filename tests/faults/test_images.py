@@ -18,8 +18,22 @@ import pytest
 import torch
 from PIL import Image
 
-from faults.conftest import (bad_images, coco_benchmark, complete_report, encode, error_lines, good_images, gray16,
-                             mmeval, picture, reference_pixels, rgb16_png, shown, write_coco, write_config)
+from faults.conftest import (
+    bad_images,
+    coco_benchmark,
+    complete_report,
+    encode,
+    error_lines,
+    good_images,
+    gray16,
+    mmeval,
+    picture,
+    reference_pixels,
+    rgb16_png,
+    shown,
+    write_coco,
+    write_config,
+)
 from mmeval.data.images import FileImages, decode_image, gpu_decodable
 from mmeval.errors import DataError
 from mmeval.image_loading import ImagePass, _decode_jpeg, _gpu_decode, _ImageDataset
