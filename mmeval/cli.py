@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -271,6 +272,8 @@ def validate(
     from mmeval.errors import ConfigError, MmevalError
 
     with _user_errors():
+        if os.environ.get("WORLD_SIZE", "1") != "1":  # checking a config needs no process group, nor N copies
+            raise MmevalError("mmeval validate checks a config in one process; run it without torchrun")
         cfg = load_config(config, overrides)
         problems = _data_problems(cfg)
         if cfg.runtime.device.startswith("cuda"):

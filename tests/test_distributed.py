@@ -152,3 +152,19 @@ output: {{dir: {tmp_path / 'out'}, name: r}}
     assert failed["status"] == "failed" and str(broken) in failed["error"] and "(on rank 1)" in failed["error"]
     assert report["benchmarks"]["shapes"]["status"] == "complete"
     assert f"benchmark 'coco': {broken}" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "bench"])
+def test_single_process_commands_refuse_torchrun(command: str, monkeypatch) -> None:
+    """`validate` and `bench` are one-process commands: under torchrun's environment, one line and exit 2
+    (not N copies joining a process group)."""
+    from typer.testing import CliRunner
+
+    from mmeval.cli import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    done = CliRunner().invoke(app, [command, "-c", str(demo)])
+    assert done.exit_code == 2, done.output
+    assert "run it without torchrun" in done.output and "Traceback" not in done.output
