@@ -50,9 +50,12 @@ class BiasConfig(BaseModel):
     @field_validator("attributes_file", "training_counts")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.expanduser().is_file():
-            raise ValueError(f"file not found: {value.expanduser().resolve()}")
-        return value.expanduser().resolve() if value is not None else None
+        if value is None:
+            return None
+        path = _expand(value).resolve()  # `~user` that does not exist: a problem with the value, not a crash
+        if not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        return path
 
     @field_validator("k")
     @classmethod

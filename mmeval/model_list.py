@@ -25,8 +25,14 @@ _DEMO_NAME = "shapes-clip"  # the reference adapter's default checkpoint folder 
 
 
 def is_pattern(path: Path | str | None) -> bool:
-    """A checkpoint given as a glob pattern (magic characters, and no file or folder of that exact name)."""
-    return path is not None and glob.has_magic(str(path)) and not Path(path).expanduser().exists()
+    """A checkpoint given as a glob pattern (magic characters, and no file or folder of that exact name). A path
+    whose `~user` cannot be expanded is not a pattern: the path check then reports it as a config problem."""
+    if path is None or not glob.has_magic(str(path)):
+        return False
+    try:
+        return not Path(path).expanduser().exists()
+    except RuntimeError:
+        return False
 
 
 def _natural(path: str) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -406,3 +407,17 @@ def test_config_that_is_not_utf8(workdir: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.problems[0].startswith("not a UTF-8 text file")
+
+
+@pytest.mark.parametrize("where, raw", [
+    ("model.checkpoint", {"model": {"type": "reference", "checkpoint": "~nobody-here/ckpt_*"}}),
+    ("benchmarks[0].bias.attributes_file", {"model": {"type": "reference"}, "bias": {
+        "attributes": ["background"], "attributes_file": "~nobody-here/a.csv"}}),
+])  # fmt: skip
+def test_unknown_home_directory_is_a_config_error(where: str, raw: dict) -> None:
+    """`~user` of a user that does not exist: one config problem naming the field (pathlib raises RuntimeError)."""
+    bench = {"name": "a", "task": "retrieval", "data": {"format": "shapes"}}
+    if "bias" in raw:
+        bench["bias"] = raw.pop("bias")
+    with pytest.raises(ConfigError, match=rf"{re.escape(where)}: cannot expand '~nobody-here'"):
+        validate_mapping({**raw, "benchmarks": [bench]})
