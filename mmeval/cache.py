@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from mmeval.files import atomic_write
+
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
@@ -73,8 +75,7 @@ class Cache:
     pixels: bool = True
 
     def _paths(self, kind: str, parts: dict[str, Any]) -> tuple[Path, str]:
-        canonical = _canonical(parts)
-        key = hashlib.sha256(canonical.encode()).hexdigest()
+        key, canonical = entry_key(parts)
         return self.root / kind / key[:2] / key, canonical
 
     def get(self, parts: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
@@ -100,8 +101,8 @@ class Cache:
         try:
             base.parent.mkdir(parents=True, exist_ok=True)
             tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-            _atomic(base.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
-            _atomic(base.with_suffix(".json"), lambda p: p.write_text(json.dumps({"key": canonical, "meta": meta})))
+            atomic_write(base.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
+            atomic_write(base.with_suffix(".json"), lambda p: p.write_text(json.dumps({"key": canonical, "meta": meta})))
         except OSError as exc:
             log.warning("could not write cache entry %s (%s); continuing without it", base, exc)
 
@@ -110,22 +111,6 @@ class Cache:
             return None
         base, canonical = self._paths("pixels", parts)
         return PixelStore(base, canonical)
-
-
-def atomic_write(path: Path, write) -> None:
-    """`write(tmp)` to a temporary file beside `path`, then rename it to `path`: never a half-written file."""
-    _atomic(path, write)
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class PixelStore:
@@ -182,7 +167,7 @@ class PixelStore:
             del self._writing
             self._writing = None
             os.replace(self._tmp, self.base.with_suffix(".u8"))
-            _atomic(self.base.with_suffix(".json"),
+            atomic_write(self.base.with_suffix(".json"),
                     lambda p: p.write_text(json.dumps({"key": self.canonical, "meta": meta})))  # fmt: skip
         except OSError as exc:
             log.warning("could not finish the pixel cache %s (%s)", self.base, exc)

@@ -120,7 +120,8 @@ def gate(
 
     with _user_errors():
         gate_rules = load_rules(rules)
-        loaded = load_for_comparison([p for p in (baseline, candidate) if p is not None])
+        needs_samples = any(getattr(rule, "significant", False) for rule in gate_rules.rules)  # only paired tests read them
+        loaded = load_for_comparison([p for p in (baseline, candidate) if p is not None], needs_samples)
         result = evaluate(gate_rules, loaded[-1], loaded[0] if baseline is not None else None, force)
         summary = to_markdown(result)
         if junit is not None:

@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Hendricks et al. 2018 ("Women also Snowboard"), the word lists of the paper's code
-MAN_WORDS = ["boy", "brother", "dad", "husband", "man", "groom", "male", "guy", "men", "males", "boys", "guys",
-             "dads", "dude", "policeman", "policemen", "father", "son", "fireman", "actor", "gentleman",
-             "boyfriend", "mans", "his", "obama", "actors"]  # fmt: skip
-WOMAN_WORDS = ["girl", "sister", "mom", "wife", "woman", "bride", "female", "lady", "women", "girls", "ladies",
-               "females", "moms", "actress", "nun", "girlfriend", "her", "she"]  # fmt: skip
+from mmeval.config_base import _expand
+from mmeval.metrics.bias import MAN_WORD_LIST, WOMAN_WORD_LIST
+
+# Hendricks et al. 2018 ("Women also Snowboard"), the word lists of the paper's code (mmeval.metrics.bias)
+MAN_WORDS = list(MAN_WORD_LIST)
+WOMAN_WORDS = list(WOMAN_WORD_LIST)
 
 
 class BiasConfig(BaseModel):

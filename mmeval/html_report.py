@@ -13,35 +13,25 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mmeval import __version__, plots
+from mmeval.compare import load_for_comparison
 from mmeval.errors import MmevalError
+from mmeval.files import atomic_write
 from mmeval.html_sections import Run, benchmark_section, esc, fmt, higher_is_better, metric_names, swatch
-from mmeval.report_io import load_report, load_samples
-
-
-def _load_samples(path: Path, report: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The per-sample output beside the report, or None and the reason it is not there (never an error: the
-    page is still worth having without it)."""
-    if not report.get("per_sample_file"):
-        return None, "the run wrote no per-sample file (output.per_sample: false)"
-    try:
-        return load_samples(path, report), None
-    except MmevalError as exc:
-        return None, str(exc)
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
     """Load the reports (and their per-sample files) and give each a unique label and a colour."""
     runs = []
-    for n, path in enumerate(paths):
-        report = load_report(path)
-        samples, note = _load_samples(path, report)
-        label = str(report["model"].get("name") or path.stem)
-        runs.append(Run(path, report, samples, note, label, plots.colour(n), plots.linestyle(n)))
+    for n, item in enumerate(load_for_comparison(paths)):  # a missing per-sample file is a note, never an error
+        note = item.samples_problem
+        if item.samples is None and not item.report.get("per_sample_file"):
+            note = "the run wrote no per-sample file (output.per_sample: false)"
+        label = str(item.report["model"].get("name") or item.path.stem)
+        runs.append(Run(item.path, item.report, item.samples, note, label, plots.colour(n), plots.linestyle(n)))
     names = [run.label for run in runs]
     for run in runs:
         if names.count(run.label) > 1:  # the same model twice (two seeds, two dates): tell them apart by file
@@ -52,15 +42,16 @@ def load_runs(paths: list[Path]) -> list[Run]:
 def write_html_report(paths: list[Path], out: Path) -> Path:
     """Render the reports at `paths` into one HTML file at `out` (written atomically, replacing `out`)."""
     page = render_html(load_runs(paths))
+    umask = os.umask(0)
+    os.umask(umask)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(page, encoding="utf-8")
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a report page is meant to be shared
+
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a report page is meant to be shared
-        os.replace(tmp, out)
+        atomic_write(out, write)
     except OSError as exc:
         raise MmevalError(f"--html: cannot write {out} ({exc.strerror or exc})") from None
     return out

@@ -33,7 +33,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mmeval.cache import atomic_write, entry_key
+from mmeval.cache import entry_key
+from mmeval.files import atomic_write
 from mmeval.image_loading import ImagePass
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,10 @@ class Chunker:
             self.flush()
 
     def flush(self) -> None:
-        chunk = _concat(self.done[-self._pending :]) if self._pending else Part()
-        if self.store is not None and chunk.covered and self.store.put(chunk):
-            self.saved += 1
+        if self.store is not None and self._pending:
+            chunk = _concat(self.done[-self._pending :])
+            if chunk.covered and self.store.put(chunk):
+                self.saved += 1
         self._pending, self._rows = 0, 0
 
     def result(self) -> Part:

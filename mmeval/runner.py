@@ -80,7 +80,7 @@ def encode_images(model, source, runtime: Runtime, on_bad_image: str, progress: 
         limit, tracker = _RowLimit(runtime, "images", done.timer), ImageParts(done)
         batches = image_batches(model, source, runtime, on_bad_image, advance, done, decode, _subset(indices, source))
         for number, pixels in enumerate(batches, 1):
-            out = torch.cat(limit.run(lambda rows: _run_model(model.encode_image, pixels[rows], runtime, done.timer),
+            out = _joined(limit.run(lambda rows: _run_model(model.encode_image, pixels[rows], runtime, done.timer),
                                       len(pixels)))  # fmt: skip
             indices_now = done.batch_indices
             _require_finite(out, "image", number, lambda row: source.describe(indices_now[row]), runtime)
@@ -223,7 +223,7 @@ def encode_texts(model, texts: list[str], runtime: Runtime, progress: Callable[[
             batch = indices[start : start + runtime.batch_size]  # in length order already (the pass's order)
             tokens = model.tokenize([texts[i] for i in batch])
             timer.data_s += time.perf_counter() - began
-            out = torch.cat(limit.run(lambda rows: _run_model(model.encode_text, _rows_of(tokens, rows), runtime,
+            out = _joined(limit.run(lambda rows: _run_model(model.encode_text, _rows_of(tokens, rows), runtime,
                                                               timer), len(batch)))  # fmt: skip
             _require_finite(out, "text", number, lambda row: f"text {batch[row]} {texts[batch[row]][:60]!r}", runtime)
             chunker.add(Part(batch, batch, rows=out))
@@ -238,6 +238,11 @@ def encode_texts(model, texts: list[str], runtime: Runtime, progress: Callable[[
     part, from_cache = run_pass(runtime, parts, order, compute, progress, cached,
                                 lambda p: runtime.cache.put(parts, {"embeddings": _rows(p)}, {}), "texts")
     return _rows(part).to(runtime.device), Timer(cached=True) if from_cache else timer
+
+
+def _joined(pieces: list[torch.Tensor]) -> torch.Tensor:
+    """The outputs of a batch's model calls as one tensor (one call, the usual case: no copy)."""
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def _rows_of(inputs: Any, rows: slice) -> Any:
@@ -257,7 +262,7 @@ def _run_model(encode: Callable, inputs: Any, runtime: Runtime, timer: Timer) ->
     with torch.inference_mode(), runtime.autocast:
         raw = encode(inputs).float()
     out = F.normalize(raw, dim=-1)
-    broken = ~(torch.isfinite(raw).all(dim=-1) & torch.isfinite(torch.linalg.vector_norm(raw, dim=-1)))
+    broken = ~torch.isfinite(torch.linalg.vector_norm(raw, dim=-1))  # any NaN / Inf value, or an overflow
     out[broken] = float("nan")
     sync(runtime.device)
     done = time.perf_counter()

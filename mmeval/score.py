@@ -17,7 +17,7 @@ from typing import Any
 
 from pycocotools.coco import COCO
 
-from mmeval.benchmarks.bias_block import captioning_bias
+from mmeval.benchmarks.bias_block import caption_subset_scorer, captioning_bias
 from mmeval.config import BootstrapConfig
 from mmeval.config_bias import BiasConfig
 from mmeval.data.coco import read_json
@@ -129,8 +129,7 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
         report["benchmarks"][bench_name]["bootstrap"] = block
     if bias is not None:
         report["config"]["bias"] = bias.model_dump(mode="json")
-        report["benchmarks"][bench_name]["bias"] = _bias_block(bias, references, predictions, scores.image_ids,
-                                                               [m for m in metrics if m != "SPICE"], tokenizer)
+        report["benchmarks"][bench_name]["bias"] = _bias_block(bias, references, predictions, scores)
     per_image = [{"image_id": i, "caption": predictions[i],
                   **{m: float(scores.per_image[m][n]) for m in scores.per_image}}
                  for n, i in enumerate(scores.image_ids)]
@@ -140,14 +139,11 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     return outcome
 
 
-def _bias_block(bias: BiasConfig, references: dict[Any, list[str]], predictions: dict[Any, str], ids: list[Any],
-                metrics: list[str], tokenizer: str) -> dict[str, Any]:
+def _bias_block(bias: BiasConfig, references: dict[Any, list[str]], predictions: dict[Any, str],
+                scores) -> dict[str, Any]:
     """The captioning bias block for the scored images; the reference attribute comes from their references."""
+    ids = scores.image_ids
     groups = groups_from_references([references[i] for i in ids], bias.words())
     attributes = {i: {bias.reference_attribute: g} for i, g in zip(ids, groups)}
-
-    def score(subset: list[Any]) -> dict[str, float]:
-        return score_captions({i: references[i] for i in subset}, {i: predictions[i] for i in subset},
-                              metrics=metrics, tokenizer=TOKENIZERS[tokenizer]).scores
-
-    return captioning_bias(bias, ids, attributes, [predictions[i] for i in ids], references, score)
+    return captioning_bias(bias, ids, attributes, [predictions[i] for i in ids], references,
+                           caption_subset_scorer(scores))

@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from mmeval.benchmarks import BenchmarkResult, RunContext, dataset_summary
-from mmeval.benchmarks.bias_block import captioning_bias, check_attributes, with_reference_groups
+from mmeval.benchmarks.bias_block import (
+    caption_subset_scorer,
+    captioning_bias,
+    check_attributes,
+    with_reference_groups,
+)
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.bootstrap import add_intervals
@@ -87,13 +92,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if block is not None:
         extra["bootstrap"] = block
     if bench.bias is not None:
-        def score(subset: list[Any]) -> dict[str, float]:
-            return score_captions({i: references[i] for i in subset}, {i: caption_of[i] for i in subset},
-                                  metrics=[m for m in bench.metrics if m != "SPICE"],
-                                  tokenizer=TOKENIZERS[bench.tokenizer]).scores  # fmt: skip
-
         extra["bias"] = captioning_bias(bench.bias, scored, attributes, [caption_of[i] for i in scored],
-                                        references, score)  # fmt: skip
+                                        references, caption_subset_scorer(scores))  # fmt: skip
     metric_s = time.perf_counter() - metric_start
 
     dataset = dataset_summary(data, images, sum(len(references[i]) for i in scored))

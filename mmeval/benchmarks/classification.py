@@ -153,7 +153,7 @@ def _bias(bench, data, ids: list[Any], scores: np.ndarray, targets: np.ndarray, 
     """The `bias` block: headline metrics per group; for single-label data also fairness of the predictions."""
     if bench.multilabel:
         def score(rows: np.ndarray) -> dict[str, float]:
-            return _multilabel(scores[rows], targets[rows], classes, [ids[r] for r in rows])[0]
+            return {"mAP": metrics.mean_average_precision(scores[rows], targets[rows])}
 
         return sliced_only(bench.bias, ids, data.attributes, score, metrics.higher_is_better)
 
@@ -167,7 +167,7 @@ def _multilabel(scores: np.ndarray, targets: np.ndarray, classes: list[str],
                 ids: list[Any]) -> tuple[dict, list, dict, list[str]]:
     """mAP, per-class average precision, per-image rows and warnings for multi-label targets."""
     ap = metrics.average_precision_per_class(scores, targets)
-    values = {"mAP": float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")}
+    values = {"mAP": float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")}  # mean_average_precision
     per_class = [{"class": name, "n_positives": int(targets[:, c].sum()), "average_precision": float(ap[c])}
                  for c, name in enumerate(classes)]
     best = metrics.top_k(scores, 5)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mmeval.data.coco import is_file_name
+from mmeval.data.coco import is_file_name, is_id
 from mmeval.data.images import FileImages, SubsetImages
 from mmeval.data.retrieval_data import ImageSource, RetrievalData
 from mmeval.errors import DataError
@@ -112,7 +112,7 @@ def load_label_file(cfg) -> LabelledData:
         value = row[label_key]
         if isinstance(value, str) and fmt == "csv":
             value = [part.strip() for part in value.split(MULTILABEL_SEPARATOR)]
-        if not all(_is_label(x) for x in (value if isinstance(value, list) else [value])):
+        if not all(is_id(x) for x in (value if isinstance(value, list) else [value])):
             raise DataError(f"{where}: label {value!r} must be a class name, an integer index into classnames, or "
                             "(multilabel) a list of them")
         image = row[image_key]
@@ -126,10 +126,6 @@ def load_label_file(cfg) -> LabelledData:
         labels.append(list(value) if isinstance(value, list) else [value])
     paths = [folder / i for i in ids]
     return LabelledData(ids, FileImages(paths), labels, None, f"{fmt}:{path}", _digest(ids, labels, None, []))
-
-
-def _is_label(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def load_hf_labels(cfg) -> LabelledData:

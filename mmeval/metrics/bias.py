@@ -149,16 +149,15 @@ def js_divergence(p: np.ndarray, q: np.ndarray, base: float = 2.0) -> float:
 
 # ------------------------------------------------------------------------------- caption gender bias
 
-# Hendricks et al. 2018 ("Women also Snowboard: Overcoming Bias in Captioning Models", ECCV), their word lists.
-MAN_WORDS = frozenset({
-    "boy", "brother", "dad", "husband", "man", "groom", "male", "guy", "men", "males", "boys", "guys", "dads",
-    "dude", "policeman", "policemen", "father", "son", "fireman", "actor", "gentleman", "boyfriend", "mans",
-    "his", "obama", "actors",
-})
-WOMAN_WORDS = frozenset({
-    "girl", "sister", "mom", "wife", "woman", "bride", "female", "lady", "women", "girls", "ladies", "females",
-    "moms", "actress", "nun", "girlfriend", "her", "she",
-})
+# Hendricks et al. 2018 ("Women also Snowboard: Overcoming Bias in Captioning Models", ECCV), their word lists
+# in the paper code's order (reports list them so); the sets are for lookups.
+MAN_WORD_LIST = ("boy", "brother", "dad", "husband", "man", "groom", "male", "guy", "men", "males", "boys", "guys",
+                 "dads", "dude", "policeman", "policemen", "father", "son", "fireman", "actor", "gentleman",
+                 "boyfriend", "mans", "his", "obama", "actors")  # fmt: skip
+WOMAN_WORD_LIST = ("girl", "sister", "mom", "wife", "woman", "bride", "female", "lady", "women", "girls", "ladies",
+                   "females", "moms", "actress", "nun", "girlfriend", "her", "she")  # fmt: skip
+MAN_WORDS = frozenset(MAN_WORD_LIST)
+WOMAN_WORDS = frozenset(WOMAN_WORD_LIST)
 GENDERS = ("man", "woman")
 _WORD = re.compile(r"[a-z]+")
 
@@ -611,8 +610,13 @@ def binary_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[Any
     A group's rate is NaN when it has no sample to condition on, and is then left out of the max and min;
     every aggregate is NaN when no group has it.
     """
+    return _binary_fairness(y_true, y_pred, *group_codes(groups))
+
+
+def _binary_fairness(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], codes: np.ndarray,
+                     n_missing: int) -> dict[str, Any]:
+    """`binary_fairness` on groups already coded (`group_codes`), so a caller looping over classes codes once."""
     y_true, y_pred = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
-    names, codes, n_missing = group_codes(groups)
     if not (len(y_true) == len(y_pred) == len(codes)):
         raise ValueError(f"{len(y_true)} labels, {len(y_pred)} predictions and {len(codes)} group labels")
     members = {name: codes == i for i, name in enumerate(names)}
@@ -662,10 +666,10 @@ def classification_fairness(
     if classes is None:
         classes = sorted(set(y_true.tolist()) | set(y_pred.tolist()), key=lambda c: _sort_key(str(c)))
     out["per_class"] = {
-        str(label_key(c)): binary_fairness(y_true == c, y_pred == c, groups) for c in classes
+        str(label_key(c)): _binary_fairness(y_true == c, y_pred == c, names, codes, n_missing) for c in classes
     }
     if harmful_classes is not None:
         harmful = list(harmful_classes)
-        block = binary_fairness(np.isin(y_true, harmful), np.isin(y_pred, harmful), groups)
+        block = _binary_fairness(np.isin(y_true, harmful), np.isin(y_pred, harmful), names, codes, n_missing)
         out["harmful"] = {**block, "harmful_rate": block["selection_rate"], "classes": [str(c) for c in harmful]}
     return out
