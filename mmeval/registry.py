@@ -56,27 +56,27 @@ MODELS: dict[str, Entry] = {
 
 TASKS: dict[str, Entry] = {
     "retrieval": Entry(
-        "mmeval.benchmarks.retrieval:run",
+        "mmeval.tasks.retrieval.run:run",
         "image-text retrieval: recall@k, mean / median rank in both directions",
         ("image_text_encoder",),
     ),
     "coco_captions": Entry(
-        "mmeval.benchmarks.captioning:run",
+        "mmeval.tasks.coco_captions.run:run",
         "captioning: BLEU 1-4, METEOR, ROUGE_L, CIDEr, SPICE as pycocoevalcap; CLIPScore with a scorer",
         ("captioner",),
     ),
     "zeroshot_classification": Entry(
-        "mmeval.benchmarks.classification:run",
+        "mmeval.tasks.zeroshot_classification.run:run",
         "zero-shot classification from prompts: top-1/5, per-class recall, macro F1, ECE; mAP (multi-label)",
         ("image_text_encoder",),
     ),
     "vqa": Entry(
-        "mmeval.benchmarks.vqa:run",
+        "mmeval.tasks.vqa.run:run",
         "visual question answering (VQAv2-style): official VQA accuracy, overall and per answer type",
         ("answerer",),
     ),
     "multiple_choice": Entry(
-        "mmeval.benchmarks.multiple_choice:run",
+        "mmeval.tasks.multiple_choice.run:run",
         "multiple-choice questions about images: accuracy of the option letter read from the answer",
         ("answerer",),
     ),

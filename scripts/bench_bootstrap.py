@@ -12,7 +12,7 @@ third of its words replaced. It is scored once (BLEU-1..4, ROUGE_L, CIDEr-D, and
 not timed); then the intervals of every metric are computed --repeats times, and the median is printed, with
 the time of BLEU + CIDEr-D alone. --idf-check N also recomputes CIDEr-D's idf on N resamples (pycocoevalcap
 run on each resample, a copy of an image counting as a document) and prints both 95% intervals, to show how
-much the fixed-idf choice (mmeval/metrics/bootstrap_metrics.py) leaves out.
+much the fixed-idf choice (mmeval/metrics/stats/bootstrap_metrics.py) leaves out.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import time
 
 import numpy as np
 
-from mmeval.metrics.bootstrap import percentile_interval, replicates, resample_counts
-from mmeval.metrics.bootstrap_metrics import caption_statistic
-from mmeval.metrics.caption_tokenize import find_java
-from mmeval.metrics.captioning import score_tokenized
-from mmeval.metrics.cider import cider_from_stats
-from mmeval.metrics.java_scorers import meteor_jar
+from mmeval.metrics.caption.cider import cider_from_stats
+from mmeval.metrics.caption.java_scorers import meteor_jar
+from mmeval.metrics.caption.scores import score_tokenized
+from mmeval.metrics.caption.tokenize import find_java
+from mmeval.metrics.stats.bootstrap import percentile_interval, replicates, resample_counts
+from mmeval.metrics.stats.bootstrap_metrics import caption_statistic
 
 
 def synthetic_result(n_images: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmeval.metrics.caption_tokenize import ptb_tokenize_batches, python_tokenize
-from mmeval.metrics.captioning import score_tokenized
+from mmeval.metrics.caption.scores import score_tokenized
+from mmeval.metrics.caption.tokenize import ptb_tokenize_batches, python_tokenize
 
 TOLERANCE = 1e-9
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from mmeval.data.shapes import load_shapes, render_scene, scene_captions, split_scene
 from mmeval.data.shapes_vqa import answer_words, load_shapes_vqa, scene_questions
-from mmeval.metrics.captioning import score_captions
+from mmeval.metrics.caption.scores import score_captions
 from mmeval.metrics.retrieval import compute_ranks, metrics_from_ranks
 from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings

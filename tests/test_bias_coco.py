@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmeval.benchmarks.bias_block import _directional
-from mmeval.config_bias import MAN_WORDS, WOMAN_WORDS, BiasConfig
+from mmeval.config.bias import MAN_WORDS, WOMAN_WORDS, BiasConfig
 from mmeval.metrics.bias import groups_from_references
-from mmeval.score import score_results
+from mmeval.reporting.score import score_results
+from mmeval.tasks.bias_block import _directional
 
 
 def test_groups_from_references_by_hand() -> None:

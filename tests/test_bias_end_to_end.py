@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
 from mmeval.errors import ConfigError
-from mmeval.evaluate import run_config
 from mmeval.models.reference import DEMO_CHECKPOINT
-from mmeval.report import validate_report
+from mmeval.reporting.report import validate_report
 
 ASSETS = DEMO_CHECKPOINT.parent
 BENCHMARKS = [

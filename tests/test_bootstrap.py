@@ -13,12 +13,17 @@ import numpy as np
 import pytest
 from conftest import require
 
-from mmeval.benchmarks import retrieval as retrieval_benchmark
-from mmeval.config import BootstrapConfig, validate_mapping
+from mmeval.config.run import BootstrapConfig, validate_mapping
 from mmeval.errors import ConfigError
-from mmeval.metrics import bootstrap_metrics as bm
-from mmeval.metrics.bleu import bleu_from_stats, bleu_stats
-from mmeval.metrics.bootstrap import (
+from mmeval.metrics.stats import bootstrap_metrics as bm
+from mmeval.metrics.caption.bleu import bleu_from_stats, bleu_stats
+from mmeval.metrics.caption.java_scorers import MeteorScorer, meteor_jar
+from mmeval.metrics.caption.scores import score_tokenized
+from mmeval.metrics.caption.tokenize import find_java
+from mmeval.metrics.classification import mean_average_precision, single_label_metrics
+from mmeval.metrics.multiple_choice import score_choices
+from mmeval.metrics.retrieval import RetrievalRanks, metrics_from_ranks
+from mmeval.metrics.stats.bootstrap import (
     GroupSums,
     add_intervals,
     mean,
@@ -27,13 +32,8 @@ from mmeval.metrics.bootstrap import (
     resample_counts,
     weighted_median,
 )
-from mmeval.metrics.caption_tokenize import find_java
-from mmeval.metrics.captioning import score_tokenized
-from mmeval.metrics.classification import mean_average_precision, single_label_metrics
-from mmeval.metrics.java_scorers import MeteorScorer, meteor_jar
-from mmeval.metrics.multiple_choice import score_choices
-from mmeval.metrics.retrieval import RetrievalRanks, metrics_from_ranks
 from mmeval.metrics.vqa import score_vqa
+from mmeval.tasks.retrieval import run as retrieval_benchmark
 
 WORDS = ("a", "man", "woman", "dog", "cat", "two", "three", "is", "are", "riding", "sitting", "on", "the", "beach",
          "grass", "horse", "red", "blue", "playing", "with", "ball", "table", "near", "of", "small", "large", "white",
@@ -287,7 +287,7 @@ def test_config_section_defaults_and_errors() -> None:
 
 
 def test_every_headline_metric_of_a_shapes_run_has_its_ci95(tmp_path: Path) -> None:
-    from mmeval.evaluate import run_config
+    from mmeval.engine.evaluate import run_config
 
     outcome = run_config(shapes_config(tmp_path, {"n": 400, "seed": 3}))
     assert not outcome.errors and outcome.internal_error is None
@@ -308,7 +308,7 @@ def test_multiple_choice_benchmark_has_ci95(tmp_path: Path) -> None:
     from test_multiple_choice import ROWS, LetterAnswerer, make_images, mc_config
     from test_vqa import context
 
-    from mmeval.benchmarks import multiple_choice
+    from mmeval.tasks.multiple_choice import run as multiple_choice
 
     images = make_images(tmp_path / "images")
     rows = [{**row, "question_id": 10 * copy + row["question_id"]} for copy in range(5) for row in ROWS]
@@ -323,7 +323,7 @@ def test_multiple_choice_benchmark_has_ci95(tmp_path: Path) -> None:
 def test_bootstrap_off_leaves_no_ci95(tmp_path: Path) -> None:
     from test_vqa import context
 
-    from mmeval.evaluate import load_model
+    from mmeval.engine.evaluate import load_model
 
     cfg = shapes_config(tmp_path, {"n": 0}, n_images=12)
     ctx = context(tmp_path)
@@ -334,7 +334,7 @@ def test_bootstrap_off_leaves_no_ci95(tmp_path: Path) -> None:
 
 
 def test_results_table_shows_the_larger_half_width_of_the_interval() -> None:
-    from mmeval.console import _with_interval
+    from mmeval.reporting.console import _with_interval
 
     # value 0.40 in [0.37, 0.41]: the interval reaches 0.03 below and 0.01 above; the table shows the larger
     assert _with_interval("t2i_R@1", {"value": 0.40, "ci95": [0.37, 0.41]}) == "0.4000 [dim]±0.0300[/]"

@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 from conftest import require
 
-from mmeval.metrics import caption_tokenize, captioning, java_scorers
-from mmeval.metrics.bleu import bleu_from_stats, bleu_stats
-from mmeval.metrics.caption_tokenize import JavaToolError, find_java
-from mmeval.metrics.captioning import HIGHER_IS_BETTER, score_captions, score_tokenized
-from mmeval.metrics.cider import cider_from_stats, cider_per_image
-from mmeval.metrics.java_scorers import CORENLP_JARS, MeteorScorer, java_major_version, meteor_jar, spice_score
-from mmeval.metrics.rouge import lcs_length, rouge_stats
+from mmeval.metrics.caption import java_scorers
+from mmeval.metrics.caption import scores as captioning
+from mmeval.metrics.caption import tokenize as caption_tokenize
+from mmeval.metrics.caption.bleu import bleu_from_stats, bleu_stats
+from mmeval.metrics.caption.cider import cider_from_stats, cider_per_image
+from mmeval.metrics.caption.java_scorers import CORENLP_JARS, MeteorScorer, java_major_version, meteor_jar, spice_score
+from mmeval.metrics.caption.rouge import lcs_length, rouge_stats
+from mmeval.metrics.caption.scores import HIGHER_IS_BETTER, score_captions, score_tokenized
+from mmeval.metrics.caption.tokenize import JavaToolError, find_java
 
 EXACT = 1e-9  # BLEU, ROUGE_L, CIDEr
 METEOR_TOL = 1e-6

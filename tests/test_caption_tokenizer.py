@@ -8,8 +8,8 @@ import logging
 import pytest
 from conftest import require
 
-from mmeval.metrics import caption_tokenize
-from mmeval.metrics.caption_tokenize import (
+from mmeval.metrics.caption import tokenize as caption_tokenize
+from mmeval.metrics.caption.tokenize import (
     ptb_available,
     ptb_tokenize,
     ptb_tokenize_batches,
@@ -133,7 +133,7 @@ def test_tokenize_prefers_java_and_falls_back_with_a_warning(java, monkeypatch, 
     tokenized, name = tokenize(captions)
     assert (tokenized, name) == ({1: ["a dog 's t.v."]}, "ptb-java")
     monkeypatch.setattr(caption_tokenize, "find_java", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="mmeval.metrics.caption_tokenize"):
+    with caplog.at_level(logging.WARNING, logger="mmeval.metrics.caption.tokenize"):
         tokenized, name = tokenize(captions)
     assert (tokenized, name) == ({1: ["a dog 's t.v."]}, "python-fallback")
     assert "Python fallback" in caplog.text

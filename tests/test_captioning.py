@@ -13,13 +13,14 @@ import pytest
 import torch
 from conftest import PLUGIN_HEADER, SmallPixels
 
-from mmeval.benchmarks import RunContext, captioning
-from mmeval.config import RuntimeConfig, validate_mapping
+from mmeval.config.run import RuntimeConfig, validate_mapping
+from mmeval.engine.runtime import resolve_runtime
 from mmeval.errors import MmevalError
 from mmeval.metrics.clipscore import clip_s, ref_clip_s
 from mmeval.models.base import Captioner, ModelInfo, capabilities_of
-from mmeval.report import validate_report, write_json_no_clobber
-from mmeval.runtime import resolve_runtime
+from mmeval.reporting.report import validate_report, write_json_no_clobber
+from mmeval.tasks.base import RunContext
+from mmeval.tasks.coco_captions import run as captioning
 
 COLOURS = ["dark", "red", "green", "blue", "bright"]
 
@@ -176,7 +177,7 @@ def test_captions_survive_a_scoring_failure(shared_data: Path, tmp_path: Path, m
 
 
 def test_a_retrieval_only_model_is_refused_before_data(tmp_path: Path) -> None:
-    from mmeval.evaluate import missing_capability
+    from mmeval.engine.evaluate import missing_capability
 
     class EncoderOnly:
         info = ModelInfo("test", "enc", None, None, 0)

@@ -345,9 +345,9 @@ def test_checkpoint_that_does_not_fit(world: World, model_runs) -> None:
 
 def test_checkpoint_with_another_text_width_does_not_fit(world: World) -> None:
     # In-process (the CLI prints the same message): a text tower of another width trips an assert in open_clip.
-    from mmeval.config import validate_mapping
+    from mmeval.config.run import validate_mapping
+    from mmeval.engine.evaluate import load_model
     from mmeval.errors import ModelLoadError
-    from mmeval.evaluate import load_model
 
     checkpoint = _narrow_checkpoint(world.root, "text")
     cfg = validate_mapping({"model": {**world.model, "checkpoint": str(checkpoint)},

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import make_coco_dataset
 
-from mmeval.config import validate_mapping
-from mmeval.evaluate import run_config
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
 
 CLIP_BENCHMARK_CLI = (
     "import sys, open_clip; open_clip.add_model_config(sys.argv[1]); "

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from mmeval.cli import app
 from mmeval.errors import MmevalError
-from mmeval.paired import paired_test
-from mmeval.report import SCHEMA_VERSION
-from mmeval.report_io import HISTORY, load_report, load_samples
-from mmeval.report_io import SCHEMA_VERSION as READ_VERSION
-from mmeval.sample_values import paired_values
+from mmeval.metrics.stats.paired import paired_test
+from mmeval.reporting.report import SCHEMA_VERSION
+from mmeval.reporting.report_io import HISTORY, load_report, load_samples
+from mmeval.reporting.report_io import SCHEMA_VERSION as READ_VERSION
+from mmeval.reporting.sample_values import paired_values
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDENS = {version: GOLDEN / f"golden-v{version}.json" for version in HISTORY}
@@ -205,7 +205,7 @@ def test_per_sample_values_reproduce_every_reported_metric(version):
 
 def test_the_loader_knows_the_version_reports_are_written_in():
     assert READ_VERSION == SCHEMA_VERSION, (
-        f"mmeval.report writes schema {SCHEMA_VERSION} but report_io.HISTORY ends at {READ_VERSION}: add the new "
+        f"mmeval.reporting.report writes schema {SCHEMA_VERSION} but report_io.HISTORY ends at {READ_VERSION}: add the new "
         "version to HISTORY (with an upgrade in _UPGRADES if older reports need one) and a golden report for it")
     assert all(path.is_file() for path in GOLDENS.values()), "every schema version needs a golden report"
 

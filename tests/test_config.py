@@ -11,8 +11,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mmeval.config import DataConfig, RunConfig, validate_mapping
-from mmeval.config_file import apply_overrides, load_config
+from mmeval.config.file import apply_overrides, load_config
+from mmeval.config.run import DataConfig, RunConfig, validate_mapping
 from mmeval.errors import ConfigError
 from mmeval.registry import DATA_FORMATS, MODELS, TASKS
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
 from mmeval.data.loaders import load_retrieval_data
+from mmeval.engine.evaluate import run_config
 from mmeval.errors import DataError
-from mmeval.evaluate import run_config
 
 
 def config(data: dict, out: Path, model: dict | None = None) -> object:

@@ -18,7 +18,7 @@ import torch
 from conftest import make_coco_dataset, write_yaml
 from safetensors.torch import load_file
 
-from mmeval.distributed import Distributed, device_spec, from_env, shard
+from mmeval.engine.distributed import Distributed, device_spec, from_env, shard
 from mmeval.errors import MmevalError
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

@@ -18,8 +18,8 @@ from test_compare import GOLDENS, LATEST, retrieval_report, seeded_ranks
 from typer.testing import CliRunner
 
 from mmeval.cli import app
-from mmeval.config_gate import BiasRule, GateRules, LatencyRule, MetricRule
-from mmeval.paired import paired_test
+from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule
+from mmeval.metrics.stats.paired import paired_test
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5000
@@ -198,7 +198,7 @@ def test_example_rules_document_every_field_and_run(tmp_path):
     done = gate("--baseline", LATEST, "--candidate", LATEST, "--rules", example, "--junit", tmp_path / "g.xml")
     assert done.exit_code == 0, done.output
     assert {case.get("classname") for case in junit_cases(tmp_path / "g.xml")} == {
-        "mmeval.gate.metric", "mmeval.gate.latency", "mmeval.gate.bias"}
+        "mmeval.reporting.gate.metric", "mmeval.reporting.gate.latency", "mmeval.reporting.gate.bias"}
 
 
 def test_a_failed_benchmark_fails_its_rules(tmp_path, runs):

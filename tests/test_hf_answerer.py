@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mmeval.benchmarks import vqa
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
 from mmeval.errors import MmevalError
 from mmeval.models.base import Answerer, GenerationSettings, capabilities_of
 from mmeval.models.hf_captioner import HFCaptioner, load
+from mmeval.tasks.vqa import run as vqa
 
 transformers = pytest.importorskip("transformers")
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mmeval.config import validate_mapping
-from mmeval.evaluate import run_config
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
 from mmeval.registry import MODELS, resolve
-from mmeval.report import validate_report
+from mmeval.reporting.report import validate_report
 
 transformers = pytest.importorskip("transformers")
 from tiny_hf import damage as damage_checkpoint  # noqa: E402  (needs transformers: after the skip)

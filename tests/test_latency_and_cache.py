@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from conftest import TINY_OPEN_CLIP, make_coco_dataset
 from PIL import Image
 
-from mmeval.config import RuntimeConfig, validate_mapping
-from mmeval.evaluate import run_config
-from mmeval.latency import pass_latency
+from mmeval.config.run import RuntimeConfig, validate_mapping
+from mmeval.engine.evaluate import run_config
+from mmeval.engine.latency import pass_latency
+from mmeval.engine.runtime import resolve_runtime
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder, read_config, save_reference
 from mmeval.models.reference_arch import ReferenceCLIP
-from mmeval.report import validate_report
-from mmeval.runtime import resolve_runtime
+from mmeval.reporting.report import validate_report
 
 # --- latency figures -----------------------------------------------------------------------------------------
 
@@ -189,7 +189,7 @@ def test_an_unreadable_cache_entry_is_ignored(tmp_path: Path, own_cache: Path, c
 def test_gpu_decode_path_logic_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Batched JPEG decoding + tensor resizing, a PNG falling back to the CPU decoder in the worker, and a corrupt
     JPEG skipped: the same images are scored, and the metrics stay close to the PIL path's."""
-    from mmeval import image_loading
+    from mmeval.io import image_loading
 
     annotations = make_coco_dataset(tmp_path / "coco", n_images=30)
     images = tmp_path / "coco" / "val2014"
@@ -243,9 +243,9 @@ def test_bf16_on_cpu_stores_open_clip_weights_in_bf16_once(tmp_path: Path) -> No
     that do not opt in keep theirs."""
     import open_clip
 
+    from mmeval.engine.runner import encode_texts
+    from mmeval.engine.runtime import match_weights, place_model
     from mmeval.models.open_clip_adapter import OpenClipEncoder
-    from mmeval.runner import encode_texts
-    from mmeval.runtime import match_weights, place_model
 
     (tmp_path / "tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
     open_clip.add_model_config(tmp_path / "tiny-clip.json")

@@ -16,15 +16,15 @@ import torch
 from conftest import make_coco_dataset
 
 import mmeval.data.coco as coco_module
-import mmeval.data.images as images_module
-import mmeval.evaluate as evaluate_module
-from mmeval.benchmarks import retrieval
-from mmeval.config import validate_mapping
+import mmeval.engine.evaluate as evaluate_module
+import mmeval.io.images as images_module
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
+from mmeval.engine.multi import run_models
 from mmeval.errors import ConfigError, MmevalError
-from mmeval.evaluate import run_config
 from mmeval.models.reference import save_reference
 from mmeval.models.reference_arch import SPECIAL_TOKENS, ReferenceCLIP, ReferenceConfig
-from mmeval.multi import run_models
+from mmeval.tasks.retrieval import run as retrieval
 
 VOCAB = [*SPECIAL_TOKENS, "a", "box", "on", "red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 

@@ -16,11 +16,11 @@ from conftest import PLUGIN_HEADER
 from PIL import Image
 from test_vqa import COLOURS, EXPECTED_OVERALL, ColourAnswerer, colour_answer, context, vqav2_data
 
-from mmeval.benchmarks import multiple_choice
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
 from mmeval.errors import DataError, MmevalError
 from mmeval.metrics.multiple_choice import extract_choice, format_options, score_choices
-from mmeval.report import validate_report
+from mmeval.reporting.report import validate_report
+from mmeval.tasks.multiple_choice import run as multiple_choice
 
 OPTIONS = {"A": "a cat", "B": "a dog", "C": "red", "D": "dark red"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
 from mmeval.data.shapes import KINDS, Scene, split_scene
 from mmeval.data.shapes_vqa import load_shapes_vqa, scene_questions
 from mmeval.errors import ConfigError, MmevalError

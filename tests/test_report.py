@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 from conftest import make_coco_dataset
 
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
 from mmeval.errors import MmevalError
-from mmeval.evaluate import run_config
-from mmeval.report import git_commit, load_schema, validate_report, write_json_no_clobber
+from mmeval.reporting.report import git_commit, load_schema, validate_report, write_json_no_clobber
 
 
 def open_clip_config(tiny_open_clip, benchmarks: list[dict], out: Path, **output) -> object:

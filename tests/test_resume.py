@@ -22,12 +22,12 @@ import torch
 from conftest import write_yaml
 from safetensors import safe_open
 
-from mmeval.config import RuntimeConfig
+from mmeval.config.run import RuntimeConfig
 from mmeval.data.shapes import load_shapes
+from mmeval.engine.runner import encode_images, encode_texts
+from mmeval.engine.runtime import resolve_runtime
 from mmeval.errors import MmevalError
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder
-from mmeval.runner import encode_images, encode_texts
-from mmeval.runtime import resolve_runtime
 
 N_IMAGES = 24
 PLUGIN = '''

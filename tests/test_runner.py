@@ -10,11 +10,12 @@ import torch
 from conftest import make_coco_dataset
 from PIL import Image
 
-from mmeval.benchmarks import RunContext, retrieval
-from mmeval.config import RuntimeConfig, validate_mapping
+from mmeval.config.run import RuntimeConfig, validate_mapping
+from mmeval.engine.runtime import resolve_runtime
 from mmeval.errors import DataError, MmevalError
 from mmeval.models.base import ImageTextEncoder, ModelInfo
-from mmeval.runtime import resolve_runtime
+from mmeval.tasks.base import RunContext
+from mmeval.tasks.retrieval import run as retrieval
 
 
 class _MeanColour:

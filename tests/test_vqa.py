@@ -14,14 +14,15 @@ import torch
 from conftest import SmallPixels
 from PIL import Image
 
-from mmeval.benchmarks import RunContext, vqa
-from mmeval.config import RuntimeConfig, validate_mapping
-from mmeval.data.images import FileImages
+from mmeval.config.run import RuntimeConfig, validate_mapping
+from mmeval.engine.runtime import resolve_runtime
 from mmeval.errors import ConfigError, DataError, MmevalError
+from mmeval.io.images import FileImages
 from mmeval.metrics.vqa import normalize_answer, score_vqa, vqa_accuracy
 from mmeval.models.base import Answerer, ModelInfo, capabilities_of
-from mmeval.report import write_json_no_clobber
-from mmeval.runtime import resolve_runtime
+from mmeval.reporting.report import write_json_no_clobber
+from mmeval.tasks.base import RunContext
+from mmeval.tasks.vqa import run as vqa
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
 

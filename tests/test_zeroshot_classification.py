@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
 from mmeval.data.classification import load_labelled, resolve_classes
+from mmeval.engine.evaluate import run_config
 from mmeval.errors import ConfigError, DataError
-from mmeval.evaluate import run_config
-from mmeval.report import validate_report
+from mmeval.reporting.report import validate_report
 
 PALETTE = [(220, 40, 40), (40, 170, 60), (40, 90, 230), (240, 210, 40), (150, 60, 190), (245, 140, 30),
            (20, 20, 20), (230, 230, 230)]
@@ -264,7 +264,7 @@ def test_hf_classlabel_and_shapes(tmp_path) -> None:
 
 
 def test_shapes_labels_follow_the_scenes() -> None:
-    from mmeval.config import DataConfig
+    from mmeval.config.run import DataConfig
     from mmeval.data.shapes import scene_attributes
 
     data = load_labelled(DataConfig(format="shapes", n_images=30))
@@ -278,10 +278,10 @@ def test_shapes_labels_follow_the_scenes() -> None:
 
 
 def test_each_image_and_prompt_is_encoded_once(tmp_path) -> None:
-    from mmeval.benchmarks import RunContext
-    from mmeval.benchmarks.classification import model_logit_scale, run
-    from mmeval.evaluate import load_model
-    from mmeval.runtime import place_model, resolve_runtime
+    from mmeval.engine.evaluate import load_model
+    from mmeval.engine.runtime import place_model, resolve_runtime
+    from mmeval.tasks.base import RunContext
+    from mmeval.tasks.zeroshot_classification.run import model_logit_scale, run
 
     make_imagefolder(tmp_path / "f", [5, 2, 3])
     cfg = validate_mapping({"model": {"type": "reference"}, "benchmarks": [
@@ -340,7 +340,7 @@ def test_config_errors(tmp_path) -> None:
 
 
 def test_data_errors_name_the_file_or_field(tmp_path) -> None:
-    from mmeval.config import DataConfig
+    from mmeval.config.run import DataConfig
 
     make_imagefolder(tmp_path / "f", [2, 2, 2])
     (tmp_path / "f" / "empty").mkdir()

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from mmeval.data.coco import is_file_name, is_id
-from mmeval.data.images import FileImages, SubsetImages
 from mmeval.data.retrieval_data import ImageSource, RetrievalData
 from mmeval.errors import DataError
+from mmeval.io.images import FileImages, SubsetImages
 
 # torchvision.datasets.folder.IMG_EXTENSIONS: the files an ImageFolder reads (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.images import FileImages
 from mmeval.data.retrieval_data import RetrievalData, annotation_digest
 from mmeval.errors import DataError
+from mmeval.io.images import FileImages
 
 
 def read_json(path: Path) -> Any:

@@ -8,9 +8,9 @@ from typing import Any
 from PIL import Image
 
 from mmeval.data.coco import is_id, is_text
-from mmeval.data.images import decode_image
 from mmeval.data.retrieval_data import RetrievalData, annotation_digest
 from mmeval.errors import DataError
+from mmeval.io.images import decode_image
 
 
 def open_hf_dataset(path: str, split: str | None) -> Any:

@@ -20,7 +20,7 @@ def shapes_from_config(cfg) -> RetrievalData:
 
 def missing_images(data: RetrievalData) -> list[str]:
     """Image files that do not exist (file-based formats only), for `mmeval validate`."""
-    from mmeval.data.images import FileImages, SubsetImages
+    from mmeval.io.images import FileImages, SubsetImages
 
     source = data.images
     indices = range(len(source))

@@ -51,7 +51,7 @@ def annotation_digest(image_ids: list[Any], texts: list[str], owner: list[int], 
 
 def take_first(data: RetrievalData, n_images: int) -> RetrievalData:
     """The first `n_images` images and their captions (for `data.limit`)."""
-    from mmeval.data.images import SubsetImages
+    from mmeval.io.images import SubsetImages
 
     if n_images >= len(data.image_ids):
         return data

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.data.coco import is_file_name, is_id, is_text, read_json
-from mmeval.data.images import FileImages, SubsetImages
 from mmeval.errors import DataError
+from mmeval.io.images import FileImages, SubsetImages
 
 N_ANSWERS = 10  # human answers per question in VQAv2-style annotations
 DEFAULT_IMAGE_PATTERN = "COCO_val2014_{image_id:012d}.jpg"

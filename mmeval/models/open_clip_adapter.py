@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from mmeval.errors import ModelLoadError
+from mmeval.io.pixels import from_torchvision_compose
 from mmeval.models import safe_load
 from mmeval.models.base import ModelInfo, Tokens, describe_load_error
-from mmeval.pixels import from_torchvision_compose
 from mmeval.registry import did_you_mean
 
 

@@ -34,11 +34,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.io.pixels import PixelPipeline
 from mmeval.models.base import GenerationSettings, ModelInfo
 from mmeval.models.reference_arch import BOS, EOS, PAD, UNK, ReferenceCLIP, ReferenceConfig, tokenize
 from mmeval.models.reference_decoder import Search, beam_search, greedy
 from mmeval.models.safe_load import SAFETENSORS
-from mmeval.pixels import PixelPipeline
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -83,7 +83,7 @@ class ImageTransform:
         return normalize_pixels(pixels, self.mean, self.std)
 
     def pipeline(self) -> PixelPipeline:
-        """The same preprocessing in two stages (mmeval.pixels): uint8 geometry, then normalisation."""
+        """The same preprocessing in two stages (mmeval.io.pixels): uint8 geometry, then normalisation."""
         size = (self.image_size, self.image_size)
         return PixelPipeline(SquareResize(self.image_size), size, tuple(self.mean), tuple(self.std),
                              description=repr(SquareResize(self.image_size)))  # fmt: skip

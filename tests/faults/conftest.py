@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from mmeval.report import validate_report
+from mmeval.reporting.report import validate_report
 
 # A narrow terminal, as in tests/test_cli_errors.py: an error line that rich wrapped would not be found whole.
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from faults.conftest import complete_report, error_lines, good_images, mmeval, shown, write_coco, write_config
-from mmeval.benchmarks.vqa import load_questions
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
 from mmeval.data.classification import load_labelled, resolve_classes
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.errors import DataError
+from mmeval.tasks.vqa.run import load_questions
 
 COCO = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
         "annotations": [{"id": 1, "image_id": 1, "caption": "a cat"}, {"id": 2, "image_id": 2, "caption": "a dog"},

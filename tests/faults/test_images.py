@@ -34,10 +34,10 @@ from faults.conftest import (
     write_coco,
     write_config,
 )
-from mmeval.data.images import FileImages, decode_image, gpu_decodable
 from mmeval.errors import DataError
-from mmeval.image_loading import ImagePass, _decode_jpeg, _gpu_decode, _ImageDataset
-from mmeval.pixels import PixelPipeline
+from mmeval.io.image_loading import ImagePass, _decode_jpeg, _gpu_decode, _ImageDataset
+from mmeval.io.images import FileImages, decode_image, gpu_decodable
+from mmeval.io.pixels import PixelPipeline
 
 GOOD, BAD = good_images(), bad_images()
 SKIP_HINT = " (set data.on_bad_image: skip to skip such images)"

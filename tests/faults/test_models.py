@@ -20,9 +20,9 @@ import pytest
 from conftest import PLUGIN_HEADER, importable_module, make_coco_dataset
 from PIL import Image
 
-from mmeval.config import validate_mapping
-from mmeval.evaluate import run_config
-from mmeval.report import validate_report
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
+from mmeval.reporting.report import validate_report
 
 MODULE = "mmeval_fault_models"  # one fixed text under one name: a cached import is never another test's model
 
@@ -293,7 +293,7 @@ def test_out_of_memory_outside_a_model_call_is_a_clear_error(tmp_path: Path, plu
     def copy(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("mmeval.image_loading._to_run_device", copy)
+    monkeypatch.setattr("mmeval.io.image_loading._to_run_device", copy)
     annotations = make_coco_dataset(tmp_path / "coco", n_images=3)
     outcome = run_config(validate_mapping(config(tmp_path, coco_benchmark(annotations), 4)))
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import PLUGIN_HEADER, importable_module, make_coco_dataset
 
-from mmeval.config import validate_mapping
+from mmeval.config.run import validate_mapping
+from mmeval.engine.evaluate import run_config
 from mmeval.errors import ConfigError, MmevalError
-from mmeval.evaluate import run_config
-from mmeval.report import validate_report, write_json_no_clobber
+from mmeval.reporting.report import validate_report, write_json_no_clobber
 
 MODULE = "mmeval_fault_outputs"
 PLUGIN = PLUGIN_HEADER + '''
@@ -104,7 +104,7 @@ def test_disk_full_at_fsync_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("mmeval.report.os.fsync", full)
+    monkeypatch.setattr("mmeval.reporting.report.os.fsync", full)
     with pytest.raises(MmevalError) as caught:
         write_json_no_clobber({"a": [1.0] * 1000}, tmp_path, "run")
     assert str(caught.value) == f"output.dir: writing run.json to {tmp_path} failed (No space left on device)"
@@ -121,10 +121,10 @@ def test_disk_full_half_way_through_leaves_no_file(tmp_path: Path, monkeypatch) 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     (tmp_path / "run.json").write_text("{}\n")  # an earlier report: kept as it is
-    monkeypatch.setattr("mmeval.report.json.dump", half)
+    monkeypatch.setattr("mmeval.reporting.report.json.dump", half)
     with pytest.raises(MmevalError, match=r"^output\.dir: writing run\.json to .* failed \(No space left on device\)$"):
         write_json_no_clobber({"a": list(range(1000))}, tmp_path, "run")
-    monkeypatch.setattr("mmeval.report.json.dump", real_dump)
+    monkeypatch.setattr("mmeval.reporting.report.json.dump", real_dump)
     assert listing(tmp_path) == ["run.json"] and (tmp_path / "run.json").read_text() == "{}\n"
     assert write_json_no_clobber({"b": 1}, tmp_path, "run").name == "run-1.json"  # the disk has room again
 
@@ -161,7 +161,7 @@ def test_disk_full_at_the_per_sample_file_still_writes_the_report(tmp_path: Path
             raise MmevalError(f"output.dir: writing {stem}{suffix} to {directory} failed (No space left on device)")
         return real(payload, directory, stem, suffix)
 
-    monkeypatch.setattr("mmeval.evaluate.write_json_no_clobber", full_for_samples)
+    monkeypatch.setattr("mmeval.engine.evaluate.write_json_no_clobber", full_for_samples)
     outcome = run_config(validate_mapping(captioning_config(tmp_path, out)))
 
     assert outcome.errors == [(f"output.dir: writing run.samples.json to {out} failed (No space left on device); the "
@@ -193,7 +193,7 @@ def test_read_only_output_folder_fails_before_any_work(tmp_path: Path, plugin: P
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr("mmeval.report.tempfile.mkstemp", denied)
+    monkeypatch.setattr("mmeval.reporting.report.tempfile.mkstemp", denied)
     with pytest.raises(MmevalError) as caught:
         run_config(validate_mapping(captioning_config(tmp_path, out)))
     assert str(caught.value) == f"output.dir: cannot write to {out} (Permission denied)"

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmeval.config import DataConfig, validate_mapping
+from mmeval.config.run import DataConfig, validate_mapping
 from mmeval.data.classification import load_labelled, resolve_classes
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.data.vqa_data import load_mc, load_vqav2

@@ -18,11 +18,11 @@ import pytest
 import torch
 from conftest import PLUGIN_HEADER
 
-from mmeval.config import ModelConfig
+from mmeval.config.run import ModelConfig
+from mmeval.engine.evaluate import load_model
 from mmeval.errors import ModelLoadError
-from mmeval.evaluate import load_model
 from mmeval.models import safe_load
-from mmeval.report import validate_report
+from mmeval.reporting.report import validate_report
 
 
 class OpensAFile:

@@ -1,0 +1,402 @@
+"""Commands that read a run config: run, bench, validate; and score, list."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from mmeval.cli.app import (
+    ConfigOption,
+    NoCacheOption,
+    OutputOption,
+    ResumeOption,
+    SetOption,
+    TrustOption,
+    _state,
+    _user_errors,
+    app,
+)
+from mmeval.reporting.console import bench_table, make_progress, print_error, results_table, stderr, stdout
+
+_CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
+
+  model:      {type: open_clip, arch: ViT-B-32, checkpoint: checkpoints/vitb32.pt}
+  benchmarks:
+    - name: coco5k
+      task: retrieval
+      data: {format: coco, annotations: data/coco/captions.json, images: data/coco/val2014}
+  runtime:    {device: auto, precision: fp32, batch_size: 256}
+  output:     {dir: reports/}
+
+`mmeval list` shows the model types, tasks and data formats; `mmeval validate` checks a config."""
+
+_RUN_HELP = f"""Evaluate the config's model on each of its benchmarks; write a JSON report, print a results table.
+
+Several models (model: a list, or a checkpoint glob such as runs/epoch_*.pt) are evaluated one after the
+other on data read and decoded once: one report per model, plus a leaderboard (.leaderboard.json / .md)
+and its table. A model that fails to load or fails a benchmark is recorded and the others still run.
+
+Data-parallel: `torchrun --nproc_per_node N -m mmeval run --config ...` splits every pass across N processes
+(one GPU each, NCCL; gloo on CPU) with the same results; rank 0 computes the metrics and writes the report.
+Finished batches are saved as a run goes: after a crash or Ctrl-C, rerun with --resume to compute only the rest.
+
+Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
+benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
+Bad input is reported as one `error:` line per problem; `mmeval --debug run ...` adds the traceback.
+
+{_CONFIG_HELP}"""
+
+_VALIDATE_HELP = f"""Check a config without running it: keys, names, files, annotation files, image files.
+
+Every problem is reported at once, one `error:` line each, with its place in the config (exit code 2);
+a valid config prints `ok` (exit code 0). Image files are checked to exist, not decoded.
+
+{_CONFIG_HELP}"""
+
+
+
+@app.command(help=_RUN_HELP)
+def run(
+    config: ConfigOption,
+    overrides: SetOption = None,
+    output: OutputOption = None,
+    no_cache: NoCacheOption = False,
+    trust_checkpoint: TrustOption = False,
+    resume: ResumeOption = False,
+) -> None:
+    from mmeval.config.file import load_config
+
+    with _user_errors():
+        cfg = load_config(config, overrides)
+        from mmeval.engine import distributed  # torch: imported only once the config is known to be valid
+        from mmeval.engine.evaluate import run_config
+
+        if output is not None:
+            cfg.output.dir = output
+        if no_cache:
+            cfg.runtime.cache = "off"
+        primary = distributed.from_env().is_primary
+        if not primary:  # torchrun: rank 0 shows progress and results, the other ranks only warnings and errors
+            logging.getLogger("mmeval").setLevel(logging.WARNING)
+        try:
+            with make_progress() if primary else contextlib.nullcontext() as progress:
+                if cfg.is_multi:
+                    from mmeval.engine.multi import run_models
+
+                    outcome = run_models(cfg, str(config), progress, trust_checkpoint=trust_checkpoint,
+                                         resume=resume)
+                else:
+                    outcome = run_config(cfg, str(config), progress, trust_checkpoint=trust_checkpoint, resume=resume)
+        finally:
+            distributed.shutdown()
+    if not primary:
+        raise typer.Exit(130 if outcome.interrupted else 1 if outcome.internal_error else 2 if outcome.errors else 0)
+    if cfg.is_multi:
+        _print_multi(outcome)
+    else:
+        stdout.print(results_table(outcome.report))
+        if outcome.report_path:
+            stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
+        if outcome.samples_path:
+            stderr.print(f"per-sample output: {outcome.samples_path}", markup=False, highlight=False)
+    for line in outcome.errors:
+        print_error(line)
+    if outcome.internal_error is not None:
+        if _state["debug"]:
+            raise outcome.internal_error
+        print_error(f"internal error: {type(outcome.internal_error).__name__}: {outcome.internal_error} "
+                    "(finished benchmarks were saved; rerun with --debug for the traceback)")
+        raise typer.Exit(1)
+    if outcome.interrupted:
+        print_error("interrupted; the finished benchmarks were saved in the report")
+        _resume_hint(cfg)
+        raise typer.Exit(130)
+    if outcome.errors:
+        raise typer.Exit(2)
+
+
+def _resume_hint(cfg) -> None:
+    """After Ctrl-C: how to pick up where the run stopped (finished batches are kept in the cache folder)."""
+    from mmeval.engine.resume import resume_command
+
+    if cfg.runtime.cache == "off":
+        stderr.print("nothing of the interrupted benchmark was kept (runtime.cache is off); with the cache on, "
+                     "finished batches are kept and --resume reuses them", markup=False, highlight=False)
+        return
+    stderr.print(f"finished batches were kept; to resume: {resume_command()}", markup=False, highlight=False)
+
+
+def _print_multi(outcome) -> None:
+    """A several-model run: the leaderboard table, then where each report and the leaderboard files are."""
+    from mmeval.reporting.console import leaderboard_table
+
+    stdout.print(leaderboard_table(outcome.leaderboard))
+    for run in outcome.runs:
+        if run.outcome is not None and run.outcome.report_path:
+            stderr.print(f"report ({run.config.name}): {run.outcome.report_path}", markup=False, highlight=False)
+    stderr.print(f"leaderboard: {outcome.leaderboard_path} (and {outcome.markdown_path.name})", markup=False,
+                 highlight=False)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    from mmeval.errors import MmevalError
+
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MmevalError(f"{option}: expected comma-separated integers like 1,8,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise MmevalError(f"{option}: expected positive integers like 1,8,32, got {text!r}")
+    return values
+
+
+@app.command(help="""Time the config's model on synthetic inputs at its own input size: no dataset is read.
+
+For each capability of the model (image / text encoder, captioning, answering), each precision and each
+batch size, runtime.warmup_batches warm-up calls then --iterations timed calls (CUDA-synchronised).
+Prints a table and writes a JSON report in the same schema as `mmeval run` (benchmark "bench"), whose
+throughput and p50 metrics can be compared and gated like any other. The config's benchmarks are not run;
+captioning and answering use the first such benchmark's generation settings.""")
+def bench(
+    config: ConfigOption,
+    overrides: SetOption = None,
+    output: OutputOption = None,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", "-b", help="Comma-separated batch sizes.")] = "1,8,32",
+    precisions: Annotated[Optional[str], typer.Option(
+        "--precisions", "-p", help="Comma-separated precisions among fp32, bf16, fp16 (default: runtime.precision).")] = None,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed calls per configuration.")] = 10,
+    trust_checkpoint: TrustOption = False,
+) -> None:
+    from mmeval.config.file import load_config
+    from mmeval.errors import MmevalError
+
+    with _user_errors():
+        cfg = load_config(config, overrides)
+        sizes = _int_list(batch_sizes, "--batch-sizes")
+        chosen = [p.strip() for p in precisions.split(",")] if precisions else None
+        if chosen is not None and (not chosen or set(chosen) - {"fp32", "bf16", "fp16"}):
+            raise MmevalError(f"--precisions: expected some of fp32, bf16, fp16, got {precisions!r}")
+        from mmeval.engine import distributed  # torch: imported only once the input is known to be valid
+        from mmeval.engine.evaluate import bench_config
+
+        if distributed.from_env().world_size > 1:
+            raise MmevalError("mmeval bench times one process on one device; run it without torchrun")
+
+        if output is not None:
+            cfg.output.dir = output
+        with make_progress() as progress:
+            task = progress.add_task("bench", total=None)
+            outcome = bench_config(cfg, sizes, chosen, iterations, str(config),
+                                   lambda what: progress.update(task, description=f"bench: {what}"),
+                                   trust_checkpoint=trust_checkpoint)  # fmt: skip
+    stdout.print(bench_table(outcome.report))
+    if outcome.report_path:
+        stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
+    for line in outcome.errors:  # the report could not be written
+        print_error(line)
+    if outcome.errors:
+        raise typer.Exit(2)
+
+
+@app.command(help=_VALIDATE_HELP)
+def validate(
+    config: ConfigOption,
+    overrides: SetOption = None,
+    load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits the "
+                                             "architecture (imports the model's framework; slower).")] = False,
+    trust_checkpoint: TrustOption = False,
+) -> None:
+    from mmeval.config.file import load_config
+    from mmeval.errors import ConfigError, MmevalError
+
+    with _user_errors():
+        if os.environ.get("WORLD_SIZE", "1") != "1":  # checking a config needs no process group, nor N copies
+            raise MmevalError("mmeval validate checks a config in one process; run it without torchrun")
+        cfg = load_config(config, overrides)
+        problems = _data_problems(cfg)
+        if cfg.runtime.device.startswith("cuda"):
+            from mmeval.engine.runtime import resolve_runtime
+
+            try:
+                resolve_runtime(cfg.runtime)
+            except MmevalError as exc:
+                problems.append(str(exc))
+        if load_model:
+            problems += _load_problems(cfg, trust_checkpoint)
+        elif cfg.is_multi:
+            for n, model in enumerate(cfg.models):
+                stderr.print(f"model[{n}]: {model.name} ({model.type}) {model.checkpoint or ''}", markup=False,
+                             highlight=False)
+        if problems:
+            raise ConfigError(str(config), problems)
+    stdout.print(f"[green]ok[/]: {escape(str(config))} is valid")
+
+
+def _load_problems(cfg, trust_checkpoint: bool = False) -> list[str]:
+    """Load each model of the config in turn (one at a time): what does not load, one line each."""
+    from mmeval.engine.evaluate import load_model
+    from mmeval.errors import MmevalError
+
+    problems = []
+    for n, model_cfg in enumerate(cfg.models):
+        where = f"model[{n}] ({model_cfg.name}): " if cfg.is_multi else ""
+        try:
+            info = load_model(model_cfg, trust_checkpoint).info
+            stderr.print(f"{where or 'model: '}{info.name} ({info.adapter}), {info.n_parameters:,} parameters",
+                         markup=False, highlight=False)
+        except MmevalError as exc:
+            problems.extend(where + line for line in exc.lines())
+    return problems
+
+
+def _data_problems(cfg) -> list[str]:
+    """Load each benchmark's annotations as its task reads them and check its image files exist."""
+    from mmeval.data.loaders import missing_images
+    from mmeval.errors import MmevalError
+
+    problems = []
+    for n, bench in enumerate(cfg.benchmarks):
+        try:
+            data, summary = _load_for_task(bench)
+        except MmevalError as exc:
+            problems.append(f"benchmarks[{n}].data: {exc}")
+            continue
+        missing = missing_images(data)
+        note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
+        if missing and bench.data.on_bad_image == "fail":
+            problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
+                            "(set data.on_bad_image: skip to skip them)")
+        stderr.print(f"benchmark '{bench.name}': {summary}{note}", markup=False, highlight=False)
+    return problems
+
+
+def _load_for_task(bench):
+    """The benchmark's data loaded exactly as its task loads it, and a one-line summary."""
+    if bench.task == "zeroshot_classification":
+        from mmeval.config.run import read_list_file
+        from mmeval.data.classification import load_labelled, resolve_classes
+
+        given = bench.classnames if bench.classnames_file is None else read_list_file(bench.classnames_file)
+        data = load_labelled(bench.data, bench.multilabel)
+        classes, _ = resolve_classes(data, given, bench.multilabel)
+        return data, f"{len(data.image_ids)} images, {len(classes)} classes"
+    if bench.task in ("vqa", "multiple_choice"):
+        from mmeval.tasks.vqa.run import load_questions
+
+        data = load_questions(bench.data)
+        return data, f"{len(data.image_ids)} images, {len(data.questions)} questions"
+    from mmeval.data.loaders import load_retrieval_data
+
+    data = load_retrieval_data(bench.data)
+    return data, f"{len(data.image_ids)} images, {len(data.texts)} texts"
+
+
+class Dedup(str, Enum):
+    first = "first"
+
+
+class Tokenizer(str, Enum):
+    auto = "auto"
+    ptb = "ptb"
+    python = "python"
+
+
+@app.command()
+def score(
+    annotations: Annotated[Path, typer.Option("--annotations", "-a", help="COCO captions annotation JSON.")],
+    results: Annotated[Path, typer.Option("--results", "-r", help="COCO results JSON: [{image_id, caption}].")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("reports"),
+    dedup: Annotated[Optional[Dedup], typer.Option(
+        "--dedup", help="Several captions for one image id: keep the first (default: refuse, naming the ids).")] = None,
+    metrics: Annotated[str, typer.Option(
+        help="Comma-separated subset of Bleu,METEOR,ROUGE_L,CIDEr,SPICE.")] = "Bleu,METEOR,ROUGE_L,CIDEr,SPICE",
+    tokenizer: Annotated[Tokenizer, typer.Option(
+        help="ptb: pycocoevalcap's PTB tokenizer (Java); python: the fallback; auto: ptb when Java is found.")]
+    = Tokenizer.auto,
+    spice_jars: Annotated[Optional[Path], typer.Option(
+        help="Folder with the Stanford CoreNLP 3.6.0 jars SPICE needs (without it SPICE is skipped).")] = None,
+    skip_unknown: Annotated[bool, typer.Option(
+        "--skip-unknown", help="Score only the result image ids found in the annotations (count the others) "
+        "instead of refusing the results file.")] = False,
+    gender_bias: Annotated[bool, typer.Option(
+        "--gender-bias", help="Add the caption gender bias of Hendricks et al. 2018 (each image's gender from its "
+        "reference captions, the paper's word lists) and every metric per gender.")] = False,
+    leakage_seeds: Annotated[int, typer.Option(
+        help="With --gender-bias: seeds of the LIC leakage classifier (0: no LIC).", min=0)] = 0,
+) -> None:
+    """Score an existing results file against caption annotations, with no model, as the official COCO demo does.
+
+    Only the images present in the results are evaluated. Writes a report in the same format as `run`,
+    with per-image scores next to it. Result ids missing from the annotations are an error.
+    """
+    from mmeval.metrics.caption.scores import METRICS
+    from mmeval.reporting.score import score_results
+
+    with _user_errors():
+        chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in METRICS]
+        if unknown or not chosen:
+            from mmeval.errors import MmevalError
+
+            raise MmevalError(f"--metrics: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+                              f"choose from {', '.join(METRICS)}")
+        for path, what in ((annotations, "--annotations"), (results, "--results")):
+            if not path.is_file():
+                from mmeval.errors import MmevalError
+
+                raise MmevalError(f"{what}: file not found: {path.resolve()}")
+        bias = None
+        if gender_bias:
+            from mmeval.config.bias import BiasConfig
+
+            bias = BiasConfig(attributes=["gender"], reference_attribute="gender", caption_attribute="gender",
+                              leakage_seeds=leakage_seeds)
+        outcome = score_results(annotations, results, output, dedup.value if dedup else None, chosen,
+                                tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown)
+    stdout.print(results_table(outcome.report))
+    stderr.print(f"report: {outcome.report_path}")
+    if outcome.samples_path:
+        stderr.print(f"per-image scores: {outcome.samples_path}")
+
+
+@app.command("list")
+def list_components() -> None:
+    """List model adapters, tasks, data formats and metrics."""
+    from rich.table import Table
+
+    from mmeval.metrics.retrieval import METRIC_DOCS
+    from mmeval.registry import CAPTION_METRIC_DOCS, DATA_FORMATS, MODELS, TASKS
+
+    for title, table, column in (("model adapters (model.type)", MODELS, "capabilities"),
+                                 ("tasks (benchmarks[].task)", TASKS, "needs"),
+                                 ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
+        out = Table(title=title, title_justify="left")
+        out.add_column("name", style="bold", min_width=max(map(len, table)))  # names are never cut
+        if column:
+            out.add_column(column)
+        out.add_column("description")
+        for name, entry in table.items():
+            out.add_row(name, *([", ".join(entry.capabilities)] if column else []), entry.help)
+        stdout.print(out)
+    from mmeval.metrics.classification import METRIC_DOCS as CLASSIFICATION_DOCS
+    from mmeval.metrics.clipscore import METRIC_DOCS as CLIPSCORE_DOCS
+    from mmeval.metrics.multiple_choice import METRIC_DOCS as MC_DOCS
+    from mmeval.metrics.vqa import METRIC_DOCS as VQA_DOCS
+
+    caption_docs = {**CAPTION_METRIC_DOCS, **CLIPSCORE_DOCS}
+    for task, docs in (("retrieval", METRIC_DOCS), ("coco_captions", caption_docs),
+                       ("zeroshot_classification", CLASSIFICATION_DOCS), ("vqa", VQA_DOCS),
+                       ("multiple_choice", MC_DOCS)):
+        out = Table(title=f"metrics (task {task})", title_justify="left")
+        for column in ("name", "better", "description"):
+            out.add_column(column)
+        for name, (better, text) in docs.items():
+            out.add_row(name, "higher" if better else "lower", text)
+        stdout.print(out)

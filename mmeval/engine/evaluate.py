@@ -1,0 +1,236 @@
+"""Run every benchmark of a config on one model and write the report; what finished is always kept.
+
+A benchmark that fails (bad data, a model error) is recorded as failed in the report and the others still
+run; Ctrl-C stops the run and the finished benchmarks are written before exiting. A config with several
+models runs each of them through `start_model` and `evaluate_model` (see `multi.run_models`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmeval.config.run import ModelConfig, RunConfig
+from mmeval.engine.latency import MemoryWatch, latency_block
+from mmeval.engine.runner import NullProgress
+from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
+from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.models.base import capabilities_of
+from mmeval.registry import MODELS, TASKS, resolve
+from mmeval.reporting.report import (
+    add_failure,
+    add_result,
+    check_writable,
+    new_report,
+    validate_report,
+    write_json_no_clobber,
+)
+from mmeval.tasks.base import RunContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    report: dict[str, Any]
+    report_path: Path | None = None
+    samples_path: Path | None = None
+    errors: list[str] = field(default_factory=list)  # one line per failed benchmark or output not written
+    artifacts: list[Path] = field(default_factory=list)  # files saved during the run (captions, answers)
+    internal_error: BaseException | None = None  # a bug, not bad input: re-raised by the CLI
+    interrupted: bool = False
+
+
+def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False):
+    """Load a model through its adapter; unexpected loader failures become ModelLoadError.
+
+    Without `trust_checkpoint` (the --trust-checkpoint flag) no code from the checkpoint runs: weights are read
+    as safetensors or weights-only pickles, and transformers folders may not bring their own code."""
+    loader = resolve("model type", model_cfg.type, MODELS)
+    try:
+        model = loader(model_cfg, trust_checkpoint=trust_checkpoint)
+    except MmevalError:
+        raise
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        where = model_cfg.checkpoint or model_cfg.pretrained or model_cfg.arch or model_cfg.entry
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{model_cfg.type}' ({first_line})") from exc
+    if model_cfg.name:
+        model.info.name = model_cfg.name
+    return model
+
+
+def missing_capability(model, task: str) -> str | None:
+    """Why `model` cannot run `task`, or None; checked before any data is loaded."""
+    needs = TASKS[task].capabilities[0]
+    has = capabilities_of(model)
+    if needs in has:
+        return None
+    return (f"task '{task}' needs a model with capability '{needs}'; {model.info.name} "
+            f"({model.info.adapter}) has: {', '.join(sorted(has)) or 'none'}")
+
+
+def start_model(cfg: RunConfig, runtime: Runtime, config_path: str | None) -> tuple[Any, dict[str, Any]]:
+    """Load and place `cfg`'s (one) model and start its report (with the model's load time)."""
+    started = time.perf_counter()
+    model = load_model(cfg.model, runtime.trust_checkpoint)
+    place_model(model, runtime)
+    report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
+    report["model"]["load_s"] = time.perf_counter() - started
+    return model, report
+
+
+def _start(cfg: RunConfig, config_path: str | None, trust_checkpoint: bool = False,
+           resume: bool = False) -> tuple[Runtime, Any, dict[str, Any]]:  # fmt: skip
+    """Check that the output folder can be written (before any work), resolve the runtime, then load the model
+    and start its report."""
+    if cfg.is_multi:
+        raise MmevalError(f"model: this config lists {len(cfg.models)} models, and this command takes one "
+                          "(`mmeval run` evaluates a list: mmeval.engine.multi.run_models)")
+    check_writable(cfg.output.dir.expanduser())
+    runtime = resolve_runtime(cfg.runtime, trust_checkpoint, resume)
+    return (runtime, *start_model(cfg, runtime, config_path))
+
+
+def run_config(cfg: RunConfig, config_path: str | None = None, progress=None, trust_checkpoint: bool = False,
+               resume: bool = False) -> RunOutcome:  # fmt: skip
+    """Evaluate the model on every benchmark and write the report (and per-sample output) to output.dir.
+    `resume` (--resume) reuses the finished work an interrupted run of the same passes left (resume.py)."""
+    runtime, model, report = _start(cfg, config_path, trust_checkpoint, resume)
+    stem = cfg.output.name or f"{_safe(model.info.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return evaluate_model(cfg, model, runtime, report, stem, progress)
+
+
+def evaluate_model(cfg: RunConfig, model, runtime: Runtime, report: dict[str, Any], stem: str, progress=None,
+                   memo=None) -> RunOutcome:  # fmt: skip
+    """Run every benchmark of `cfg` on a loaded model, then write its report as `stem` in output.dir.
+    `memo` (a data_memo.DataMemo) shares loaded data with the other models of the run."""
+    outcome = RunOutcome(report)
+    samples: dict[str, Any] = {}
+    directory = cfg.output.dir.expanduser()
+    for bench in cfg.benchmarks:
+        ctx = RunContext(runtime, progress or NullProgress(),
+                         _artifact_writer(directory, f"{stem}.{bench.name}", outcome.artifacts), memo,
+                         cfg.bootstrap)  # fmt: skip
+        if not _run_benchmark(model, bench, ctx, outcome, samples):
+            break
+    if runtime.dist.is_primary:  # in a data-parallel run, rank 0 alone writes the report
+        write_outputs(report, samples, directory, stem, cfg.output.per_sample, outcome)
+    return outcome
+
+
+def _artifact_writer(directory: Path, stem: str, written: list[Path] | None = None):
+    def save_artifact(kind: str, payload: Any) -> Path:
+        path = write_json_no_clobber(payload, directory, stem, f".{kind}.json")
+        if written is not None:
+            written.append(path)
+        return path
+
+    return save_artifact
+
+
+def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: dict[str, Any]) -> bool:
+    """Run one benchmark into the report (a failure is recorded); False when the run must stop (Ctrl-C, a bug)."""
+    report = outcome.report
+    memory = MemoryWatch(ctx.runtime.device)
+    memory.start()
+    reductions_before = len(ctx.runtime.batch_reductions)
+    ctx.runtime.dist.together = True  # every rank takes part in the benchmark's passes (see RunContext.passes_done)
+    try:
+        problem = missing_capability(model, bench.task)
+        if problem:
+            raise MmevalError(problem)
+        result = resolve("task", bench.task, TASKS)(model, bench, ctx)
+        if result is None:  # a rank other than 0 in a data-parallel run: rank 0 reports the benchmark
+            return True
+    except MmevalError as exc:
+        add_failure(report, bench.name, bench.task, str(exc))
+        outcome.errors.append(f"benchmark '{bench.name}': {exc}")
+        return True
+    except torch.cuda.OutOfMemoryError:  # outside a model call (those halve their batch: runner._RowLimit)
+        message = ("CUDA out of memory outside a model call (copying, decoding or scoring a batch); lower "
+                   "runtime.batch_size")
+        add_failure(report, bench.name, bench.task, message)
+        outcome.errors.append(f"benchmark '{bench.name}': {message}")
+        return True
+    except KeyboardInterrupt:
+        add_failure(report, bench.name, bench.task, "interrupted by the user")
+        report["benchmarks"][bench.name]["status"] = "interrupted"
+        report["status"] = "interrupted"
+        outcome.interrupted = True
+        return False
+    except Exception as exc:  # a bug: keep what finished, then let the CLI show it
+        add_failure(report, bench.name, bench.task, f"internal error: {type(exc).__name__}: {exc}")
+        outcome.internal_error = exc
+        return False
+    add_result(report, bench.name, result)
+    report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
+                                                                ctx.runtime.warmup_batches, memory.stop())
+    if len(ctx.runtime.batch_reductions) > reductions_before:  # CUDA ran out of memory: calls ran at a smaller size
+        report["benchmarks"][bench.name]["latency"]["batch_size_reductions"] = (
+            ctx.runtime.batch_reductions[reductions_before:])
+    samples[bench.name] = result.per_sample
+    return True
+
+
+def bench_config(cfg: RunConfig, batch_sizes: list[int], precisions: list[str] | None, iterations: int,
+                 config_path: str | None = None, progress=lambda _: None, trust_checkpoint: bool = False) -> RunOutcome:
+    """`mmeval bench`: time the config's model on synthetic inputs and write the report (no dataset read)."""
+    from mmeval.engine.bench import run_bench
+    from mmeval.models.base import GenerationSettings
+
+    runtime, model, report = _start(cfg, config_path, trust_checkpoint)
+    generating = [b for b in cfg.benchmarks if b.task in ("coco_captions", "vqa", "multiple_choice")]
+    settings = GenerationSettings(**generating[0].generation.model_dump()) if generating else GenerationSettings()
+    report["benchmarks"]["bench"] = run_bench(model, runtime, batch_sizes, precisions or [runtime.precision],
+                                              iterations, settings, progress)
+    outcome = RunOutcome(report)
+    stem = cfg.output.name or f"{_safe(model.info.name)}-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    write_outputs(report, {}, cfg.output.dir.expanduser(), stem, False, outcome)
+    return outcome
+
+
+def write_outputs(report: dict[str, Any], samples: dict[str, Any], directory: Path, stem: str,
+                  per_sample: bool, outcome: RunOutcome) -> None:
+    """Write per-sample rows (if wanted) and the schema-checked report; record their paths in `outcome`.
+
+    A write that fails (disk full, folder gone) leaves no partial file (`write_json_no_clobber`) and becomes
+    one line in `outcome.errors` that names what was kept: the report is still tried when the larger
+    per-sample file did not fit, and the CLI still prints the results table."""
+    if per_sample and samples:
+        try:
+            outcome.samples_path = write_json_no_clobber(samples, directory, stem, ".samples.json")
+            stem = outcome.samples_path.name.removesuffix(".samples.json")
+            report["per_sample_file"] = outcome.samples_path.name
+        except MmevalError as exc:
+            outcome.errors.append(f"{exc}; the per-sample output was not saved")
+    report = _without_nan(report)
+    validate_report(report)
+    outcome.report = report
+    try:
+        outcome.report_path = write_json_no_clobber(report, directory, stem)
+    except MmevalError as exc:
+        kept = [path.name for path in (*outcome.artifacts, outcome.samples_path) if path is not None]
+        outcome.errors.append(f"{exc}; no report was written" + (f"; kept in {directory}: {', '.join(kept)}"
+                                                                  if kept else ""))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+
+
+def _without_nan(value: Any) -> Any:
+    """JSON has no NaN: undefined metric values (e.g. no queries) are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return value

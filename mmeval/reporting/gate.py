@@ -1,0 +1,355 @@
+"""`mmeval gate`: check a candidate report against rules (and a baseline report) for CI.
+
+Every rule is matched (glob) against the reports; each (rule, matched metric / pass / bias number) is one
+check that passes, fails or is skipped (a drop rule on a metric the baseline lacks). The gate fails when any
+check fails. What the gate cannot judge is an input error (exit 2), never a silent pass: a pattern that
+matches nothing, a significance rule without per-sample output, latency that was not measured (outputs from
+the cache) or a statistic the report's schema version lacks (p95 before 1.1.0).
+
+A drop rule with `significant: true` fails only when the worsening exceeds its limit *and* the paired
+sign-flip permutation test (mmeval.metrics.stats.paired) finds the candidate worse at `alpha`, one-sided: a gate only
+fails on drops, so only a drop counts as evidence.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule
+from mmeval.errors import MmevalError
+from mmeval.metrics.stats.paired import paired_test, significant_worsening
+from mmeval.reporting.compare import LoadedReport, check_same_data, dataset_mismatches, hardware_differences
+from mmeval.reporting.sample_values import paired_values
+
+Status = Literal["pass", "fail", "skip"]
+_EPS = 1e-12  # float slack on limits: a value exactly at its limit passes
+
+
+@dataclass
+class Check:
+    """One rule applied to one matched target."""
+
+    rule: int
+    rule_name: str
+    kind: str
+    target: str
+    limit: str
+    status: Status = "pass"
+    candidate: float | None = None
+    baseline: float | None = None
+    p_value: float | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.status = "fail"
+        self.messages.append(message)
+
+
+@dataclass
+class GateResult:
+    candidate: Path
+    baseline: Path | None
+    checks: list[Check]
+    warnings: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(c.status == "fail" for c in self.checks)
+
+
+def _complete(item: LoadedReport | None) -> dict[str, dict[str, Any]]:
+    if item is None:
+        return {}
+    return {n: b for n, b in item.report["benchmarks"].items() if b.get("status") == "complete"}
+
+
+def _metric_values(item: LoadedReport | None) -> dict[str, float | None]:
+    return {f"{bench}/{metric}": entry["value"] for bench, b in _complete(item).items()
+            for metric, entry in b["metrics"].items()}
+
+
+def _passes(item: LoadedReport | None) -> dict[str, dict[str, Any]]:
+    return {f"{bench}/{name}": figures for bench, b in _complete(item).items()
+            for name, figures in ((b.get("latency") or {}).get("passes") or {}).items()}
+
+
+def _bias_numbers(item: LoadedReport | None) -> dict[str, float | None]:
+    """Every number under benchmarks.<name>.bias.attributes, keyed 'name/attribute/.../leaf'."""
+    out: dict[str, float | None] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}/{key}", value)
+        elif node is None or (isinstance(node, (int, float)) and not isinstance(node, bool)):
+            out[prefix] = None if node is None or not math.isfinite(node) else float(node)
+
+    for bench, b in _complete(item).items():
+        walk(bench, (b.get("bias") or {}).get("attributes") or {})
+    return out
+
+
+def _match(pattern: str, keys: list[str]) -> list[str]:
+    return [k for k in keys if fnmatchcase(k, pattern)]
+
+
+def _no_match(where: str, pattern: str, keys: list[str], what: str) -> str:
+    shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+    return f"{where}: '{pattern}' matches no {what} of the reports (there are: {shown or 'none'})"
+
+
+class _Gate:
+    """Evaluates the rules; input problems are collected and raised together."""
+
+    def __init__(self, rules: GateRules, candidate: LoadedReport, baseline: LoadedReport | None):
+        self.rules, self.candidate, self.baseline = rules, candidate, baseline
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.mismatched = {name for name, _ in dataset_mismatches([baseline, candidate])} if baseline else set()
+
+    def run(self) -> GateResult:
+        checks: list[Check] = []
+        for n, rule in enumerate(self.rules.rules):
+            where = f"rules[{n}]"
+            name = rule.name or where
+            if isinstance(rule, MetricRule):
+                checks += [self._metric(n, name, rule, key) for key in self._targets(where, rule.metric, "metric")]
+            elif isinstance(rule, LatencyRule):
+                checks += [self._latency(n, name, rule, key) for key in self._targets(where, rule.latency, "latency")]
+            else:
+                checks += [self._bias(n, name, rule, key) for key in self._targets(where, rule.bias, "bias")]
+        if self.problems:
+            raise MmevalError("\n".join(dict.fromkeys(self.problems)))
+        return GateResult(self.candidate.path, self.baseline.path if self.baseline else None, checks, self.warnings)
+
+    def _targets(self, where: str, pattern: str, kind: str) -> list[str]:
+        tables = {"metric": _metric_values, "latency": _passes, "bias": _bias_numbers}[kind]
+        keys = list(dict.fromkeys([*tables(self.candidate), *tables(self.baseline)]))
+        matched = _match(pattern, keys)
+        if not matched:
+            what = {"metric": "benchmark/metric", "latency": "benchmark/pass", "bias": "bias number"}[kind]
+            self.problems.append(_no_match(f"{where}.{kind}", pattern, keys, what))
+        return matched
+
+    def _need_baseline(self, where: str) -> bool:
+        if self.baseline is None:
+            self.problems.append(f"{where}: compares with the baseline; pass --baseline")
+            return False
+        return True
+
+    def _metric(self, n: int, name: str, rule: MetricRule, key: str) -> Check:
+        limits = []
+        if rule.min is not None:
+            limits.append(f">= {rule.min:g}")
+        if rule.max is not None:
+            limits.append(f"<= {rule.max:g}")
+        max_drop, max_relative = rule.drop_limits()
+        alpha = rule.alpha or self.rules.alpha
+        if max_drop is not None:
+            limits.append(f"drop <= {max_drop:g}")
+        if max_relative is not None:
+            limits.append(f"drop <= {max_relative:.1%}")
+        if rule.significant:
+            limits[-1] += f" or p >= {alpha:g}"  # a drop over the limit fails only when it is significant
+        check = Check(n, name, "metric", key, ", ".join(limits))
+        bench, metric = key.split("/", 1)
+        candidate, baseline = _metric_values(self.candidate), _metric_values(self.baseline)
+        check.candidate, check.baseline = candidate.get(key), baseline.get(key)
+        if key not in candidate:
+            check.fail(f"not in the candidate ({_absent(self.candidate, bench)})")
+            return check
+        if check.candidate is None:
+            check.fail("undefined (null) in the candidate")
+            return check
+        if rule.min is not None and check.candidate < rule.min - _EPS:
+            check.fail(f"{check.candidate:.4g} < min {rule.min:g}")
+        if rule.max is not None and check.candidate > rule.max + _EPS:
+            check.fail(f"{check.candidate:.4g} > max {rule.max:g}")
+        if max_drop is None and max_relative is None:
+            return check
+        if not self._need_baseline(f"rules[{n}] ({key})"):
+            return check
+        if check.baseline is None:
+            check.messages.append("no baseline value: drop not checked")
+            if check.status == "pass" and rule.min is None and rule.max is None:
+                check.status = "skip"
+            return check
+        higher = self.candidate.report["benchmarks"][bench]["metrics"][metric]["higher_is_better"]
+        drop = (check.baseline - check.candidate) if higher else (check.candidate - check.baseline)
+        allowed = min(x for x in (max_drop, None if max_relative is None else max_relative * abs(check.baseline))
+                      if x is not None)
+        exceeded = drop > allowed + _EPS
+        text = f"drop {drop:+.4g} (allowed {allowed:.4g})"
+        if rule.significant:
+            result = self._paired(n, bench, metric, key)
+            if result is None:
+                return check
+            check.p_value = result.p_less if higher else result.p_greater
+            significant = significant_worsening(result, higher, alpha)
+            text += f", one-sided p = {check.p_value:.2g} {'<' if significant else '>='} {alpha:g}"
+            exceeded = exceeded and significant
+        if exceeded:
+            check.fail(text)
+        else:
+            check.messages.append(text)
+        return check
+
+    def _paired(self, n: int, bench: str, metric: str, key: str):
+        where = f"rules[{n}] ({key}): significant: true"
+        if bench in self.mismatched:
+            self.problems.append(f"{where} needs both runs on the same data; the dataset sha256 differs")
+            return None
+        for item in (self.baseline, self.candidate):
+            if item.samples is None:
+                self.problems.append(f"{where} needs per-sample output: {item.samples_problem}")
+                return None
+        names = list(self.candidate.report["benchmarks"][bench]["metrics"])
+        task = self.candidate.report["benchmarks"][bench]["task"]
+        data = paired_values(task, metric, self.baseline.samples.get(bench), self.candidate.samples.get(bench), names)
+        if data.reason:
+            self.problems.append(f"{where}: no paired test for {metric} ({data.reason})")
+            return None
+        return paired_test(data.strata, data.statistic, self.rules.resamples, self.rules.seed)
+
+    def _latency(self, n: int, name: str, rule: LatencyRule, key: str) -> Check:
+        limits = ([f"{rule.stat} <= {rule.max_ms:g} ms"] if rule.max_ms is not None else []) + (
+            [f"{rule.stat} <= baseline +{rule.max_increase_relative:.0%}"] if rule.max_increase_relative is not None
+            else [])
+        check = Check(n, name, "latency", key, ", ".join(limits))
+        where = f"rules[{n}] ({key})"
+        cand_passes = _passes(self.candidate)
+        if key not in cand_passes:
+            check.fail(f"not in the candidate ({_absent(self.candidate, key.split('/', 1)[0])})")
+            return check
+        check.candidate = self._latency_value(where, self.candidate, cand_passes[key], rule.stat)
+        if check.candidate is None:
+            return check
+        if rule.max_ms is not None and check.candidate > rule.max_ms + _EPS:
+            check.fail(f"{rule.stat} {check.candidate:.3g} ms > {rule.max_ms:g} ms")
+        if rule.max_increase_relative is None or not self._need_baseline(where):
+            return check
+        base_passes = _passes(self.baseline)
+        if key not in base_passes:
+            check.messages.append("not in the baseline: increase not checked")
+            return check
+        check.baseline = self._latency_value(where, self.baseline, base_passes[key], rule.stat)
+        if check.baseline is None:
+            return check
+        differences = hardware_differences(self.baseline.report, self.candidate.report)
+        if differences:
+            self.warnings.append(f"latency compared across different hardware or settings "
+                                 f"({'; '.join(differences)})")
+        allowed = check.baseline * (1 + rule.max_increase_relative)
+        text = f"{rule.stat} {check.candidate:.3g} ms vs baseline {check.baseline:.3g} ms (allowed {allowed:.3g})"
+        if check.candidate > allowed + _EPS:
+            check.fail(text)
+        else:
+            check.messages.append(text)
+        return check
+
+    def _latency_value(self, where: str, item: LoadedReport, figures: dict[str, Any], stat: str) -> float | None:
+        if not figures.get("n_batches"):
+            self.problems.append(f"{where}: {item.path} has no latency for this pass (model outputs came from the "
+                                 "output cache); run it with --no-cache")
+            return None
+        value = (figures.get("sample_ms") or {}).get(stat)
+        if value is None:
+            self.problems.append(f"{where}: {item.path} has no {stat} latency (report schema "
+                                 f"{item.report['schema_version']}; p95 was added in 1.1.0)")
+        return value
+
+    def _bias(self, n: int, name: str, rule: BiasRule, key: str) -> Check:
+        limits = ([f"<= {rule.max:g}"] if rule.max is not None else []) + (
+            [f">= {rule.min:g}"] if rule.min is not None else [])
+        check = Check(n, name, "bias", key, ", ".join(limits))
+        candidate = _bias_numbers(self.candidate)
+        check.candidate, check.baseline = candidate.get(key), _bias_numbers(self.baseline).get(key)
+        if key not in candidate:
+            check.fail(f"not in the candidate ({_absent(self.candidate, key.split('/', 1)[0])})")
+        elif check.candidate is None:
+            check.fail("undefined (null) in the candidate")
+        else:
+            if rule.max is not None and check.candidate > rule.max + _EPS:
+                check.fail(f"{check.candidate:.4g} > max {rule.max:g}")
+            if rule.min is not None and check.candidate < rule.min - _EPS:
+                check.fail(f"{check.candidate:.4g} < min {rule.min:g}")
+        return check
+
+
+def _absent(item: LoadedReport, bench: str) -> str:
+    entry = item.report["benchmarks"].get(bench)
+    if entry is None:
+        return f"no benchmark '{bench}'"
+    if entry.get("status") != "complete":
+        return f"benchmark '{bench}' {entry.get('status')}: {entry.get('error', '')}".rstrip(": ")
+    return "the benchmark does not report it"
+
+
+def evaluate(rules: GateRules, candidate: LoadedReport, baseline: LoadedReport | None = None,
+             force: bool = False) -> GateResult:
+    """Apply every rule; MmevalError (one line per problem) for what the gate cannot judge."""
+    warnings = check_same_data([baseline, candidate], force) if baseline is not None else []
+    result = _Gate(rules, candidate, baseline).run()
+    result.warnings = list(dict.fromkeys(warnings + result.warnings))
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ renderings
+
+
+def fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def to_markdown(result: GateResult) -> str:
+    """A summary fit for a CI job page (GITHUB_STEP_SUMMARY): the verdict, then every check."""
+    verdict = "passed" if result.passed else f"FAILED ({result.n_failed} of {len(result.checks)} checks)"
+    icon = {"pass": "✅ pass", "fail": "❌ fail", "skip": "⏭️ skip"}
+    lines = [f"## mmeval gate: {verdict}", "",
+             f"candidate `{result.candidate}`" + (f", baseline `{result.baseline}`" if result.baseline else ""), "",
+             "| rule | target | candidate | baseline | limit | p | result | detail |", "|---" * 8 + "|"]
+    for c in result.checks:
+        cells = [c.rule_name, c.target, fmt(c.candidate), fmt(c.baseline), c.limit,
+                 "" if c.p_value is None else f"{c.p_value:.2g}", icon[c.status], "; ".join(c.messages)]
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    lines += [""] + [f"> warning: {w}" for w in result.warnings]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_junit(result: GateResult, path: Path) -> None:
+    """JUnit XML: one test suite per rule, one test case per matched target (failures and skips as JUnit has)."""
+    root = ET.Element("testsuites", name="mmeval gate", tests=str(len(result.checks)),
+                      failures=str(result.n_failed), errors="0")
+    by_rule: dict[int, list[Check]] = {}
+    for check in result.checks:
+        by_rule.setdefault(check.rule, []).append(check)
+    for index, checks in by_rule.items():
+        suite = ET.SubElement(root, "testsuite", name=f"rules[{index}] {checks[0].rule_name}".strip(),
+                              tests=str(len(checks)), failures=str(sum(c.status == "fail" for c in checks)),
+                              skipped=str(sum(c.status == "skip" for c in checks)), errors="0")
+        for c in checks:
+            case = ET.SubElement(suite, "testcase", classname=f"mmeval.reporting.gate.{c.kind}", name=f"{c.target} {c.limit}",
+                                 time="0")
+            detail = "; ".join([f"candidate {fmt(c.candidate)}, baseline {fmt(c.baseline) or 'n/a'}", *c.messages])
+            if c.status == "fail":
+                ET.SubElement(case, "failure", message="; ".join(c.messages), type=c.kind).text = detail
+            elif c.status == "skip":
+                ET.SubElement(case, "skipped", message="; ".join(c.messages))
+            else:
+                ET.SubElement(case, "system-out").text = detail
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise MmevalError(f"--junit: cannot write {path} ({exc.strerror or exc})") from None

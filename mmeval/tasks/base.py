@@ -1,0 +1,69 @@
+"""One module per task; each exposes `run(model, bench_cfg, ctx) -> BenchmarkResult`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mmeval.config.run import BootstrapConfig
+from mmeval.engine.runner import NullProgress, Timer
+from mmeval.engine.runtime import Runtime
+
+
+@dataclass
+class BenchmarkResult:
+    """What a benchmark hands to the report: dataset facts, metrics, timings and per-sample rows."""
+
+    task: str
+    dataset: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+    timings: dict[str, float]
+    per_sample: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific report fields (files, tokenizer, ...)
+    timers: dict[str, Timer] = field(default_factory=dict)  # each pass's model timings, for the latency block
+
+
+@dataclass
+class RunContext:
+    """What a benchmark may use besides its model and config: runtime, progress bars, an artifact writer.
+
+    `save_artifact(kind, payload)` writes JSON next to the report at once (so generated outputs survive a
+    later failure) and returns the file's path. `memo` (a `data_memo.DataMemo`) is set when several models
+    are evaluated in one run, so each benchmark's data is loaded once for all of them.
+    """
+
+    runtime: Runtime
+    progress: Any = field(default_factory=NullProgress)
+    save_artifact: Callable[[str, Any], Path] | None = None
+    memo: Any = None
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)  # confidence intervals of the metrics
+
+    def load_data(self, loader: Callable[..., Any], *args: Any) -> Any:
+        """`loader(*args)`: the benchmark's data, through the run's memo when there is one."""
+        return self.memo.load(loader, *args) if self.memo is not None else loader(*args)
+
+    def passes_done(self) -> bool:
+        """Called once a benchmark's model passes are done. In a data-parallel run (torchrun) the ranks other
+        than 0 stop there (False): rank 0 has every output and alone computes the metrics, and any later model
+        pass of the benchmark (a CLIPScore scorer, bias queries) runs on rank 0 alone. True in a plain run."""
+        ranks = self.runtime.dist
+        ranks.together = False  # evaluate.py sets it back before the next benchmark
+        return ranks.is_primary
+
+
+def dataset_summary(data, images, n_texts: int) -> dict[str, Any]:
+    """The report's `dataset` block: sizes, skipped images, source and a digest of annotations + image bytes."""
+    digest = hashlib.sha256(data.annotation_digest.encode())
+    for index in sorted(images.digests):
+        digest.update(images.digests[index])
+    return {
+        "n_images": len(images.ok_indices),
+        "n_texts": n_texts,
+        "n_skipped_images": len(images.bad),
+        "skipped_images": [{"image_id": data.image_ids[i], "reason": reason} for i, reason in images.bad],
+        "source": data.source,
+        "sha256": digest.hexdigest(),
+        "pixels_from": images.pixels_from,
+    }

@@ -1,0 +1,84 @@
+"""Image-text retrieval: every image and every text encoded exactly once, then ranked in chunks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mmeval.data.loaders import load_retrieval_data
+from mmeval.engine.runner import encode_images, encode_texts
+from mmeval.errors import DataError
+from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
+from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
+from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
+from mmeval.tasks.bias_block import check_attributes, retrieval_bias
+
+
+def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
+    """Evaluate `model` on the retrieval benchmark described by `bench` (a BenchmarkConfig)."""
+    runtime, progress = ctx.runtime, ctx.progress
+    started = time.perf_counter()
+    data = ctx.load_data(load_retrieval_data, bench.data)
+    check_attributes(bench.bias, data)
+    if not data.texts:
+        raise DataError(f"{data.source}: no captions to retrieve with")
+    load_s = time.perf_counter() - started
+
+    task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
+    image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
+                                      lambda n: progress.advance(task, n), bench.data.decode)
+    kept_texts = _texts_of(images.ok_indices, data.text_image_index)
+    if not kept_texts:
+        raise DataError(f"{data.source}: no readable image has a caption")
+    task = progress.add_task(f"{bench.name}: texts", total=len(kept_texts))
+    text_emb, text_timer = encode_texts(
+        model, [data.texts[i] for i in kept_texts], runtime, lambda n: progress.advance(task, n)
+    )
+    if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
+        return None
+
+    metric_start = time.perf_counter()
+    row_of = {index: row for row, index in enumerate(images.ok_indices)}
+    owner = [row_of[data.text_image_index[i]] for i in kept_texts]
+    ranks = compute_ranks(image_emb, text_emb.to(image_emb.device), owner)
+    has_caption = np.bincount(owner, minlength=len(images.ok_indices)) > 0
+    ranks.i2t = ranks.i2t[has_caption]  # an image without a caption has no positive to find
+    values = metrics_from_ranks(ranks, bench.recall_k)
+    metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
+    extra = {}
+    block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), retrieval_statistic(ranks, bench.recall_k),
+                          ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum")
+    if block is not None:
+        extra["bootstrap"] = block
+    metric_s = time.perf_counter() - metric_start
+
+    dataset = dataset_summary(data, images, len(kept_texts))
+    dataset["n_images_without_captions"] = int((~has_caption).sum())
+    timings = {
+        "load_data_s": load_s,
+        **images.timer.as_dict("images"),
+        **text_timer.as_dict("texts"),
+        "metrics_s": metric_s,
+        "total_s": time.perf_counter() - started,
+    }
+    ok_ids = [data.image_ids[i] for i in images.ok_indices]
+    per_sample = {
+        "t2i": [{"text_index": t, "image_id": ok_ids[o], "rank": int(r)} for t, o, r in zip(kept_texts, owner, ranks.t2i)],
+        "i2t": [{"image_id": i, "rank": int(r)} for i, r in zip(np.array(ok_ids, dtype=object)[has_caption], ranks.i2t)],
+    }
+    if bench.bias is not None:
+        query_scores = None
+        if bench.bias.queries:
+            queries, _ = encode_texts(model, bench.bias.queries, runtime, lambda n: None)
+            query_scores = (queries.to(image_emb.device) @ image_emb.T).float().cpu().numpy()
+        extra["bias"] = retrieval_bias(bench.bias, ok_ids, data.attributes, ranks, owner, has_caption, bench.recall_k,
+                                       query_scores)  # fmt: skip
+    return BenchmarkResult("retrieval", dataset, metrics, timings, per_sample, extra,
+                           timers={"images": images.timer, "texts": text_timer})
+
+
+def _texts_of(image_indices: list[int], text_image_index: list[int]) -> list[int]:
+    kept = set(image_indices)
+    return [t for t, owner in enumerate(text_image_index) if owner in kept]
