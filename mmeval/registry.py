@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ class Entry:
     help: str
     capabilities: tuple[str, ...] = ()  # models: what they can do; tasks: what they need (one)
     extra: str = ""  # the pip extra that provides the dependencies, if any
+    holds: str = ""  # data formats: what the data holds ("captions", "class labels", ...), for task mismatches
 
 
 MODELS: dict[str, Entry] = {
@@ -54,62 +56,35 @@ MODELS: dict[str, Entry] = {
     ),
 }
 
-TASKS: dict[str, Entry] = {
-    "retrieval": Entry(
-        "mmeval.tasks.retrieval.run:run",
-        "image-text retrieval: recall@k, mean / median rank in both directions",
-        ("image_text_encoder",),
-    ),
-    "coco_captions": Entry(
-        "mmeval.tasks.coco_captions.run:run",
-        "captioning: BLEU 1-4, METEOR, ROUGE_L, CIDEr, SPICE as pycocoevalcap; CLIPScore with a scorer",
-        ("captioner",),
-    ),
-    "zeroshot_classification": Entry(
-        "mmeval.tasks.zeroshot_classification.run:run",
-        "zero-shot classification from prompts: top-1/5, per-class recall, macro F1, ECE; mAP (multi-label)",
-        ("image_text_encoder",),
-    ),
-    "vqa": Entry(
-        "mmeval.tasks.vqa.run:run",
-        "visual question answering (VQAv2-style): official VQA accuracy, overall and per answer type",
-        ("answerer",),
-    ),
-    "multiple_choice": Entry(
-        "mmeval.tasks.multiple_choice.run:run",
-        "multiple-choice questions about images: accuracy of the option letter read from the answer",
-        ("answerer",),
-    ),
+# The built-in tasks: name -> the TaskSpec in the task's folder (imported only when the task is used). Tasks
+# from outside mmeval come from the entry point group `mmeval.tasks` or a "package.module:attr" `task:` value.
+TASKS: dict[str, str] = {
+    "retrieval": "mmeval.tasks.retrieval:TASK",
+    "coco_captions": "mmeval.tasks.coco_captions:TASK",
+    "zeroshot_classification": "mmeval.tasks.zeroshot_classification:TASK",
+    "vqa": "mmeval.tasks.vqa:TASK",
+    "multiple_choice": "mmeval.tasks.multiple_choice:TASK",
 }
+TASK_ENTRY_POINTS = "mmeval.tasks"
 
 DATA_FORMATS: dict[str, Entry] = {
-    "coco": Entry("mmeval.data.coco:load_coco", "COCO captions annotation JSON + image folder"),
-    "karpathy": Entry("mmeval.data.coco:load_karpathy", "Karpathy dataset_*.json + image folder, one split"),
-    "hf": Entry("mmeval.data.hf:load_hf", "a Hugging Face datasets dataset (hub id or local folder)"),
-    "shapes": Entry("mmeval.data.loaders:shapes_from_config", "mmeval's synthetic shapes scenes (built in, offline)"),
+    "coco": Entry("mmeval.data.coco:load_coco", "COCO captions annotation JSON + image folder", holds="captions"),
+    "karpathy": Entry("mmeval.data.coco:load_karpathy", "Karpathy dataset_*.json + image folder, one split", holds="captions"),
+    "hf": Entry("mmeval.data.hf:load_hf", "a Hugging Face datasets dataset (hub id or local folder)", holds="captions or class labels"),
+    "shapes": Entry("mmeval.data.loaders:shapes_from_config", "mmeval's synthetic shapes scenes (built in, offline)", holds="captions or class labels"),
     # Class-labelled formats (zero-shot classification); as retrieval data they are images without captions.
     "imagefolder": Entry("mmeval.data.classification:as_retrieval_data",
-                         "class folders root/<class>/<image>, as torchvision's ImageFolder (class labels)"),
-    "csv": Entry("mmeval.data.classification:as_retrieval_data", "a CSV of image,label rows (class labels)"),
+                         "class folders root/<class>/<image>, as torchvision's ImageFolder (class labels)", holds="class labels"),
+    "csv": Entry("mmeval.data.classification:as_retrieval_data", "a CSV of image,label rows (class labels)", holds="class labels"),
     "json": Entry("mmeval.data.classification:as_retrieval_data",
-                  "a JSON list of {image, label} objects (class labels)"),
+                  "a JSON list of {image, label} objects (class labels)", holds="class labels"),
     # Question formats (vqa, multiple_choice): questions grouped by image.
-    "vqav2": Entry("mmeval.data.vqa_data:load_vqav2", "VQAv2 questions JSON (+ annotations JSON) + image folder"),
-    "hf_vqa": Entry("mmeval.data.vqa_data:load_hf_vqa", "a Hugging Face dataset with image, question, answers"),
+    "vqav2": Entry("mmeval.data.vqa_data:load_vqav2", "VQAv2 questions JSON (+ annotations JSON) + image folder", holds="VQA questions"),
+    "hf_vqa": Entry("mmeval.data.vqa_data:load_hf_vqa", "a Hugging Face dataset with image, question, answers", holds="VQA questions"),
     "shapes_vqa": Entry("mmeval.data.shapes_vqa:shapes_vqa_from_config",
-                        "questions about mmeval's synthetic shapes scenes (built in, offline; 3 per scene)"),
-    "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images"),
-    "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer"),
-}
-
-
-# What each pycocoevalcap metric measures (names and 0-1 scales as pycocoevalcap reports them).
-CAPTION_METRIC_DOCS: dict[str, tuple[bool, str]] = {
-    "Bleu_1..Bleu_4": (True, "corpus BLEU with n-grams up to 1..4, closest reference length (Papineni 2002)"),
-    "METEOR": (True, "METEOR 1.5 (the jar pycocoevalcap ships): alignment with stems, synonyms, paraphrases"),
-    "ROUGE_L": (True, "longest common subsequence F-measure, beta 1.2, averaged over images"),
-    "CIDEr": (True, "CIDEr-D: tf-idf n-gram cosine, clipped, Gaussian length penalty (sigma 6), x10"),
-    "SPICE": (True, "scene-graph F-score (needs the Stanford CoreNLP 3.6.0 jars; otherwise skipped)"),
+                        "questions about mmeval's synthetic shapes scenes (built in, offline; 3 per scene)", holds="VQA questions"),
+    "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images", holds="multiple-choice questions"),
+    "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer", holds="multiple-choice questions"),
 }
 
 
@@ -136,3 +111,77 @@ def resolve(kind: str, name: str, table: dict[str, Entry]) -> Any:
         hint = f" Install it with: pip install 'mmeval[{entry.extra}]'" if entry.extra else ""
         raise MmevalError(f"{kind} '{name}' needs a package that is not installed ({exc.name}).{hint}") from exc
     return getattr(module, attr)
+
+
+# --- tasks -------------------------------------------------------------------------------------------------------
+
+_specs: dict[str, Any] = {}  # name or "module:attr" reference -> its TaskSpec, once loaded
+
+
+def _entry_points() -> dict[str, Any]:
+    """Tasks that installed packages register in the entry point group `mmeval.tasks` (name -> EntryPoint)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=TASK_ENTRY_POINTS) if ep.name not in TASKS}
+
+
+def task_names() -> list[str]:
+    """Every task a config may name: the built-in ones, then those of installed packages."""
+    return [*TASKS, *sorted(_entry_points())]
+
+
+def is_reference(task: str) -> bool:
+    """A `task:` value of the form "package.module:attr" (a task of your own, not installed)."""
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", task) is not None
+
+
+def task_spec(task: str) -> Any:
+    """The TaskSpec for a task name (built in or an entry point) or a "package.module:attr" reference.
+
+    Raises MmevalError for an unknown name (listing the known ones) or a reference that does not import.
+    """
+    from mmeval.tasks.spec import TaskSpec
+
+    if task in _specs:
+        return _specs[task]
+    source = "mmeval"
+    if task in TASKS:
+        target = TASKS[task]
+    elif is_reference(task):
+        target, source = task, task
+    else:
+        found = _entry_points().get(task)
+        if found is None:
+            names = task_names()
+            raise MmevalError(f"unknown task '{task}'.{did_you_mean(task, names)} Available: {', '.join(sorted(names))}")
+        target, source = found.value, f"entry point {found.value}"
+    module_name, _, attr = target.partition(":")
+    try:
+        spec = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise MmevalError(f"task '{task}': cannot import {module_name} ({exc})") from exc
+    except AttributeError as exc:
+        raise MmevalError(f"task '{task}': {module_name} has no attribute '{attr}'") from exc
+    if not isinstance(spec, TaskSpec):
+        raise MmevalError(f"task '{task}': {target} is a {type(spec).__name__}, not a mmeval.tasks.spec.TaskSpec")
+    if source != "mmeval":
+        from dataclasses import replace
+
+        spec = replace(spec, source=source)
+    _specs[task] = spec
+    return spec
+
+
+def find_task(task: Any) -> Any:
+    """The TaskSpec of a task recorded in a report, or None when it is unknown here (reports outlive plugins)."""
+    if not isinstance(task, str):
+        return None
+    try:
+        return task_spec(task)
+    except MmevalError:
+        return None
+
+
+def short_answer_task() -> str:
+    """The built-in task that asks short-answer questions (for models and timings that need a question prompt)."""
+    return next(name for name in TASKS if task_spec(name).answers == "short")

@@ -13,7 +13,7 @@ import pytest
 
 from mmeval.config.bias import MAN_WORDS, WOMAN_WORDS, BiasConfig
 from mmeval.metrics.bias import groups_from_references
-from mmeval.reporting.score import score_results
+from mmeval.tasks.coco_captions.score import score_results
 from mmeval.tasks.bias_block import _directional
 
 

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from mmeval.data.shapes import load_shapes
-from mmeval.reporting.html.gallery import best_and_worst, caption_gallery, thumbnail
+from mmeval.tasks.coco_captions.gallery import best_and_worst, caption_gallery, thumbnail
 from mmeval.reporting.html.report import load_runs, render_html, write_html_report
 from mmeval.reporting.html.sections import rank_curve
 from mmeval.reporting.report import validate_report

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mmeval.errors import DataError
-from mmeval.reporting.score import score_results
+from mmeval.tasks.coco_captions.score import score_results
 
 
 def _write(tmp_path: Path, images: list, annotations: list, results: list) -> tuple[Path, Path]:

@@ -279,23 +279,9 @@ def _data_problems(cfg) -> list[str]:
 
 def _load_for_task(bench):
     """The benchmark's data loaded exactly as its task loads it, and a one-line summary."""
-    if bench.task == "zeroshot_classification":
-        from mmeval.config.run import read_list_file
-        from mmeval.data.classification import load_labelled, resolve_classes
+    from mmeval.registry import task_spec
 
-        given = bench.classnames if bench.classnames_file is None else read_list_file(bench.classnames_file)
-        data = load_labelled(bench.data, bench.multilabel)
-        classes, _ = resolve_classes(data, given, bench.multilabel)
-        return data, f"{len(data.image_ids)} images, {len(classes)} classes"
-    if bench.task in ("vqa", "multiple_choice"):
-        from mmeval.tasks.vqa.run import load_questions
-
-        data = load_questions(bench.data)
-        return data, f"{len(data.image_ids)} images, {len(data.questions)} questions"
-    from mmeval.data.loaders import load_retrieval_data
-
-    data = load_retrieval_data(bench.data)
-    return data, f"{len(data.image_ids)} images, {len(data.texts)} texts"
+    return task_spec(bench.task).load("load_data")(bench)
 
 
 class Dedup(str, Enum):
@@ -337,7 +323,7 @@ def score(
     with per-image scores next to it. Result ids missing from the annotations are an error.
     """
     from mmeval.metrics.caption.scores import METRICS
-    from mmeval.reporting.score import score_results
+    from mmeval.tasks.coco_captions.score import score_results
 
     with _user_errors():
         chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
@@ -371,32 +357,30 @@ def list_components() -> None:
     """List model adapters, tasks, data formats and metrics."""
     from rich.table import Table
 
-    from mmeval.metrics.retrieval import METRIC_DOCS
-    from mmeval.registry import CAPTION_METRIC_DOCS, DATA_FORMATS, MODELS, TASKS
+    from mmeval.config.checks import known_specs
+    from mmeval.registry import DATA_FORMATS, MODELS
 
-    for title, table, column in (("model adapters (model.type)", MODELS, "capabilities"),
-                                 ("tasks (benchmarks[].task)", TASKS, "needs"),
-                                 ("data formats (benchmarks[].data.format)", DATA_FORMATS, "")):
+    specs = known_specs()
+    rows = (("model adapters (model.type)", "capabilities", [(n, ", ".join(e.capabilities), e.help) for n, e in MODELS.items()]),
+            ("tasks (benchmarks[].task)", "needs", [(s.name, s.needs, s.summary + _source(s)) for s in specs]),
+            ("data formats (benchmarks[].data.format)", "", [(n, e.help) for n, e in DATA_FORMATS.items()]))
+    for title, column, entries in rows:
         out = Table(title=title, title_justify="left")
-        out.add_column("name", style="bold", min_width=max(map(len, table)))  # names are never cut
+        out.add_column("name", style="bold", min_width=max(len(e[0]) for e in entries))  # names are never cut
         if column:
             out.add_column(column)
         out.add_column("description")
-        for name, entry in table.items():
-            out.add_row(name, *([", ".join(entry.capabilities)] if column else []), entry.help)
+        for entry in entries:
+            out.add_row(*entry)
         stdout.print(out)
-    from mmeval.metrics.classification import METRIC_DOCS as CLASSIFICATION_DOCS
-    from mmeval.metrics.clipscore import METRIC_DOCS as CLIPSCORE_DOCS
-    from mmeval.metrics.multiple_choice import METRIC_DOCS as MC_DOCS
-    from mmeval.metrics.vqa import METRIC_DOCS as VQA_DOCS
-
-    caption_docs = {**CAPTION_METRIC_DOCS, **CLIPSCORE_DOCS}
-    for task, docs in (("retrieval", METRIC_DOCS), ("coco_captions", caption_docs),
-                       ("zeroshot_classification", CLASSIFICATION_DOCS), ("vqa", VQA_DOCS),
-                       ("multiple_choice", MC_DOCS)):
-        out = Table(title=f"metrics (task {task})", title_justify="left")
+    for spec in specs:
+        out = Table(title=f"metrics (task {spec.name})", title_justify="left")
         for column in ("name", "better", "description"):
             out.add_column(column)
-        for name, (better, text) in docs.items():
+        for name, (better, text) in spec.metrics.items():
             out.add_row(name, "higher" if better else "lower", text)
         stdout.print(out)
+
+
+def _source(spec) -> str:
+    return "" if spec.source == "mmeval" else f" (from {spec.source})"

@@ -65,3 +65,19 @@ def format_loc(loc: Loc) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
+
+def _field_problems(raw: dict[str, Any], owner: type[BaseModel], what: str, required: set[str],
+                    optional: set[str]) -> list[tuple[Loc, str]]:
+    """Required fields that are absent and known fields that `what` would silently ignore."""
+    problems = [((key,), f"required for {what}{_about(owner, key)}") for key in sorted(required)
+                if raw.get(key) is None]
+    reads = ", ".join(sorted(required | optional - {"type", "format"}))
+    unused = sorted(k for k in raw if isinstance(k, str) and k in owner.model_fields
+                    and k not in required | optional and raw[k] is not None)
+    problems += [((key,), f"not used by {what} (it reads: {reads}); remove it") for key in unused]
+    return problems
+
+
+def _about(owner: type[BaseModel] | None, key: Any) -> str:
+    field = owner.model_fields.get(key) if owner and isinstance(key, str) else None
+    return f" ({field.description})" if field and field.description else ""

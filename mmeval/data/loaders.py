@@ -12,6 +12,12 @@ def load_retrieval_data(cfg) -> RetrievalData:
     return take_first(data, cfg.limit) if cfg.limit else data
 
 
+def load_captioned(bench) -> tuple[RetrievalData, str]:
+    """A captioned benchmark's data as its task reads it, and a one-line summary (`mmeval validate`)."""
+    data = load_retrieval_data(bench.data)
+    return data, f"{len(data.image_ids)} images, {len(data.texts)} texts"
+
+
 def shapes_from_config(cfg) -> RetrievalData:
     from mmeval.data.shapes import load_shapes
 

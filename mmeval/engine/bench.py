@@ -48,9 +48,10 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def _question_prompt(model) -> str:
+    from mmeval.registry import short_answer_task
     from mmeval.tasks.vqa.run import DEFAULT_TEMPLATE, render
 
-    template = model.question_template("vqa") if hasattr(model, "question_template") else DEFAULT_TEMPLATE
+    template = model.question_template(short_answer_task()) if hasattr(model, "question_template") else DEFAULT_TEMPLATE
     return render(template, {"question": QUESTION})
 
 

@@ -22,7 +22,7 @@ from mmeval.engine.runner import NullProgress
 from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
 from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models.base import capabilities_of
-from mmeval.registry import MODELS, TASKS, resolve
+from mmeval.registry import MODELS, resolve, task_spec
 from mmeval.reporting.report import (
     add_failure,
     add_result,
@@ -68,11 +68,15 @@ def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False):
 
 def missing_capability(model, task: str) -> str | None:
     """Why `model` cannot run `task`, or None; checked before any data is loaded."""
-    needs = TASKS[task].capabilities[0]
+    return lacking(model, task_spec(task).needs, f"task '{task}'")
+
+
+def lacking(model, capability: str, who: str) -> str | None:
+    """Why `model` cannot serve `who` (which needs `capability`), or None."""
     has = capabilities_of(model)
-    if needs in has:
+    if capability in has:
         return None
-    return (f"task '{task}' needs a model with capability '{needs}'; {model.info.name} "
+    return (f"{who} needs a model with capability '{capability}'; {model.info.name} "
             f"({model.info.adapter}) has: {', '.join(sorted(has)) or 'none'}")
 
 
@@ -146,7 +150,7 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         problem = missing_capability(model, bench.task)
         if problem:
             raise MmevalError(problem)
-        result = resolve("task", bench.task, TASKS)(model, bench, ctx)
+        result = task_spec(bench.task).load("run")(model, bench, ctx)
         if result is None:  # a rank other than 0 in a data-parallel run: rank 0 reports the benchmark
             return True
     except MmevalError as exc:
@@ -169,6 +173,7 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         add_failure(report, bench.name, bench.task, f"internal error: {type(exc).__name__}: {exc}")
         outcome.internal_error = exc
         return False
+    result.task = bench.task  # as the config names it: a 'module:attr' task stays resolvable by compare / report
     add_result(report, bench.name, result)
     report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
                                                                 ctx.runtime.warmup_batches, memory.stop())
@@ -186,7 +191,7 @@ def bench_config(cfg: RunConfig, batch_sizes: list[int], precisions: list[str] |
     from mmeval.models.base import GenerationSettings
 
     runtime, model, report = _start(cfg, config_path, trust_checkpoint)
-    generating = [b for b in cfg.benchmarks if b.task in ("coco_captions", "vqa", "multiple_choice")]
+    generating = [b for b in cfg.benchmarks if "generation" in type(b).model_fields]
     settings = GenerationSettings(**generating[0].generation.model_dump()) if generating else GenerationSettings()
     report["benchmarks"]["bench"] = run_bench(model, runtime, batch_sizes, precisions or [runtime.precision],
                                               iterations, settings, progress)

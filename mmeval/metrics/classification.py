@@ -12,21 +12,7 @@ import numpy as np
 
 ECE_BINS = 15
 
-# name -> (higher is better, what it measures); `mmeval list` prints this table.
-METRIC_DOCS: dict[str, tuple[bool, str]] = {
-    "top1": (True, "fraction of images whose highest-scoring class is the label (ties: lower class index wins)"),
-    "top5": (True, ("fraction of images whose label is among the 5 highest-scoring classes (k capped at the "
-                   "number of classes)")),
-    "mean_per_class_recall": (True, "recall averaged over classes that have images (sklearn balanced accuracy)"),
-    "macro_f1": (True, "F1 averaged over classes in the labels or predictions (sklearn, zero_division=0)"),
-    "ece": (False, f"expected calibration error of softmax(temperature x cosine), {ECE_BINS} equal-width bins"),
-    "mAP": (True, ("multi-label: average precision per class (sklearn, uninterpolated), mean over classes with "
-                  "a positive")),
-}
 
-
-def higher_is_better(name: str) -> bool:
-    return METRIC_DOCS[name][0]
 
 
 def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -116,7 +102,7 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 def single_label_metrics(scores: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float]:
-    """The headline metrics of single-label classification (see METRIC_DOCS)."""
+    """The headline metrics of single-label classification (see the task's metrics in mmeval.tasks.zeroshot_classification)."""
     predictions = scores.argmax(axis=1)
     confusion = class_confusion(labels, predictions, scores.shape[1])
     confidence = softmax(scores, temperature).max(axis=1)

@@ -13,10 +13,6 @@ import numpy as np
 import torch
 
 W = 2.5
-METRIC_DOCS: dict[str, tuple[bool, str]] = {
-    "CLIPScore": (True, "2.5 * max(cos(caption, image), 0) with the benchmark's scorer model (no references)"),
-    "RefCLIPScore": (True, "harmonic mean of CLIPScore and the best caption-reference cosine"),
-}
 
 
 def clip_s(image_emb: torch.Tensor, caption_emb: torch.Tensor, w: float = W) -> np.ndarray:

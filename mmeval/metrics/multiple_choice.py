@@ -20,10 +20,6 @@ import re
 import string
 from collections.abc import Sequence
 
-METRIC_DOCS: dict[str, tuple[bool, str]] = {
-    "mc_accuracy": (True, "fraction of questions whose extracted letter is the correct one (unparseable = wrong)"),
-    "unparseable_rate": (False, "fraction of answers from which no option letter could be read"),
-}
 
 _WHOLE = re.compile(r"\(?([A-Za-z])\)?[.:)]?")
 _LEADING = re.compile(r"(?:\(([A-Z])\)|([A-Z])[.:)])\s")

@@ -227,12 +227,3 @@ def higher_is_better(metric: str) -> bool:
     raise KeyError(metric)
 
 
-METRIC_DOCS: dict[str, tuple[bool, str]] = {
-    "t2i_R@k": (True, "text -> image: fraction of captions whose image is in the top k"),
-    "i2t_R@k": (True, "image -> text: fraction of images with at least one own caption in the top k"),
-    "t2i_mean_rank": (False, "mean 1-based rank of the caption's image"),
-    "t2i_median_rank": (False, "median 1-based rank of the caption's image"),
-    "i2t_mean_rank": (False, "mean 1-based rank of the image's best-ranked caption"),
-    "i2t_median_rank": (False, "median 1-based rank of the image's best-ranked caption"),
-    "rsum": (True, "sum of the six recall@k values (0-1 scale each, so at most 6)"),
-}

@@ -24,11 +24,6 @@ from collections.abc import Sequence
 
 N_ANSWERS = 10  # human answers per question in VQAv2 (and VizWiz, TextVQA, OK-VQA)
 
-METRIC_DOCS: dict[str, tuple[bool, str]] = {
-    "vqa_accuracy": (True, ("official VQA accuracy, 0-1 (the official script prints x100): mean over the 10 "
-                            "leave-one-annotator-out subsets of min(1, matches / 3), after its answer normalisation")),
-    "vqa_accuracy_<type>": (True, "the same over questions of one answer type (yes/no, number, other) when known"),
-}
 
 CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",

@@ -225,8 +225,10 @@ class ReferenceModel:
 
     def question_template(self, task: str) -> str:
         """The prompt template this model needs: the bare question (it was trained on questions alone)."""
-        if task != "vqa" or not self.config.answers_questions:
-            what = "short-answer questions (task vqa)" if self.config.answers_questions else "no questions"
+        from mmeval.registry import short_answer_task, task_spec
+
+        if task_spec(task).answers != "short" or not self.config.answers_questions:
+            what = f"short-answer questions (task {short_answer_task()})" if self.config.answers_questions else "no questions"
             raise MmevalError(f"reference model '{self.info.name}' cannot run task '{task}': it answers {what}")
         return "{question}"
 

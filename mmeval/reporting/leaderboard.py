@@ -8,7 +8,6 @@ for a CI job summary or a pull request). `console.leaderboard_table` renders the
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,23 +17,13 @@ from mmeval.errors import MmevalError
 from mmeval.reporting.report import git_commit, write_json_no_clobber
 
 LEADERBOARD_VERSION = "1.0.0"
-# The columns a leaderboard shows per task, in this order (those a benchmark reports); every metric is in the JSON.
-HEADLINE = {
-    "retrieval": ("t2i_R@1", "i2t_R@1", "rsum"),
-    "coco_captions": ("CIDEr", "Bleu_4", "METEOR", "SPICE", "CLIPScore"),
-    "zeroshot_classification": ("top1", "mean_per_class_recall", "mAP"),
-    "vqa": ("vqa_accuracy",),
-    "multiple_choice": ("mc_accuracy",),
-}
-
-
 def headline_metrics(task: str, names: list[str]) -> list[str]:
-    """The headline metrics of a benchmark among the `names` it reported (retrieval: R@ the smallest k)."""
-    wanted = list(HEADLINE.get(task, ()))
-    ks = sorted(int(m.group(1)) for name in names if (m := re.fullmatch(r"t2i_R@(\d+)", name)))
-    if task == "retrieval" and ks:
-        wanted = [f"t2i_R@{ks[0]}", f"i2t_R@{ks[0]}", "rsum"]
-    chosen = [name for name in wanted if name in names]
+    """The headline metrics of a benchmark among the `names` it reported, as its task chooses them (the first three
+    when the task is not known here); every metric is in the JSON."""
+    from mmeval.registry import find_task
+
+    spec = find_task(task)
+    chosen = spec.headline(names) if spec is not None else []
     return chosen or names[:3]
 
 

@@ -193,7 +193,9 @@ def _caption_groups(cfg, values: list, captions: list[str], references: dict, im
 def classification_bias(cfg, image_ids: list[Any], attributes: dict, labels: np.ndarray, predictions: np.ndarray,
                         classes: list[str], score: Callable[[np.ndarray], dict[str, float]]) -> dict[str, Any]:
     """Headline metrics per group (`score(rows)`), accuracy and fairlearn-style parity per group."""
-    from mmeval.metrics.classification import higher_is_better
+    from mmeval.tasks.zeroshot_classification import TASK
+
+    higher_is_better = TASK.higher_is_better
 
     unknown = sorted(set(cfg.harmful_classes) - set(classes))
     if unknown:

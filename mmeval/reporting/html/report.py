@@ -6,7 +6,7 @@ report has `ci95`), recall@k (or top-k accuracy) curves from the per-sample rank
 of every timed model call, per-group bars of the bias block, and for captioning the best- and worst-scored
 images with their captions. Each report (checkpoint) has one colour throughout. Figures are PNG data URIs and
 the CSS is inline, so the file opens anywhere without a network. The sections are built in
-`mmeval.reporting.html.sections`, figures in `mmeval.reporting.html.plots`, the gallery in `mmeval.reporting.html.gallery`.
+`mmeval.reporting.html.sections`, figures in `mmeval.reporting.html.plots`, the gallery in `mmeval.tasks.coco_captions.gallery`.
 """
 
 from __future__ import annotations

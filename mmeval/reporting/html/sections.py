@@ -10,12 +10,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from mmeval.reporting.html import plots
-from mmeval.reporting.html.gallery import Gallery, caption_gallery
 from mmeval.reporting.html.plots import Series
 
 
@@ -101,12 +100,19 @@ def benchmark_section(name: str, runs: list[Run]) -> str:
         series = [_series(run, b.get("metrics") or {}, metrics) for run, b in done]
         parts.append("<h3>Metrics</h3>" + plot_img(plots.metric_bars(metrics, series, lower), "metrics",
                                                  f"{name}: metrics per checkpoint"))
-    parts.append(_curves(name, done))
+    parts.append(_task_parts(name, done))
     parts.append(_latency(name, done))
     parts.append(_bias(name, done))
-    if any(b.get("task") == "coco_captions" for _, b in done):
-        parts.append(_galleries(name, done))
     return "\n".join(p for p in parts if p)
+
+
+def _task_parts(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:
+    """What the benchmark's task adds to its section (TaskSpec.html: curves, galleries), if anything."""
+    from mmeval.registry import find_task
+
+    spec = find_task(done[0][1].get("task"))
+    section = spec.load("html") if spec is not None else None
+    return section(name, done) if section is not None else ""
 
 
 def _dataset_line(done: list[tuple[Run, dict[str, Any]]]) -> str:
@@ -132,26 +138,12 @@ def rank_curve(ranks: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(1, len(counts)), np.cumsum(counts)[1:] / r.size
 
 
-def _gallery_size(bench: dict[str, Any], key: str) -> int:
-    """How many candidates a query ranks: images (text -> image), texts (image -> text) or classes."""
-    if key == "predictions":
-        return len((bench.get("classification") or {}).get("classes") or [])
-    return int((bench.get("dataset") or {}).get("n_images" if key == "t2i" else "n_texts") or 0)
+def recall_curves(name: str, done: list[tuple[Run, dict[str, Any]]], directions: tuple[tuple[str, str, str], ...],
+                  y_label: str, gallery_size: Callable[[dict[str, Any], str], int]) -> str:
+    """recall@k (or top-k accuracy) at every k from the per-sample ranks, with the report's own points and CIs.
 
-
-# task -> ((per-sample list, panel title, report metric prefix), ...), y label
-_CURVES = {
-    "retrieval": ((("t2i", "text -> image", "t2i_R@"), ("i2t", "image -> text", "i2t_R@")), "recall@k"),
-    "zeroshot_classification": ((("predictions", "top-k accuracy", "top"),), "top-k accuracy"),
-}
-
-
-def _curves(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:
-    """recall@k (top-k accuracy) at every k from the per-sample ranks, with the report's own points and CIs."""
-    task = done[0][1].get("task")
-    if task not in _CURVES:
-        return ""
-    directions, y_label = _CURVES[task]
+    `directions`: (per-sample list, panel title, report metric prefix) per panel; `gallery_size(bench, list)`: how
+    many candidates a query of that list ranks (the curves end there)."""
     panels: dict[str, list] = {}
     k_max: dict[str, int] = {}
     notes = []
@@ -166,7 +158,7 @@ def _curves(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:
             point = run.series({m[len(prefix):]: metrics[m].get("value") for m in points},
                                {m[len(prefix):]: tuple(metrics[m]["ci95"]) for m in points if "ci95" in metrics[m]})
             panels.setdefault(title, []).append((point, *rank_curve(ranks)))
-            k_max[title] = max(k_max.get(title, 0), _gallery_size(bench, key))
+            k_max[title] = max(k_max.get(title, 0), gallery_size(bench, key))
         if not rows:
             notes.append(f"{swatch(run)}: no per-sample ranks, only the report's own points are drawn")
     if not panels:
@@ -230,41 +222,3 @@ def _bias(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:
                      + f"<details><summary>worst groups and gaps</summary><table><tr><th>metric</th>{head}</tr>"
                      f"{gaps}</table></details>")
     return "\n".join(parts)
-
-
-def _galleries(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:
-    parts = ["<h3>Best and worst captions</h3>"]
-    for run, _ in done:
-        rows = ((run.samples or {}).get(name) or {}).get("captions")
-        if not rows:
-            parts.append(f'<p class="note">{swatch(run)}: no per-image caption scores '
-                         f"({esc(run.samples_note or 'not in the per-sample file')})</p>")
-            continue
-        gallery = caption_gallery(rows, _data_config(run.report, name))
-        parts.append(_gallery_html(run, gallery))
-    return "\n".join(parts)
-
-
-def _data_config(report: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for bench in (report.get("config") or {}).get("benchmarks") or []:
-        if isinstance(bench, dict) and bench.get("name") == name and isinstance(bench.get("data"), dict):
-            return bench["data"]
-    return None
-
-
-def _gallery_html(run: Run, gallery: Gallery) -> str:
-    note = f'<p class="note">{esc(gallery.note)}</p>' if gallery.note else ""
-    if gallery.metric is None:
-        return f"<h3>{swatch(run)}</h3>{note}"
-    blocks = []
-    for title, items in (("best", gallery.best), ("worst", gallery.worst)):
-        cards = []
-        for item in items:
-            image = (f'<img src="{item.thumbnail}" alt="image {esc(item.image_id)}">' if item.thumbnail else "")
-            refs = "".join(f"<li>{esc(ref)}</li>" for ref in item.references)
-            cards.append(f'<div class="card">{image}<div><div class=muted>{esc(item.image_id)} &middot; '
-                         f"{esc(gallery.metric)} {fmt(item.score)}</div><div class=caption>{esc(item.caption)}</div>"
-                         f"{f'<ul>{refs}</ul>' if refs else ''}</div></div>")
-        blocks.append(f"<p><b>{title} {len(items)}</b> by {esc(gallery.metric)}</p>"
-                      f'<div class="gallery" data-gallery="{title}">{"".join(cards)}</div>')
-    return f"<h3>{swatch(run)}</h3>{note}{''.join(blocks)}"

@@ -20,6 +20,7 @@ from mmeval.metrics.clipscore import clip_s, ref_clip_s
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import caption_statistic
 from mmeval.models.base import GenerationSettings
+from mmeval.tasks.coco_captions import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
 from mmeval.tasks.bias_block import (
     caption_subset_scorer,
@@ -107,18 +108,18 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
          **{name: float(values_of[image_id]) for name, values_of in per_image.items()}}
         for image_id in scored
     ]}
-    return BenchmarkResult("coco_captions", dataset, metrics, timings, per_sample, extra,
+    return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra,
                            timers={"generate": images.timer})
 
 
 def _clipscore(bench, data, ok_indices, captions, references, ids, ctx: RunContext) -> dict[str, np.ndarray]:
     """CLIP-S and RefCLIP-S of each caption with the configured scorer model (its own preprocessing)."""
-    from mmeval.engine.evaluate import load_model, missing_capability
+    from mmeval.engine.evaluate import lacking, load_model
     from mmeval.engine.runtime import place_model
     from mmeval.io.images import SubsetImages
 
     scorer = load_model(bench.scorer)
-    problem = missing_capability(scorer, "retrieval")
+    problem = lacking(scorer, "image_text_encoder", "a CLIPScore scorer")
     if problem:
         raise MmevalError(f"benchmarks '{bench.name}'.scorer: {problem}")
     place_model(scorer, ctx.runtime)

@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 from mmeval.data.vqa_data import Question
-from mmeval.metrics.multiple_choice import METRIC_DOCS, extract_choice, format_options, score_choices
+from mmeval.metrics.multiple_choice import extract_choice, format_options, score_choices
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import choice_statistic
+from mmeval.tasks.multiple_choice import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.vqa.run import answered_summary, ask, load_questions, prepare, render
 
@@ -46,7 +47,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                 for n, q, c in zip(answered, questions, choices)]
         extra["predictions_file"] = ctx.save_artifact("answers", rows).name
     values = score_choices(choices, [q.answer for q in questions])
-    metrics = {name: {"value": value, "higher_is_better": METRIC_DOCS[name][0]} for name, value in values.items()}
+    metrics = {name: {"value": value, "higher_is_better": TASK.higher_is_better(name)} for name, value in values.items()}
     block = add_intervals(metrics, (len(questions),), choice_statistic(choices, [q.answer for q in questions]),
                           ctx.bootstrap, "questions")
     if block is not None:
@@ -58,5 +59,5 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     ]}
     timings = {"load_data_s": load_s, **images.timer.as_dict("generate"),
                "metrics_s": time.perf_counter() - metric_start, "total_s": time.perf_counter() - started}
-    return BenchmarkResult("multiple_choice", dataset, metrics, timings, per_sample, extra,
+    return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra,
                            timers={"generate": images.timer})

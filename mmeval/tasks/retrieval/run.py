@@ -12,6 +12,7 @@ from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
+from mmeval.tasks.retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
 
@@ -75,7 +76,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
             query_scores = (queries.to(image_emb.device) @ image_emb.T).float().cpu().numpy()
         extra["bias"] = retrieval_bias(bench.bias, ok_ids, data.attributes, ranks, owner, has_caption, bench.recall_k,
                                        query_scores)  # fmt: skip
-    return BenchmarkResult("retrieval", dataset, metrics, timings, per_sample, extra,
+    return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra,
                            timers={"images": images.timer, "texts": text_timer})
 
 

@@ -24,6 +24,7 @@ from mmeval.metrics.stats.bootstrap_metrics import vqa_statistic
 from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings
 from mmeval.registry import DATA_FORMATS, resolve
+from mmeval.tasks.vqa import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, sliced_only
 
@@ -124,4 +125,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         log.warning("%s: no annotations: answers were generated and saved, not scored", bench.name)
     timings = {"load_data_s": load_s, **images.timer.as_dict("generate"),
                "metrics_s": time.perf_counter() - metric_start, "total_s": time.perf_counter() - started}
-    return BenchmarkResult("vqa", dataset, metrics, timings, {"answers": rows}, extra, timers={"generate": images.timer})
+    return BenchmarkResult(TASK.name, dataset, metrics, timings, {"answers": rows}, extra, timers={"generate": images.timer})
+
+
+def load_data(bench) -> tuple[Any, str]:
+    """The questions as `run` reads them, and a one-line summary (`mmeval validate`)."""
+    data = load_questions(bench.data)
+    return data, f"{len(data.image_ids)} images, {len(data.questions)} questions"

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmeval.config.run import read_list_file
+from mmeval.config.benchmark import read_list_file
 from mmeval.data.classification import load_labelled, resolve_classes
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.tasks.zeroshot_classification import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, classification_bias, sliced_only
 
@@ -88,7 +89,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         values, per_class, per_sample, warnings = _multilabel(scores, targets, classes, ids)
     else:
         values, per_class, per_sample, warnings = _single_label(scores, targets, classes, ids, temperature)
-    reported = {name: {"value": value, "higher_is_better": metrics.higher_is_better(name)}
+    reported = {name: {"value": value, "higher_is_better": TASK.higher_is_better(name)}
                 for name, value in values.items()}
     statistic = (bootstrap_metrics.multilabel_statistic(scores, targets) if bench.multilabel
                  else bootstrap_metrics.single_label_statistic(scores, targets, temperature))
@@ -112,7 +113,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         extra["bias"] = bias
     if block is not None:
         extra["bootstrap"] = block
-    return BenchmarkResult("zeroshot_classification", dataset, reported, timings, per_sample, extra,
+    return BenchmarkResult(TASK.name, dataset, reported, timings, per_sample, extra,
                            timers={"images": images.timer, "texts": text_timer})
 
 
@@ -155,7 +156,7 @@ def _bias(bench, data, ids: list[Any], scores: np.ndarray, targets: np.ndarray, 
         def score(rows: np.ndarray) -> dict[str, float]:
             return {"mAP": metrics.mean_average_precision(scores[rows], targets[rows])}
 
-        return sliced_only(bench.bias, ids, data.attributes, score, metrics.higher_is_better)
+        return sliced_only(bench.bias, ids, data.attributes, score, TASK.higher_is_better)
 
     def score(rows: np.ndarray) -> dict[str, float]:
         return metrics.single_label_metrics(scores[rows], targets[rows], temperature)
@@ -177,3 +178,11 @@ def _multilabel(scores: np.ndarray, targets: np.ndarray, classes: list[str],
     warnings = [(f"{len(empty)} class(es) have no positive image ({', '.join(empty[:5])}"
                 f"{', ...' if len(empty) > 5 else ''}); mAP averages the others")] if empty else []
     return values, per_class, {"predictions": rows}, warnings
+
+
+def load_data(bench) -> tuple[Any, str]:
+    """The labelled data as `run` reads it, and a one-line summary (`mmeval validate`)."""
+    given = bench.classnames if bench.classnames_file is None else read_list_file(bench.classnames_file)
+    data = load_labelled(bench.data, bench.multilabel)
+    classes, _ = resolve_classes(data, given, bench.multilabel)
+    return data, f"{len(data.image_ids)} images, {len(classes)} classes"

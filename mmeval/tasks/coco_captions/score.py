@@ -28,6 +28,7 @@ from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import caption_statistic
 from mmeval.models.base import ModelInfo, sha256_of_path
 from mmeval.reporting.report import new_report
+from mmeval.tasks.coco_captions import TASK
 from mmeval.tasks.bias_block import caption_subset_scorer, captioning_bias
 
 TOKENIZERS = {"auto": "ptb", "ptb": "ptb", "python": "python"}
@@ -113,7 +114,7 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     digest = hashlib.sha256(sha256_of_path(annotations).encode() + sha256_of_path(results).encode()).hexdigest()
     report["benchmarks"][bench_name] = {
         "status": "complete",
-        "task": "coco_captions",
+        "task": TASK.name,
         "dataset": {"n_images": len(predictions), "n_texts": sum(map(len, references.values())),
                     "n_scored_images": len(predictions), "n_empty_predictions": scores.n_empty_predictions,
                     "n_skipped_unknown_ids": len(unknown),

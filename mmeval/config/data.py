@@ -1,0 +1,108 @@
+"""`benchmarks[].data`: where a benchmark's inputs come from, and which fields each data format reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_serializer, model_validator
+
+from mmeval.config.base import (
+    Loc,
+    _existing,
+    _field_problems,
+    _known,
+    _raise_unless_checked,
+    _set_fields,
+    _Strict,
+)
+from mmeval.registry import DATA_FORMATS, unknown_name_message
+
+
+# Which data fields each format reads (required, optional); a field the format ignores is an error.
+_FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "coco": ({"annotations", "images"}, set()),
+    "karpathy": ({"annotations", "images"}, {"split"}),
+    "hf": ({"path"}, {"split", "image_column", "caption_column", "image_id_column", "label_column"}),
+    "shapes": (set(), {"split", "n_images", "seed", "image_size", "label_column"}),
+    "imagefolder": ({"root"}, set()),
+    "csv": ({"annotations"}, {"images", "image_column", "label_column"}),
+    "json": ({"annotations"}, {"images", "image_column", "label_column"}),
+    "vqav2": ({"questions", "images"}, {"annotations", "image_pattern"}),
+    "shapes_vqa": (set(), {"split", "n_images", "seed", "image_size"}),
+    "hf_vqa": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "answers_column",
+                          "question_id_column"}),
+    "mc": ({"annotations", "images"}, set()),
+    "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
+                         "answer_column", "question_id_column"}),
+}
+_COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode"}
+
+
+def _data_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    fmt = raw.get("format")
+    if not _known(fmt, _FORMAT_FIELDS):
+        return []
+    required, optional = _FORMAT_FIELDS[fmt]
+    return _field_problems(raw, DataConfig, f"format '{fmt}'", required, optional | _COMMON_DATA_FIELDS)
+
+
+class DataConfig(_Strict):
+    """Where a benchmark's images and texts come from. Fields used depend on `format`."""
+
+    format: str = Field(description="one of " + ", ".join(sorted(DATA_FORMATS)))
+    annotations: Path | None = Field(None, description="the annotation JSON file")
+    questions: Path | None = Field(None, description="vqav2: the questions JSON")
+    image_pattern: str | None = Field(None, description="vqav2: image file name from {image_id} "
+                                      "(default COCO_val2014_{image_id:012d}.jpg)")
+    question_column: str = Field("question", description="hf_vqa, hf_mc: the question column")
+    answers_column: str = Field("answers", description="hf_vqa: the column with the 10 human answers")
+    options_column: str = Field("options", description="hf_mc: the options list column (else columns A, B, ...)")
+    answer_column: str = Field("answer", description="hf_mc: the correct letter (or 0-based index) column")
+    question_id_column: str | None = Field(None, description="hf_vqa, hf_mc: question ids (default: "
+                                           "question_id if present, else the row number)")
+    images: Path | None = Field(None, description="the image folder")
+    root: Path | None = Field(None, description="imagefolder: the folder with one sub-folder of images per class")
+    label_column: str | None = Field(None, description="hf, csv, json: the label column (default label); "
+                                     "shapes: shape or color")
+    split: str | None = Field(None, description="karpathy: test|val|train|restval; hf: dataset split; shapes")
+    path: str | None = Field(None, description="a hub id, a local dataset folder or a save_to_disk folder")
+    image_column: str = "image"
+    caption_column: str = "caption"
+    image_id_column: str | None = None
+    n_images: int = Field(1000, gt=0, description="shapes, shapes_vqa: number of scenes")
+    seed: int = Field(0, description="shapes, shapes_vqa: generator seed")
+    image_size: int = Field(64, gt=0, description="shapes, shapes_vqa: rendered size in pixels")
+    on_bad_image: Literal["skip", "fail"] = Field("fail", description="a corrupt or missing image: skip or fail")
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
+    decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
+                                                  "when running on CUDA and the model's preprocessing allows it")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in DATA_FORMATS:
+            raise ValueError(unknown_name_message("data format", value, DATA_FORMATS))
+        return value
+
+    @field_validator("annotations", "questions")
+    @classmethod
+    def _annotations_exist(cls, value: Path | None) -> Path | None:
+        return _existing(value, "file")
+
+    @field_validator("images", "root")
+    @classmethod
+    def _images_exist(cls, value: Path | None) -> Path | None:
+        return _existing(value, "folder")
+
+    @model_validator(mode="after")
+    def _fields_for_format(self, info: ValidationInfo) -> DataConfig:
+        _raise_unless_checked(info, _data_problems({**_set_fields(self), "format": self.format}))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_used_fields(self, handler):
+        """The resolved config in reports shows the fields this format reads, not every format's defaults."""
+        required, optional = _FORMAT_FIELDS.get(self.format, (set(type(self).model_fields), set()))
+        used = required | optional | _COMMON_DATA_FIELDS
+        return {k: v for k, v in handler(self).items() if k in used}

@@ -1,0 +1,125 @@
+"""`model:`: which checkpoint to evaluate and through which adapter, and which fields each adapter reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from mmeval.config.base import (
+    Loc,
+    _existing,
+    _expand,
+    _field_problems,
+    _known,
+    _raise_unless_checked,
+    _set_fields,
+    _Strict,
+)
+from mmeval.config.model_list import is_pattern, matches
+from mmeval.registry import MODELS, unknown_name_message
+
+
+class ModelConfig(_Strict):
+    """Which checkpoint to evaluate, and through which adapter."""
+
+    type: str = Field(description="the adapter: " + ", ".join(sorted(MODELS)))
+    arch: str | None = Field(None, description="an open_clip architecture name, e.g. ViT-B-32")
+    checkpoint: Path | None = Field(None, description="checkpoint file or folder")
+    pretrained: str | None = Field(None, description="an open_clip pretrained tag (needs the hub)")
+    arch_config: Path | None = Field(None, description="an open_clip model config JSON to register")
+    entry: str | None = Field(None, description="plugin: 'package.module:factory' building the model")
+    options: dict[str, Any] = Field(default_factory=dict, description="plugin: keyword arguments for the factory")
+    name: str | None = Field(None, description="label used in reports (default: derived)")
+
+    @field_validator("entry")
+    @classmethod
+    def _entry_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError(f"expected 'package.module:factory', got {value!r}")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(unknown_name_message("model type", value, MODELS))
+        return value
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_exists(cls, value: Path | None) -> Path | None:
+        if is_pattern(value):  # a glob: one model per match (mmeval.config.model_list)
+            pattern = Path(value).expanduser().absolute()
+            if not matches(pattern):
+                raise ValueError(f"no file or folder matches the pattern {pattern}")
+            return pattern
+        return _existing(value, "checkpoint")
+
+    @field_validator("arch_config")
+    @classmethod
+    def _arch_config_exists(cls, value: Path | None) -> Path | None:
+        return _existing(value, "file")
+
+    @model_validator(mode="after")
+    def _fields_for_type(self, info: ValidationInfo) -> ModelConfig:
+        _raise_unless_checked(info, _model_problems({**_set_fields(self), "type": self.type}))
+        return self
+
+
+# Which fields each adapter reads (required, optional); a field the adapter would ignore is an error.
+_MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "reference": (set(), {"checkpoint"}),
+    "open_clip": ({"arch"}, {"checkpoint", "pretrained", "arch_config"}),
+    "hf_clip": ({"checkpoint"}, set()),
+    "hf_captioner": ({"checkpoint"}, set()),
+    "plugin": ({"entry"}, {"checkpoint", "options"}),
+}
+_COMMON_MODEL_FIELDS = {"type", "name"}
+_CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
+    "reference": ("folder", "a folder with config.json and model.safetensors"),
+    "hf_clip": ("folder", "a folder saved with save_pretrained"),
+    "hf_captioner": ("folder", "a folder saved with save_pretrained"),
+    "open_clip": ("file", "a state-dict file"),
+}
+
+
+
+
+def _model_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    kind = raw.get("type")
+    if not _known(kind, _MODEL_FIELDS):
+        return []
+    required, optional = _MODEL_FIELDS[kind]
+    problems = _field_problems(raw, ModelConfig, f"model type '{kind}'", required, optional | _COMMON_MODEL_FIELDS)
+    if kind == "open_clip":
+        has_file, has_tag = raw.get("checkpoint") is not None, raw.get("pretrained") is not None
+        if not has_file and not has_tag:
+            problems.append((("checkpoint",), "model type 'open_clip' needs 'checkpoint' (a local file) "
+                                              "or 'pretrained' (a tag)"))
+        elif has_file and has_tag:
+            problems.append((("pretrained",), "set 'checkpoint' or 'pretrained', not both"))
+    checkpoint = raw.get("checkpoint")
+    if kind in _CHECKPOINT_KIND and isinstance(checkpoint, (str, Path)):
+        expected, holds = _CHECKPOINT_KIND[kind]
+        for path in matches(checkpoint) if is_pattern(checkpoint) else [Path(checkpoint)]:
+            try:
+                path = _expand(path).resolve()
+            except ValueError:  # reported by the checkpoint's own validator
+                continue
+            if (expected == "folder" and path.is_file()) or (expected == "file" and path.is_dir()):
+                got = "a file" if path.is_file() else "a folder"
+                problems.append((("checkpoint",), f"model type '{kind}' needs {holds}, got {got}: {path}"))
+    return problems
+
+
+def _model_entries(raw: dict[str, Any]) -> list[tuple[Loc, dict[str, Any]]]:
+    """The raw model mappings with their place: ('model',) for one, ('model', i) for each of a list."""
+    model = raw.get("model")
+    if isinstance(model, dict):
+        return [(("model",), model)]
+    if isinstance(model, list):
+        return [(("model", n), entry) for n, entry in enumerate(model) if isinstance(entry, dict)]
+    return []

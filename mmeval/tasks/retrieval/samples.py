@@ -1,0 +1,46 @@
+"""Per-sample values of the retrieval metrics, for paired tests (compare, gate).
+
+Matched by (text_index, image_id) for t2i and image_id for i2t. R@k = hit (rank <= k); mean / median rank = rank;
+rsum = the sum over both directions of each query's hits at every k (two strata: t2i and i2t, each averaged over
+its own queries).
+"""
+
+from __future__ import annotations
+
+import re
+
+from mmeval.metrics.stats.paired import Statistic
+from mmeval.reporting.sample_values import PairedValues, image_id, no_test, rows_of, single
+
+_RECALL = re.compile(r"(t2i|i2t)_R@(\d+)")
+_RANK = re.compile(r"(t2i|i2t)_(mean|median)_rank")
+
+
+def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
+    keys = {"t2i": lambda r: (r.get("text_index"), r.get("image_id")), "i2t": image_id}
+    if metric == "rsum":
+        ks = {d: [int(m.group(2)) for n in names if (m := _RECALL.fullmatch(n)) and m.group(1) == d]
+              for d in ("t2i", "i2t")}
+        out = PairedValues()
+        for direction, k_list in ks.items():
+            ra, rb = rows_of(a, direction), rows_of(b, direction)
+            if ra is None or rb is None:
+                return no_test(f"no per-sample {direction} ranks")
+            part = single(ra, rb, keys[direction], lambda r, k_list=k_list: sum(r["rank"] <= k for k in k_list))
+            if part.reason:
+                return part
+            out.strata += part.strata
+            out.n_a, out.n_b = out.n_a + part.n_a, out.n_b + part.n_b
+        return out
+    match = _RECALL.fullmatch(metric) or _RANK.fullmatch(metric)
+    if not match:
+        return no_test("no per-sample values for this metric")
+    direction = match.group(1)
+    ra, rb = rows_of(a, direction), rows_of(b, direction)
+    if ra is None or rb is None:
+        return no_test(f"no per-sample {direction} ranks")
+    if metric.endswith("_rank"):
+        stat: Statistic = "median" if match.group(2) == "median" else "mean"
+        return single(ra, rb, keys[direction], lambda r: r["rank"], statistic=stat)
+    k = int(match.group(2))
+    return single(ra, rb, keys[direction], lambda r: float(r["rank"] <= k))

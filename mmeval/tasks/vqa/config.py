@@ -1,0 +1,18 @@
+"""The settings of a question-answering benchmark (VQA; multiple choice adds nothing but its data)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
+from mmeval.config.bias import BiasConfig
+
+
+class QuestionsConfig(BenchmarkConfig):
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="answer decoding")
+    prompt_template: str | None = Field(None, description="the instruction, with {question} (and {options}); "
+                                        "default: a short-answer / option-letter instruction")
+
+
+class VQAConfig(QuestionsConfig):
+    bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-image attributes")
