@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmeval import __version__, plots
+from mmeval import __version__
+from mmeval.reporting.html import plots
 from mmeval.errors import MmevalError
 from mmeval.files import atomic_write
 from mmeval.reporting.compare import load_for_comparison
