@@ -49,6 +49,8 @@ def benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     first: dict[str, tuple[int, str]] = {}  # file key -> (index, name): report keys and output file names
     for n, bench in enumerate(_benchmarks(raw)):
         if not isinstance(bench, dict):
+            problems.append((("benchmarks", n), f"expected a mapping with keys: name, task, data and the task's "
+                                                f"settings (got {bench!r:.60})"))
             continue
         name = bench.get("name")
         # Names become file names (<stem>.<name>.captions.json): two names equal but for case would write the

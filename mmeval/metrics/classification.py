@@ -12,6 +12,22 @@ import numpy as np
 
 ECE_BINS = 15
 
+# name -> (higher is better, what it measures); the zero-shot task's TaskSpec lists these (`mmeval list`).
+METRIC_DOCS: dict[str, tuple[bool, str]] = {
+    "top1": (True, "fraction of images whose highest-scoring class is the label (ties: lower class index wins)"),
+    "top5": (True, ("fraction of images whose label is among the 5 highest-scoring classes (k capped at the "
+                   "number of classes)")),
+    "mean_per_class_recall": (True, "recall averaged over classes that have images (sklearn balanced accuracy)"),
+    "macro_f1": (True, "F1 averaged over classes in the labels or predictions (sklearn, zero_division=0)"),
+    "ece": (False, f"expected calibration error of softmax(temperature x cosine), {ECE_BINS} equal-width bins"),
+    "mAP": (True, ("multi-label: average precision per class (sklearn, uninterpolated), mean over classes with "
+                  "a positive")),
+}
+
+
+def higher_is_better(name: str) -> bool:
+    return METRIC_DOCS[name][0]
+
 
 
 

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from mmeval.metrics.classification import ECE_BINS
+from mmeval.metrics.classification import METRIC_DOCS as METRICS
 from mmeval.tasks.spec import TaskSpec, first_present
 from mmeval.tasks.zeroshot_classification.config import ZeroShotConfig
 
-
-# name -> (higher is better, what it measures)
-METRICS = {
-    "top1": (True, "fraction of images whose highest-scoring class is the label (ties: lower class index wins)"),
-    "top5": (True, ("fraction of images whose label is among the 5 highest-scoring classes (k capped at the "
-                   "number of classes)")),
-    "mean_per_class_recall": (True, "recall averaged over classes that have images (sklearn balanced accuracy)"),
-    "macro_f1": (True, "F1 averaged over classes in the labels or predictions (sklearn, zero_division=0)"),
-    "ece": (False, f"expected calibration error of softmax(temperature x cosine), {ECE_BINS} equal-width bins"),
-    "mAP": (True, ("multi-label: average precision per class (sklearn, uninterpolated), mean over classes with "
-                  "a positive")),
-}
 
 TASK = TaskSpec(
     name="zeroshot_classification",
