@@ -76,7 +76,7 @@ class WaveformBatches:
         stored = self.store is not None and self.store.complete()
         writing = not stored and self.store is not None and len(indices) == len(self.source)
         writing = writing and self.store.begin(len(self.source), (LENGTH,))
-        known = dict((int(i), r) for i, r in self.store.meta()["bad"]) if stored else {}
+        known = {int(i): r for i, r in self.store.meta()["bad"]} if stored else {}
         array = self.store.array() if stored else None
         found: dict = {"ok": [], "bad": [], "digests": {}}
         for start in range(0, len(indices), self.runtime.batch_size):

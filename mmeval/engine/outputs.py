@@ -69,10 +69,12 @@ class Generation:
         texts: list[str] = []
         for start in range(0, len(rows), self.runtime.batch_size):
             chunk = rows[start : start + self.runtime.batch_size]
+
+            def call(part: slice, chunk: list[tuple[int, Any]] = chunk) -> list[str]:
+                return self.call(rows_of(batch.inputs, [r for r, _ in chunk[part]]), [p for _, p in chunk[part]])
+
             with torch.inference_mode(), self.runtime.autocast:
-                texts += _generate(lambda part: self.call(rows_of(batch.inputs, [r for r, _ in chunk[part]]),
-                                                          [p for _, p in chunk[part]]),
-                                   len(chunk), limit, self.runtime.device, self.unit)  # fmt: skip
+                texts += _generate(call, len(chunk), limit, self.runtime.device, self.unit)
         items, at = [], 0
         for index in batch.indices:
             n = len(self.requests(index))

@@ -9,7 +9,8 @@ GPU decoding, the pixel cache; `texts.TextBatches`: tokenised, by length).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -1,5 +1,7 @@
 """Reading images into model-ready pixel batches: workers, uint8 transfer, GPU JPEG decoding, pixel cache.
 
+`ImageBatches` is the image `BatchLoader` (`io/source.py`) the engine's model pass runs over.
+
 Images are read (and decoded) in DataLoader workers; each worker also hashes the raw bytes, so the dataset
 digest in the report costs no extra pass over the files. Bad images are reported back by index instead of
 raising inside a worker, so the main process can skip or fail with a message that names the file.
@@ -15,8 +17,8 @@ Three ways to get pixels, chosen per pass (`plan_pixels`):
   the same files (truncated, over the decompression-bomb limit) with the same message, and neither applies the
   EXIF orientation (see docs/reliability.md).
 
-With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store (one
-per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
+With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store
+(`decoded_cache.DecodedStore` under `pixels/`, one per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
 same geometry reads them from there without decoding anything.
 """
 
