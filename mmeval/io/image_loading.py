@@ -159,7 +159,11 @@ class ImageBatches:
         self.model, self.source, self.runtime = model, source, runtime
         self.on_bad_image, self.decode = on_bad_image, decode
         self.plan = plan_pixels(model, source, runtime, decode)
-        self.pixels_from = "float"
+        self.done = ImagePass()  # the latest `batches` call's findings (this rank's share of the pass)
+
+    @property
+    def pixels_from(self) -> str:
+        return self.done.pixels_from
 
     def order(self) -> list[int]:
         return list(range(len(self.source)))
@@ -171,11 +175,10 @@ class ImageBatches:
         """Batches of `indices` (ascending: all of the source, a rank's share of a data-parallel pass, or what a
         resumed pass still has to do), each `batch_size` consecutive entries with the unreadable images left out,
         whichever way the pixels are made. Only a pass over the whole source writes the pixel cache."""
-        done = ImagePass(timer=timer)
+        self.done = ImagePass(timer=timer)
         whole = len(indices) == len(self.source)
-        yield from image_batches(self.model, self.plan, self.source, self.runtime, self.on_bad_image, done,
+        yield from image_batches(self.model, self.plan, self.source, self.runtime, self.on_bad_image, self.done,
                                  None if whole else indices)  # fmt: skip
-        self.pixels_from = done.pixels_from
 
 
 def image_batches(model, plan: PixelPlan, source, runtime, on_bad_image: str, done: ImagePass,
