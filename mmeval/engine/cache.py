@@ -1,4 +1,4 @@
-"""On-disk caches: model outputs per (model, data, preprocessing, precision), and preprocessed pixels.
+"""On-disk caches: model outputs per (model, data, preprocessing, precision), and decoded inputs.
 
 Two kinds of entry, under `runtime.cache_dir` (default `$MMEVAL_CACHE_DIR`, else `$XDG_CACHE_HOME/mmeval`,
 else `~/.cache/mmeval`):
@@ -6,9 +6,10 @@ else `~/.cache/mmeval`):
 - `outputs/`: image and text embeddings, generated captions and answers, with what the image pass found
   (readable images, skipped ones, raw-byte digests for the dataset hash). A rerun of the same model on the
   same data reuses them instead of running the model.
-- `pixels/`: uint8 images at a model's resolution (`pixels.PixelPipeline`), one memory-mapped array per
-  (image source, geometry), shared by every checkpoint with the same preprocessing: comparing N checkpoints
-  decodes the images once.
+- `pixels/`: the decoded-input cache of images (`io/decoded_cache.py`): uint8 images at a model's resolution
+  (`pixels.PixelPipeline`), one memory-mapped array per (image source, geometry), shared by every checkpoint
+  with the same preprocessing: comparing N checkpoints decodes the images once. (`pixels` below, the switch
+  of that cache, turns every decoded-input store on or off.)
 
 An entry's key is the sha256 of everything its content depends on: for outputs the checkpoint's own hash
 (a model without one, such as a plugin without a checkpoint file, is never cached), the adapter and its
@@ -25,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mmeval.files import atomic_write
+from mmeval.io.decoded_cache import DecodedStore
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -106,76 +107,11 @@ class Cache:
         except OSError as exc:
             log.warning("could not write cache entry %s (%s); continuing without it", base, exc)
 
-    def pixel_store(self, parts: dict[str, Any]) -> PixelStore | None:
+    def decoded_store(self, parts: dict[str, Any], folder: str = "pixels",
+                      dtype: np.dtype | type = np.uint8) -> DecodedStore | None:  # fmt: skip
+        """The decoded-input store keyed by `parts` (source fingerprint + preprocessing) under `folder`, or None
+        when that cache is off. Images use `pixels/` (uint8); another modality names its own folder."""
         if not self.pixels:
             return None
-        base, canonical = self._paths("pixels", parts)
-        return PixelStore(base, canonical)
-
-
-class PixelStore:
-    """A memory-mapped uint8 array of one image source at one geometry, with the pass's findings.
-
-    Reading: `complete()` then `array()` (N, 3, H, W), `meta()` (readable indices, skipped ones, digests).
-    Writing: `begin(n, shape)`, `write(indices, pixels)` per batch, `finish(meta)`; the array is renamed into
-    place only by `finish`, so a store is either complete or absent.
-    """
-
-    def __init__(self, base: Path, canonical: str):
-        self.base = base
-        self.canonical = canonical
-        self._writing: np.memmap | None = None
-        self._tmp: Path | None = None
-
-    def complete(self) -> bool:
-        try:
-            return json.loads(self.base.with_suffix(".json").read_text()).get("key") == self.canonical
-        except (OSError, ValueError):
-            return False
-
-    def meta(self) -> dict[str, Any]:
-        return json.loads(self.base.with_suffix(".json").read_text())["meta"]
-
-    def array(self) -> np.ndarray:
-        meta = self.meta()
-        return np.memmap(self.base.with_suffix(".u8"), dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
-
-    def begin(self, n: int, shape: tuple[int, ...]) -> bool:
-        """Start writing an (n, *shape) array; False (and no store) if the folder cannot be written."""
-        try:
-            self.base.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.base.name}.", suffix=".u8", dir=self.base.parent)
-            os.close(fd)
-            self._tmp = Path(tmp)
-            self._writing = np.memmap(self._tmp, dtype=np.uint8, mode="w+", shape=(n, *shape))
-            return True
-        except OSError as exc:
-            log.warning("could not start the pixel cache %s (%s); continuing without it", self.base, exc)
-            self.abandon()
-            return False
-
-    def write(self, indices: list[int], pixels: torch.Tensor) -> None:
-        if self._writing is not None:
-            self._writing[indices] = pixels.numpy()
-
-    def finish(self, meta: dict[str, Any]) -> None:
-        if self._writing is None or self._tmp is None:
-            return
-        try:
-            self._writing.flush()
-            meta = {**meta, "shape": list(self._writing.shape)}
-            del self._writing
-            self._writing = None
-            os.replace(self._tmp, self.base.with_suffix(".u8"))
-            atomic_write(self.base.with_suffix(".json"),
-                    lambda p: p.write_text(json.dumps({"key": self.canonical, "meta": meta})))  # fmt: skip
-        except OSError as exc:
-            log.warning("could not finish the pixel cache %s (%s)", self.base, exc)
-        finally:
-            self.abandon()
-
-    def abandon(self) -> None:
-        self._writing = None
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
-        self._tmp = None
+        base, canonical = self._paths(folder, parts)
+        return DecodedStore(base, canonical, dtype)

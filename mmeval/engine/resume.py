@@ -1,18 +1,18 @@
 """One model pass over the indices of a source, shared across ranks and resumable after a crash.
 
-A pass's order (images: source order; texts: by length) is cut into batches of `runtime.batch_size`. The
-batches are the unit of work: a data-parallel run gives each rank whole batches (`distributed.shard`), and a
-run persists its finished batches as it goes, in chunks of at least `runtime.chunk_size` rows, under the
-cache folder and the same key as the pass's output-cache entry (`chunks/<key>/`, one file per chunk, written
-to a temporary name and renamed: a `kill -9` loses at most the chunk in flight). With `--resume`, rank 0
-reads the chunks an earlier run left and only the batches they do not cover are run again. Since every
-model call then sees exactly the rows it sees in an uninterrupted single-process run, the outputs are the
-same, bit for bit on the same hardware. When the pass is done, rank 0 merges everything by source index,
-writes the ordinary output-cache entry and removes the chunks.
+A pass's order (`BatchLoader.order`: images in source order, texts by length) is cut into batches of
+`runtime.batch_size`. The batches are the unit of work: a data-parallel run gives each rank whole batches
+(`distributed.shard`), and a run persists its finished batches as it goes, in chunks of at least
+`runtime.chunk_size` rows, under the cache folder and the same key as the pass's output-cache entry
+(`chunks/<key>/`, one file per chunk, written to a temporary name and renamed: a `kill -9` loses at most the
+chunk in flight). With `--resume`, rank 0 reads the chunks an earlier run left and only the batches they do
+not cover are run again. Since every model call then sees exactly the rows it sees in an uninterrupted
+single-process run, the outputs are the same, bit for bit on the same hardware. When the pass is done, rank 0
+merges everything by source index, writes the ordinary output-cache entry and removes the chunks.
 
 A chunk is a `Part`: the source indices it went through, which of them were readable (with one output row
 or item each), which were not (with the reason) and the raw-byte digests, so a resumed or sharded pass
-reports the same skipped images and dataset digest as a single run.
+reports the same skipped items and dataset digest as a single run. `model_pass.py` runs every pass this way.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import shlex
 import shutil
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -35,7 +36,6 @@ from safetensors.torch import save_file
 
 from mmeval.engine.cache import entry_key
 from mmeval.files import atomic_write
-from mmeval.io.image_loading import ImagePass
 
 log = logging.getLogger(__name__)
 _SUFFIX = ".chunk.safetensors"
@@ -47,8 +47,8 @@ class Part:
 
     covered: list[int] = field(default_factory=list)  # every index gone through, readable or not
     ok: list[int] = field(default_factory=list)  # readable ones; each has one row of `rows` / item of `items`
-    bad: list[tuple[int, str]] = field(default_factory=list)  # (index, reason) of unreadable images
-    digests: dict[int, str] = field(default_factory=dict)  # sha256 hex of each image's raw bytes
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (index, reason) of unreadable items
+    digests: dict[int, str] = field(default_factory=dict)  # sha256 hex of each item's raw bytes
     rows: torch.Tensor | None = None  # (len(ok), d) embeddings
     items: list[Any] | None = None  # one JSON-able output per ok index (a caption, an image's answers)
 
@@ -57,7 +57,7 @@ class Part:
         return replace(self, rows=None, items=None)
 
     def meta(self) -> dict[str, Any]:
-        """The findings as `ImagePass.to_meta` writes them."""
+        """The findings, JSON-able (as `ImagePass.to_meta` writes them)."""
         digests = {str(i): d for i, d in self.digests.items()}
         return {"ok": self.ok, "bad": [list(b) for b in self.bad], "digests": digests}
 
@@ -193,37 +193,13 @@ def _concat(parts: list[Part]) -> Part:
     return out
 
 
-def findings_from_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """Part fields from the findings an output-cache entry stores (`ImagePass.to_meta`)."""
+def findings_from_meta(meta: dict[str, Any], order: list[int]) -> dict[str, Any]:
+    """Part fields from the findings an output-cache entry stores (`Part.meta`). An entry without them (text
+    embeddings cached before every pass stored its findings) had every item of the pass's `order` readable."""
+    if "ok" not in meta:
+        return {"ok": sorted(order)}
     return {"ok": [int(i) for i in meta["ok"]], "bad": [(int(i), str(r)) for i, r in meta["bad"]],
             "digests": {int(i): d for i, d in meta["digests"].items()}}  # fmt: skip
-
-
-def image_pass_of(part: Part, done: ImagePass, from_cache: bool) -> ImagePass:
-    """The ImagePass of a whole pass: the merged findings, with this rank's own timer and pixel path."""
-    merged = ImagePass.from_meta(part.meta(), "output cache" if from_cache else done.pixels_from)
-    if not from_cache:
-        merged.timer = done.timer
-    return merged
-
-
-class ImageParts:
-    """Each batch of an image pass as a `Part` for the chunker, with the images found unreadable since the
-    batch before; `rest()` holds those found after the last batch."""
-
-    def __init__(self, done: ImagePass):
-        self.done, self.seen_bad = done, 0
-
-    def batch(self, rows: torch.Tensor | None = None, items: list[Any] | None = None) -> Part:
-        bad = self.done.bad[self.seen_bad :]
-        self.seen_bad = len(self.done.bad)
-        covered = [*self.done.batch_indices, *(i for i, _ in bad)]
-        digests = {i: self.done.digests[i].hex() for i in covered if i in self.done.digests}
-        return Part(covered, list(self.done.batch_indices), list(bad), digests, rows, items)
-
-    def rest(self) -> Part:
-        self.done.batch_indices = []
-        return self.batch()
 
 
 class _ShareProgress:

@@ -1,5 +1,7 @@
 """Reading images into model-ready pixel batches: workers, uint8 transfer, GPU JPEG decoding, pixel cache.
 
+`ImageBatches` is the image `BatchLoader` (`io/source.py`) the engine's model pass runs over.
+
 Images are read (and decoded) in DataLoader workers; each worker also hashes the raw bytes, so the dataset
 digest in the report costs no extra pass over the files. Bad images are reported back by index instead of
 raising inside a worker, so the main process can skip or fail with a message that names the file.
@@ -15,8 +17,8 @@ Three ways to get pixels, chosen per pass (`plan_pixels`):
   the same files (truncated, over the decompression-bomb limit) with the same message, and neither applies the
   EXIF orientation (see docs/reliability.md).
 
-With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store (one
-per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
+With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store
+(`decoded_cache.DecodedStore` under `pixels/`, one per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
 same geometry reads them from there without decoding anything.
 """
 
@@ -35,7 +37,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
-from mmeval.io.images import decode_image, gpu_decodable, source_fingerprint
+from mmeval.io.images import decode_image, gpu_decodable
+from mmeval.io.source import Batch, source_fingerprint
 
 log = logging.getLogger(__name__)
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -70,7 +73,7 @@ class PixelPlan:
 
     mode: str  # float | uint8 | gpu
     pipeline: Any = None  # the model's PixelPipeline (uint8, gpu)
-    store: Any = None  # a cache.PixelStore (uint8 only), or None
+    store: Any = None  # the decoded-input cache's store (`decoded_cache.DecodedStore`, uint8 only), or None
 
     def describe(self) -> str:
         return f"{self.mode}:{self.pipeline.key()}" if self.pipeline is not None else "float"
@@ -92,7 +95,7 @@ def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
     store = None
     if runtime.cache is not None and fingerprint is not None:  # GPU resizing differs from PIL's: its own entry
         decoder = "nvjpeg+gpu-resize" if mode == "gpu" else "cpu"
-        store = runtime.cache.pixel_store({"source": fingerprint, "geometry": pipeline.key(), "decoder": decoder})
+        store = runtime.cache.decoded_store({"source": fingerprint, "geometry": pipeline.key(), "decoder": decoder})
     return PixelPlan(mode, pipeline, store)
 
 
@@ -147,28 +150,55 @@ def _timed(loader: DataLoader, timer: Timer) -> Iterator[Any]:
         yield batch
 
 
-def image_batches(model, source, runtime, on_bad_image: str, progress: Callable[[int], None], done: ImagePass,
-                  decode: str = "auto", indices: list[int] | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
-    """Yield batches of model-ready pixels on the run's device, in order, recording good and bad images in
-    `done` (`done.batch_indices` holds the source indices of the batch being yielded).
+class ImageBatches:
+    """The `BatchLoader` of an image pass: model-ready pixels of `source` for `model` (see the module docstring).
 
-    `indices` (ascending; default: all) restricts the pass to those source indices: a rank's share of a
-    data-parallel pass, or what a resumed pass still has to do. Each batch is `batch_size` consecutive entries
-    of it with the unreadable images left out, whichever way the pixels are made. Such a pass reads a complete
+    The pixel path is planned once per pass; `pixels_from` says afterwards how this rank's pixels were made."""
+
+    def __init__(self, model, source, runtime, on_bad_image: str, decode: str = "auto"):
+        self.model, self.source, self.runtime = model, source, runtime
+        self.on_bad_image, self.decode = on_bad_image, decode
+        self.plan = plan_pixels(model, source, runtime, decode)
+        self.done = ImagePass()  # the latest `batches` call's findings (this rank's share of the pass)
+
+    @property
+    def pixels_from(self) -> str:
+        return self.done.pixels_from
+
+    def order(self) -> list[int]:
+        return list(range(len(self.source)))
+
+    def cache_parts(self) -> dict[str, Any]:
+        return {"images": source_fingerprint(self.source), "pixels": self.plan.mode, "on_bad_image": self.on_bad_image}
+
+    def batches(self, indices: list[int], timer: Timer) -> Iterator[Batch]:
+        """Batches of `indices` (ascending: all of the source, a rank's share of a data-parallel pass, or what a
+        resumed pass still has to do), each `batch_size` consecutive entries with the unreadable images left out,
+        whichever way the pixels are made. Only a pass over the whole source writes the pixel cache."""
+        self.done = ImagePass(timer=timer)
+        whole = len(indices) == len(self.source)
+        yield from image_batches(self.model, self.plan, self.source, self.runtime, self.on_bad_image, self.done,
+                                 None if whole else indices)  # fmt: skip
+
+
+def image_batches(model, plan: PixelPlan, source, runtime, on_bad_image: str, done: ImagePass,
+                  indices: list[int] | None = None) -> Iterator[Batch]:  # fmt: skip
+    """Batches of model-ready pixels on the run's device, in order, recording good and bad images in `done`.
+
+    `indices` (ascending; default: all) restricts the pass to those source indices. Such a pass reads a complete
     pixel cache but does not write one (it covers only part of the source)."""
-    plan = plan_pixels(model, source, runtime, decode)
     done.pixels_from = plan.mode
     if indices is not None and not indices:
         return
     if plan.store is not None and plan.store.complete():
         done.pixels_from = "cache"
-        yield from _stored_batches(plan, runtime, on_bad_image, progress, done,
+        yield from _stored_batches(plan, runtime, on_bad_image, done,
                                    list(range(len(source))) if indices is None else indices)  # fmt: skip
         return
     writing = indices is None and plan.store is not None and plan.store.begin(len(source), (3, *plan.pipeline.size))
     try:
-        yield from _loaded_batches(model, source, plan, runtime, on_bad_image, progress, done,
-                                   plan.store if writing else None, indices)  # fmt: skip
+        yield from _loaded_batches(model, source, plan, runtime, on_bad_image, done, plan.store if writing else None,
+                                   indices)  # fmt: skip
     except BaseException:
         if writing:
             plan.store.abandon()
@@ -177,8 +207,8 @@ def image_batches(model, source, runtime, on_bad_image: str, progress: Callable[
         plan.store.finish(done.to_meta())
 
 
-def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, progress, done: ImagePass,
-                    store, indices: list[int] | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
+def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, done: ImagePass, store,
+                    indices: list[int] | None = None) -> Iterator[Batch]:  # fmt: skip
     transform = plan.pipeline.to_uint8 if plan.pipeline is not None else model.image_transform
     loader = DataLoader(
         _ImageDataset(source, transform, raw_jpeg=plan.mode == "gpu", indices=indices),
@@ -189,13 +219,14 @@ def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, 
         persistent_workers=False,
     )
     for items in _timed(loader, done.timer):
-        good = []
+        good, seen_bad = [], len(done.bad)
         for index, pixels, digest, error in items:
             done.digests[index] = digest
             if error is not None:
                 _bad_image(done, index, error, on_bad_image)
             else:
                 good.append((index, pixels))
+        batch, indices = None, []
         if good:
             began = time.perf_counter()
             indices = [index for index, _ in good]
@@ -215,15 +246,11 @@ def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, 
                 done.timer.data_s += time.perf_counter() - began
             else:
                 done.timer.h2d_s += time.perf_counter() - began
-            if len(indices):
-                done.batch_indices = indices
-                yield batch
-                done.ok_indices.extend(indices)
-        progress(len(items))
+        yield _batch(done, [index for index, *_ in items], indices, batch, seen_bad)
 
 
-def _stored_batches(plan: PixelPlan, runtime, on_bad_image: str, progress, done: ImagePass,
-                    wanted: list[int]) -> Iterator[torch.Tensor]:  # fmt: skip
+def _stored_batches(plan: PixelPlan, runtime, on_bad_image: str, done: ImagePass,
+                    wanted: list[int]) -> Iterator[Batch]:  # fmt: skip
     """Batches of `wanted` read from a complete pixel store (no decoding); its skipped images are skipped
     again. Batches are cut as when decoding (`batch_size` entries of `wanted`, then the unreadable ones left
     out), so each model call gets the same rows either way."""
@@ -231,25 +258,29 @@ def _stored_batches(plan: PixelPlan, runtime, on_bad_image: str, progress, done:
     unreadable = dict(cached.bad)
     array = plan.store.array()
     for start in range(0, len(wanted), runtime.batch_size):
-        items = wanted[start : start + runtime.batch_size]
+        items, seen_bad = wanted[start : start + runtime.batch_size], len(done.bad)
         for index in items:
             done.digests[index] = cached.digests[index]
             if index in unreadable:
                 _bad_image(done, index, unreadable[index], on_bad_image)
-        indices = [index for index in items if index not in unreadable]
-        if not indices:
-            progress(len(items))
-            continue
-        began = time.perf_counter()
-        batch = torch.from_numpy(array[indices])
-        done.timer.data_s += time.perf_counter() - began
-        began = time.perf_counter()
-        batch = _to_run_device(batch, plan, runtime)
-        done.timer.h2d_s += time.perf_counter() - began
-        done.batch_indices = indices
-        yield batch
-        done.ok_indices.extend(indices)
-        progress(len(items))
+        indices, batch = [index for index in items if index not in unreadable], None
+        if indices:
+            began = time.perf_counter()
+            batch = torch.from_numpy(array[indices])
+            done.timer.data_s += time.perf_counter() - began
+            began = time.perf_counter()
+            batch = _to_run_device(batch, plan, runtime)
+            done.timer.h2d_s += time.perf_counter() - began
+        yield _batch(done, items, indices, batch, seen_bad)
+
+
+def _batch(done: ImagePass, items: list[int], indices: list[int], pixels: torch.Tensor | None,
+           seen_bad: int) -> Batch:  # fmt: skip
+    """One loaded batch of `items` as the engine's `Batch` (its readable `indices`, the images found unreadable
+    since `done.bad[seen_bad]`, every item's digest), recorded in `done`."""
+    done.ok_indices.extend(indices)
+    digests = {index: done.digests[index].hex() for index in items if index in done.digests}
+    return Batch(list(indices), pixels if indices else None, done.bad[seen_bad:], digests)
 
 
 def _bad_image(done: ImagePass, index: int, error: str, on_bad_image: str) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mmeval.errors import DataError
+from mmeval.io.source import source_fingerprint
 
 SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
 _EOI = b"\xff\xd9"  # JPEG end-of-image marker
@@ -78,7 +79,7 @@ def gpu_decodable(data: bytes, where: str) -> bool:
 
 
 class FileImages:
-    """Images stored as files: the `ImageSource` for the coco and karpathy formats."""
+    """Images stored as files: the `ImageSource` (an `io.source.InputSource`) for the coco and karpathy formats."""
 
     def __init__(self, paths: list[Path]):
         self.paths = paths
@@ -136,9 +137,3 @@ class SubsetImages:
     def fingerprint(self) -> str | None:
         inner = source_fingerprint(self.source)
         return None if inner is None else hashlib.sha256(f"{inner}|{self.indices}".encode()).hexdigest()
-
-
-def source_fingerprint(source) -> str | None:
-    """What identifies an image source's content for caching, or None when it cannot be identified cheaply."""
-    method = getattr(source, "fingerprint", None)
-    return method() if method is not None else None

@@ -11,7 +11,7 @@ which is what makes three things possible:
 
 - data workers hand over uint8 batches, a quarter of the bytes of float32 through shared memory, pinned memory
   and the host-to-device copy;
-- the preprocessed-image cache (`cache.py`) stores uint8 pixels once per (dataset, geometry): every checkpoint
+- the decoded-input cache (`decoded_cache.py`) stores uint8 pixels once per (dataset, geometry): every checkpoint
   with the same preprocessing reuses them without decoding a single image;
 - JPEGs can be decoded on the GPU (nvJPEG via torchvision) and resized there (`gpu_geometry`), when
   `data.decode` allows it. GPU resizing is not bit-identical to PIL's (different antialiasing filters), so
