@@ -58,11 +58,11 @@ def cpu_has_amx() -> bool:
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
 
 
-def cpu_flags() -> set[str] | None:
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
     """The CPU's feature flags as Linux lists them in /proc/cpuinfo ('flags' on x86, 'Features' on Arm); None
     where they cannot be read (another OS)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as info:
             for line in info:
                 key, _, value = line.partition(":")
                 if key.strip().lower() in ("flags", "features"):
