@@ -15,7 +15,8 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -61,7 +62,7 @@ def read_shapes(path: Path | str) -> Shapes:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as opened:
-            return {key: tuple(opened.get_slice(key).get_shape()) for key in opened.keys()}
+            return {key: tuple(opened.get_slice(key).get_shape()) for key in opened.keys()}  # noqa: SIM118 (not a dict)
     return shapes_of(torch.load(path, map_location="meta", weights_only=True, mmap=zipfile.is_zipfile(path)))
 
 
