@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from mmeval.engine.latency import MemoryWatch, latency_block
 from mmeval.engine.runner import NullProgress
 from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
 from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.models import checkpoint_files
 from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, resolve, task_spec
 from mmeval.reporting.report import (
@@ -48,7 +50,8 @@ class RunOutcome:
 
 
 def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False):
-    """Load a model through its adapter; unexpected loader failures become ModelLoadError.
+    """Load a model through its adapter; unexpected loader failures become ModelLoadError (a damaged checkpoint
+    file said as such, else the loader's first line; `mmeval --debug` shows the chained original).
 
     Without `trust_checkpoint` (the --trust-checkpoint flag) no code from the checkpoint runs: weights are read
     as safetensors or weights-only pickles, and transformers folders may not bring their own code."""
@@ -57,8 +60,12 @@ def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False):
         model = loader(model_cfg, trust_checkpoint=trust_checkpoint)
     except MmevalError:
         raise
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        where = model_cfg.checkpoint or model_cfg.pretrained or model_cfg.arch or model_cfg.entry
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+        checkpoint = model_cfg.checkpoint
+        damaged = checkpoint_files.read_failure(checkpoint, exc) if checkpoint and checkpoint.is_file() else None
+        if damaged is not None:
+            raise damaged from exc
+        where = checkpoint or model_cfg.pretrained or model_cfg.arch or model_cfg.entry
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{model_cfg.type}' ({first_line})") from exc
     if model_cfg.name:

@@ -4,6 +4,7 @@ and placing a model on it."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from mmeval.engine import distributed
 from mmeval.engine.cache import Cache, default_cache_dir
 from mmeval.engine.distributed import Distributed
 from mmeval.errors import MmevalError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Runtime:
     dist: Distributed = field(default_factory=Distributed)  # this process's rank in a torchrun run
     resume: bool = False  # --resume: reuse the chunks of finished work an interrupted run left (resume.py)
     chunk_size: int = 1024  # rows of a pass persisted together as it runs (resume.py)
+    cpu_native_bf16: bool | None = None  # CPU runs: AMX / AVX512-BF16 found (None: flags unreadable); see native_bf16
 
     @property
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -48,6 +52,48 @@ def cpu_has_amx() -> bool:
         return bool(torch._C._cpu._init_amx())
     except (AttributeError, RuntimeError):
         return False
+
+
+# CPU flags of bf16 arithmetic in hardware: x86 AMX tiles and AVX512-BF16 (Linux /proc/cpuinfo names), Arm's BF16
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo ('flags' on x86, 'Features' on Arm); None
+    where they cannot be read (another OS)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):
+                    return set(value.split())
+    except OSError:
+        return None
+    return None
+
+
+def native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 in hardware; None when it cannot be told. Without it torch emulates bf16
+    by converting to fp32 and back around every operation, which is slower than fp32 itself (5-8x reported on
+    an AVX2-only Zen 3; see the README's *Measured speed*)."""
+    flags = cpu_flags()
+    if flags is None:
+        return True if cpu_has_amx() else None
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+_warned_bf16 = False  # the slow-bf16 warning is given once per process (several models, a bench sweep)
+
+
+def warn_if_slow_bf16(device: torch.device, precision: str) -> None:
+    """Warn (once) when bf16 is asked for on a CPU that has no bf16 hardware: it runs, slowly."""
+    global _warned_bf16
+    if _warned_bf16 or device.type != "cpu" or precision != "bf16" or native_bf16() is not False:
+        return
+    _warned_bf16 = True
+    log.warning("runtime.precision: bf16 on a CPU without bf16 hardware (no %s in its flags): torch emulates it, "
+                "which is usually several times slower than fp32; use precision fp32 (or auto) on this CPU",
+                " / ".join(NATIVE_BF16_FLAGS[:2]))
 
 
 def default_precision(device: torch.device) -> str:
@@ -98,8 +144,10 @@ def resolve_runtime(cfg, trust_checkpoint: bool = False, resume: bool = False) -
     root = cfg.cache_dir or default_cache_dir()
     cache = None if cfg.cache == "off" else Cache(root, outputs=cfg.cache == "on")
     distributed.start(ranks, device)
+    warn_if_slow_bf16(device, precision)
     return Runtime(device, precision, cfg.batch_size, workers, cfg.seed, cfg.warmup_batches, cache,
-                   trust_checkpoint=trust_checkpoint, dist=ranks, resume=resume, chunk_size=cfg.chunk_size)
+                   trust_checkpoint=trust_checkpoint, dist=ranks, resume=resume, chunk_size=cfg.chunk_size,
+                   cpu_native_bf16=native_bf16() if device.type == "cpu" else None)
 
 
 def place_model(model, runtime: Runtime) -> None:
@@ -114,7 +162,9 @@ def match_weights(model, runtime: Runtime) -> None:
     bf16 once. Autocast alone gained little (open_clip ViT-B-32, 64 images on this 2-core EPYC: fp32 4.0 s,
     autocast 3.1 s, bf16 weights + autocast 1.8 s). Autocast stays on for the ops it keeps in fp32. Not for
     every module: CPU norm layers refuse fp32 inputs with bf16 weights. On CUDA autocast alone is the usual,
-    fast path; fp32 runs keep fp32 weights."""
+    fast path; fp32 runs keep fp32 weights. Warns once if the CPU has no bf16 hardware (`mmeval bench` sweeps
+    precisions through here)."""
+    warn_if_slow_bf16(runtime.device, runtime.precision)
     if runtime.device.type != "cpu" or not getattr(model, "bf16_weights_on_cpu", False):
         return
     if runtime.precision == "bf16":

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mmeval.errors import ModelLoadError
-from mmeval.models import safe_load
+from mmeval.models import checkpoint_files, safe_load
 
 
 class ImageProcessorTransform:
@@ -67,6 +67,8 @@ def load_model(auto_class, folder: Path, trust_checkpoint: bool, **kwargs: Any) 
     `--trust-checkpoint` read as it is. Returns what from_pretrained returns and how the weights were read.
     """
     has_safetensors = any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json"))
+    for weights in sorted(folder.glob("*.safetensors") if has_safetensors else folder.glob("*.bin")):
+        checkpoint_files.check_file(weights)  # a cut-off download or a stray file: said before transformers reads it
     common = {**loading_kwargs(folder, trust_checkpoint), "use_safetensors": has_safetensors, **kwargs}
     code = ", the folder's own code" if trust_checkpoint and _asks_for_code(folder) else ""
     pickled = next(iter(sorted(folder.glob("*.bin"))), folder)

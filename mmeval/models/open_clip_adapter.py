@@ -3,7 +3,9 @@
 The model comes with open_clip's own evaluation preprocessing and tokenizer, exactly as CLIP_benchmark
 uses them, so numbers are comparable with published ones. A checkpoint file is read as safetensors or with
 `torch.load(weights_only=True)`; a pickle that needs code is refused unless `--trust-checkpoint`
-(`mmeval.models.safe_load`).
+(`mmeval.models.safe_load`); with `--trust-checkpoint` a whole pickled model (`torch.save(model)`) gives its
+state dict. A damaged file, or weights of another architecture, get one line saying which
+(`checkpoint_files`, `open_clip_fit`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 from mmeval.errors import ModelLoadError
 from mmeval.io.pixels import from_torchvision_compose
-from mmeval.models import safe_load
+from mmeval.models import checkpoint_files, open_clip_fit, safe_load
 from mmeval.models.base import ModelInfo, Tokens, describe_load_error
 from mmeval.registry import did_you_mean
 
@@ -94,17 +96,69 @@ def _loaded_with(cfg, weights_only: bool) -> str:
     return "numpy .npz (big_vision)" if suffix in (".npz", ".npy") else pickled
 
 
-def _create(cfg, pretrained: str | None, trust_checkpoint: bool):
+def _local_pickle(cfg) -> Path | None:
+    """The config's checkpoint when it is a local torch pickle (not safetensors, numpy or a folder)."""
+    path = Path(cfg.checkpoint) if cfg.checkpoint else None
+    if path is None or not path.is_file() or path.suffix in (".safetensors", ".npz", ".npy"):
+        return None
+    return path
+
+
+def _create_trusted(cfg, path: Path, read: dict):
+    """open_clip's model from a trusted pickle: unpickled once here, its tensors (a whole pickled model's
+    `state_dict()`, a training checkpoint's 'state_dict') written to a temporary file open_clip then reads
+    weights-only, so its own conversions (resized position embeddings, old formats) still apply."""
+    import tempfile
+
+    import open_clip
+
+    tensors = safe_load.state_dict_in(torch.load(path, map_location="cpu", weights_only=False), path)
+    read["shapes"] = open_clip_fit.shapes_of(tensors)
+    with tempfile.TemporaryDirectory(prefix="mmeval-trusted-") as folder:
+        plain = Path(folder) / "state_dict.pt"
+        torch.save(tensors, plain)
+        del tensors
+        return open_clip.create_model_and_transforms(cfg.arch, pretrained=str(plain), device="cpu", weights_only=True)
+
+
+def _create(cfg, pretrained: str | None, trust_checkpoint: bool, read: dict):
     """open_clip's model and eval preprocessing, weights read without running pickled code unless trusted:
-    a weights-only load is tried first, so a trusted run still records the safe path when it sufficed."""
+    a weights-only load is tried first, so a trusted run still records the safe path when it sufficed.
+    `read` receives the checkpoint's tensor shapes when they were read here (to explain a misfit)."""
     import open_clip
 
     def create(weights_only: bool):
+        trusted = None if weights_only else _local_pickle(cfg)
+        if trusted is not None:
+            return _create_trusted(cfg, trusted, read)
         return open_clip.create_model_and_transforms(cfg.arch, pretrained=pretrained, device="cpu",
                                                      weights_only=weights_only)  # fmt: skip
 
     (model, _, preprocess), safe = safe_load.weights_only_first(create, pretrained, trust_checkpoint)
     return model, preprocess, _loaded_with(cfg, weights_only=safe)
+
+
+def _load_error(cfg, pretrained: str | None, exc: BaseException, read: dict) -> ModelLoadError:
+    """One line for a failed open_clip load: a damaged file, a checkpoint that fits another architecture
+    (counts, examples, the registered one it fits), or open_clip's own first line."""
+    path = Path(cfg.checkpoint) if cfg.checkpoint else None
+    if path is not None and path.is_file():
+        damaged = checkpoint_files.read_failure(path, exc)
+        if damaged is not None:
+            return damaged
+    if not isinstance(exc, (RuntimeError, AssertionError)):  # open_clip raises bare exceptions for unknown tags
+        return ModelLoadError(f"model.checkpoint: cannot load {pretrained} for '{cfg.arch}' ({describe_load_error(exc)})")
+    misfit = None
+    if path is not None and path.is_file():
+        try:
+            have = read.get("shapes") or open_clip_fit.read_shapes(path)
+        except Exception:  # shapes unreadable weights-only: say what open_clip said
+            have = None
+        want = open_clip_fit.architecture_shapes(cfg.arch) if have else None
+        if want is not None and open_clip_fit.compare(have, want).count:
+            misfit = open_clip_fit.describe(cfg.arch, have, want)
+    return ModelLoadError(f"model.checkpoint: {pretrained} "
+                          + (misfit or f"does not fit open_clip architecture '{cfg.arch}': {describe_load_error(exc)}"))
 
 
 def load(cfg, trust_checkpoint: bool = False) -> OpenClipEncoder:
@@ -121,16 +175,15 @@ def load(cfg, trust_checkpoint: bool = False) -> OpenClipEncoder:
             f"a custom one can be given with model.arch_config)"
         )
     pretrained = str(cfg.checkpoint) if cfg.checkpoint else cfg.pretrained
+    if cfg.checkpoint:
+        checkpoint_files.check_file(cfg.checkpoint)  # a damaged or wrong file, before any model is built
+    read: dict = {}
     try:
-        model, preprocess, loaded_with = _create(cfg, pretrained, trust_checkpoint)
+        model, preprocess, loaded_with = _create(cfg, pretrained, trust_checkpoint, read)
     except ModelLoadError:
         raise
-    except (RuntimeError, AssertionError) as exc:  # open_clip asserts on some shape changes
-        raise ModelLoadError(
-            f"model.checkpoint: {pretrained} does not fit open_clip architecture '{cfg.arch}': {describe_load_error(exc)}"
-        ) from exc
-    except Exception as exc:  # open_clip raises bare exceptions for unreadable files and unknown tags
-        raise ModelLoadError(f"model.checkpoint: cannot load {pretrained} for '{cfg.arch}' ({describe_load_error(exc)})") from exc
+    except Exception as exc:  # open_clip asserts on some shape changes, raises bare exceptions for others
+        raise _load_error(cfg, pretrained, exc, read) from exc
     name = cfg.name or (f"{cfg.arch}:{Path(str(pretrained)).name}" if pretrained else cfg.arch)
     info = ModelInfo.of_checkpoint("open_clip", name, cfg.checkpoint, model, arch=cfg.arch,
                                    open_clip_version=open_clip.__version__, loaded_with=loaded_with)

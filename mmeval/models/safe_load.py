@@ -9,6 +9,10 @@ names what it needs and the flag; with `--trust-checkpoint` it is unpickled as i
 
 The adapters record how their weights were read in `ModelInfo.loaded_with` (one of the constants below, or
 a short phrase for a library's own loader), and the report carries it in its `model` block.
+
+A trusted pickle may hold a whole model (`torch.save(model)`): its weights are taken with `state_dict()`
+(`unwrap_modules`), so the architecture named in the config is still the one evaluated. A file that is not a
+checkpoint at all (cut off, text, random bytes) is told apart by `mmeval.models.checkpoint_files`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from mmeval.errors import ModelLoadError
+from mmeval.models import checkpoint_files
 
 T = TypeVar("T")
 SAFETENSORS = "safetensors"
@@ -68,14 +73,50 @@ def load_state_dict(path: Path | str, trust_checkpoint: bool = False) -> tuple[d
     For plugins that load their own checkpoints: the same rule as mmeval's adapters, with the same error.
     """
     path = Path(path)
+    checkpoint_files.check_file(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path)), SAFETENSORS
-    contents, safe = weights_only_first(lambda weights_only: torch.load(path, map_location="cpu",
-                                                                        weights_only=weights_only),
-                                        path, trust_checkpoint)  # fmt: skip
-    return contents, WEIGHTS_ONLY if safe else TRUSTED_PICKLE
+    try:
+        contents, safe = weights_only_first(lambda weights_only: torch.load(path, map_location="cpu",
+                                                                            weights_only=weights_only),
+                                            path, trust_checkpoint)  # fmt: skip
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        damaged = checkpoint_files.read_failure(path, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
+    return (contents, WEIGHTS_ONLY) if safe else (unwrap_modules(contents), TRUSTED_PICKLE)
+
+
+def unwrap_modules(contents: Any) -> Any:
+    """A trusted pickle's contents with each whole `nn.Module` (at the top, or a value of a top-level dict such
+    as a training checkpoint's 'model') replaced by its `state_dict()`: `torch.save(model)` then loads like
+    `torch.save(model.state_dict())`."""
+    if isinstance(contents, torch.nn.Module):
+        return contents.state_dict()
+    if isinstance(contents, dict):
+        return {k: v.state_dict() if isinstance(v, torch.nn.Module) else v for k, v in contents.items()}
+    return contents
+
+
+def state_dict_in(contents: Any, path: Path | str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's contents: a state dict, or a training checkpoint's 'state_dict' / 'model'
+    entry (whole modules already unwrapped); one-line error naming what the file holds instead."""
+    contents = unwrap_modules(contents)
+    for key in ("state_dict", "model"):
+        if isinstance(contents, dict) and isinstance(contents.get(key), dict):
+            contents = contents[key]
+            break
+    tensors = {k: v for k, v in contents.items() if isinstance(v, torch.Tensor)} if isinstance(contents, dict) else {}
+    if not tensors:
+        raise ModelLoadError(f"model.checkpoint: {path} holds a {type(contents).__name__} without tensors; expected a "
+                             "state dict (torch.save(model.state_dict())), a training checkpoint with one under "
+                             "'state_dict', or a whole model (torch.save(model))")
+    return tensors
 
 
 def weights_only_first(load: Callable[[bool], T], path: Path | str, trust_checkpoint: bool) -> tuple[T, bool]:

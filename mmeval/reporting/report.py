@@ -102,7 +102,8 @@ def new_report(config: dict[str, Any], model_info, runtime, config_path: str | N
         "runtime": None if runtime is None else {
             "device": str(runtime.device), "precision": runtime.precision, "batch_size": runtime.batch_size,
             "num_workers": runtime.num_workers, "seed": runtime.seed, "warmup_batches": runtime.warmup_batches,
-            "world_size": runtime.dist.world_size, "distributed_backend": runtime.dist.backend},
+            "world_size": runtime.dist.world_size, "distributed_backend": runtime.dist.backend,
+            **({"cpu_native_bf16": runtime.cpu_native_bf16} if runtime.device.type == "cpu" else {})},
         "model": asdict(model_info),
         "environment": environment_info(runtime.device if runtime is not None else torch.device("cpu")),
         "status": "complete",
