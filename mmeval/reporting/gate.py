@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from mmeval.config.gate import KINDS, BiasRule, GateRules, LatencyRule, MetricRule, Rule
 from mmeval.errors import MmevalError
-from mmeval.metrics.stats.paired import PairedResult, paired_test, significant_worsening
-from mmeval.reporting.compare import LoadedReport, check_same_data, dataset_mismatches, hardware_differences
+from mmeval.metrics.stats.paired import paired_test, significant_worsening
+from mmeval.reporting.compare import (LoadedReport, cannot_reach, check_same_data, dataset_mismatches,
+                                      hardware_differences)
 from mmeval.reporting.sample_values import paired_values
 
 Status = Literal["pass", "fail", "skip"]
@@ -302,13 +303,6 @@ class _Gate:
             if rule.min is not None and check.candidate < rule.min - _EPS:
                 check.fail(f"{check.candidate:.4g} < min {rule.min:g}")
         return check
-
-
-def cannot_reach(result: PairedResult, alpha: float, two_sided: bool = False) -> str:
-    """Why a paired test could not reject at alpha: how few samples differ, and the smallest p possible."""
-    floor = result.min_p_two_sided if two_sided else result.min_p_one_sided
-    return (f"cannot reach alpha {alpha:g} with n = {result.n} ({result.n_differing} differing samples: the smallest "
-            f"possible {'two' if two_sided else 'one'}-sided p is {floor:.2g})")
 
 
 def _absent(item: LoadedReport, bench: str) -> str:
