@@ -25,8 +25,13 @@ from typing import Any, Literal
 from mmeval.config.gate import KINDS, BiasRule, GateRules, LatencyRule, MetricRule, Rule
 from mmeval.errors import MmevalError
 from mmeval.metrics.stats.paired import paired_test, significant_worsening
-from mmeval.reporting.compare import (LoadedReport, cannot_reach, check_same_data, dataset_mismatches,
-                                      hardware_differences)
+from mmeval.reporting.compare import (
+    LoadedReport,
+    cannot_reach,
+    check_same_data,
+    dataset_mismatches,
+    hardware_differences,
+)
 from mmeval.reporting.sample_values import paired_values
 
 Status = Literal["pass", "fail", "skip"]
