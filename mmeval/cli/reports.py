@@ -97,7 +97,7 @@ when the drop is significant (one-sided paired permutation test at alpha), laten
 Prints a table; writes a Markdown summary to --markdown and, when set, to the file GITHUB_STEP_SUMMARY names
 (appended); --junit writes JUnit XML (a test suite per rule, a test case per matched target).
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input (missing or malformed report or rules, a
-rule matching nothing, a measurement a rule needs that a report lacks)."""
+rule matching nothing unless it is `optional: true`, a measurement a rule needs that a report lacks)."""
 
 
 @app.command(help=_GATE_HELP)

@@ -1,8 +1,8 @@
 """The rules file of `mmeval gate` (YAML): typed, unknown keys rejected, every problem reported at once with its
 place in the file, in the run config's style (`gates.yaml: rules[2].max_drop: ...`).
 
-Each rule has exactly one of `metric`, `latency` or `bias`, a glob pattern naming what it checks
-(configs/gates.example.yaml documents every field).
+Each rule has exactly one of `metric`, `latency` or `bias`, a glob pattern naming what it checks, and may be
+`optional` (skipped when its pattern matches nothing); configs/gates.example.yaml documents every field.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="a label for the rule in the table, summary and JUnit file")
+    optional: bool = Field(False, description="when the pattern matches nothing in the reports, skip the rule "
+                           "(listed as skipped) instead of stopping with exit 2; lets one rules file serve several "
+                           "kinds of report")
 
 
 class MetricRule(_Rule):

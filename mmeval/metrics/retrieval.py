@@ -220,6 +220,18 @@ def metrics_from_ranks(ranks: RetrievalRanks, ks: list[int] | tuple[int, ...] = 
     return out
 
 
+def saturated_recall_warnings(ks: list[int] | tuple[int, ...], n_images: int, n_texts: int) -> list[str]:
+    """One warning per recall@k that is 1.0 whatever the model: k at least the gallery size (t2i ranks the
+    n_images images, i2t the n_texts texts; a rank is never above its gallery size). Worded as zero-shot's
+    top-5 warning with 5 classes or fewer."""
+    out = []
+    for direction, gallery, what, within in (("t2i", n_images, "images", "every caption's image is"),
+                                             ("i2t", n_texts, "texts", "every image has a caption")):
+        out += [f"{direction}_R@{k}: only {gallery} {what}, so {within} within the top {k} ({direction}_R@{k} = 1.0)"
+                for k in ks if k >= gallery]
+    return out
+
+
 def higher_is_better(metric: str) -> bool:
     for marker, better in HIGHER_IS_BETTER.items():
         if marker in metric:

@@ -2,8 +2,10 @@
 per-sample output for the same data, a paired p-value and 95% CI of the change (`mmeval.metrics.stats.paired`).
 
 Reports of a benchmark evaluated on different data (dataset sha256) are refused unless forced, as their
-metrics are not comparable; forced, their values are shown without paired statistics. Latency rows
-(p95 ms per sample of each model pass) come with a warning when the reports' hardware or precision differ.
+metrics are not comparable; forced, their values are shown without paired statistics. A note says when the
+test cannot reach alpha (too few samples differ) or when the bootstrap interval excludes 0 but p does not
+reject. Latency rows (p95 ms per sample of each model pass) come with a warning when the reports' hardware or
+precision differ.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.errors import MmevalError
-from mmeval.metrics.stats.paired import paired_test
+from mmeval.metrics.stats.paired import PairedResult, paired_test
 from mmeval.reporting.report_io import load_report, load_samples
 from mmeval.reporting.sample_values import PairedValues, paired_values
 
@@ -26,6 +28,7 @@ HARDWARE_FIELDS = (("environment", "device_name"), ("environment", "cpu_name"), 
                    ("environment", "torch_threads"), ("environment", "gpu_driver"), ("runtime", "precision"),
                    ("runtime", "batch_size"))  # fmt: skip
 LATENCY_STAT = "p95"
+ALPHA = 0.05  # compare's level: a change with two-sided p below it is coloured, and its notes refer to it
 
 
 @dataclass
@@ -172,8 +175,31 @@ def _paired(first: LoadedReport, other: LoadedReport, bench: str, metric: str, m
     data = paired_values(task, metric, first.samples.get(bench), other.samples.get(bench), metric_names)
     if data.reason:
         return None, data.reason
-    result = paired_test(data.strata, data.statistic, n_resamples, seed).as_dict()
-    return result, _caveat(data, values[0], values[n])
+    result = paired_test(data.strata, data.statistic, n_resamples, seed)
+    notes = [_caveat(data, values[0], values[n]), *significance_notes(result)]
+    return result.as_dict(), "; ".join(note for note in notes if note) or None
+
+
+def cannot_reach(result: PairedResult, alpha: float, two_sided: bool = False) -> str:
+    """Why a paired test could not reject at alpha: how few samples differ, and the smallest p possible."""
+    floor = result.min_p_two_sided if two_sided else result.min_p_one_sided
+    return (f"cannot reach alpha {alpha:g} with n = {result.n} ({result.n_differing} differing samples: the smallest "
+            f"possible {'two' if two_sided else 'one'}-sided p is {floor:.2g})")
+
+
+def significance_notes(result: PairedResult, alpha: float = ALPHA) -> list[str]:
+    """Where p and the interval can mislead: a test that cannot reach alpha on these samples, and a bootstrap
+    interval that excludes 0 while the test does not reject (the interval sizes the change, the test judges it)."""
+    if result.n_differing == 0:
+        return []  # identical outputs: nothing to test, nothing to explain
+    out = [cannot_reach(result, alpha, two_sided=True)] if result.cannot_reach(alpha, two_sided=True) else []
+    lo, hi = result.ci95
+    if (lo > 0 or hi < 0) and result.p_value >= alpha:
+        out.append(f"the bootstrap 95% interval excludes 0 but p = {result.p_value:.2g} >= {alpha:g}: with "
+                   f"{result.n_differing} differing samples the percentile bootstrap is too narrow to judge by (it "
+                   "only re-draws the changes seen, so if they all went one way so do its resamples); the "
+                   "permutation p is the test")
+    return out
 
 
 def _caveat(data: PairedValues, value_a: float | None, value_b: float | None) -> str | None:

@@ -1,14 +1,16 @@
 """`mmeval gate`: check a candidate report against rules (and a baseline report) for CI.
 
 Every rule is matched (glob) against the reports; each (rule, matched metric / pass / bias number) is one
-check that passes, fails or is skipped (a drop rule on a metric the baseline lacks). The gate fails when any
-check fails. What the gate cannot judge is an input error (exit 2), never a silent pass: a pattern that
-matches nothing, a significance rule without per-sample output, latency that was not measured (outputs from
-the cache) or a statistic the report's schema version lacks (p95 before 1.1.0).
+check that passes, fails or is skipped (a drop rule on a metric the baseline lacks; an `optional` rule whose
+pattern matches nothing, one skipped row). The gate fails when any check fails. What the gate cannot judge is
+an input error (exit 2), never a silent pass: a pattern of a non-optional rule that matches nothing, a
+significance rule without per-sample output, latency that was not measured (outputs from the cache) or a
+statistic the report's schema version lacks (p95 before 1.1.0).
 
 A drop rule with `significant: true` fails only when the worsening exceeds its limit *and* the paired
 sign-flip permutation test (mmeval.metrics.stats.paired) finds the candidate worse at `alpha`, one-sided: a gate only
-fails on drops, so only a drop counts as evidence.
+fails on drops, so only a drop counts as evidence. When too few samples differ for any outcome to reach alpha
+(9 images, 4 of them changed: p >= 1/16), the check says so and the gate warns if that let a drop pass.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
-from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule
+from mmeval.config.gate import KINDS, BiasRule, GateRules, LatencyRule, MetricRule, Rule
 from mmeval.errors import MmevalError
 from mmeval.metrics.stats.paired import paired_test, significant_worsening
-from mmeval.reporting.compare import LoadedReport, check_same_data, dataset_mismatches, hardware_differences
+from mmeval.reporting.compare import (
+    LoadedReport,
+    cannot_reach,
+    check_same_data,
+    dataset_mismatches,
+    hardware_differences,
+)
 from mmeval.reporting.sample_values import paired_values
 
 Status = Literal["pass", "fail", "skip"]
+_WHAT = {"metric": "benchmark/metric", "latency": "benchmark/pass", "bias": "bias number"}
 _EPS = 1e-12  # float slack on limits: a value exactly at its limit passes
 
 
@@ -118,27 +127,53 @@ class _Gate:
 
     def run(self) -> GateResult:
         checks: list[Check] = []
+        evaluate_one = {"metric": self._metric, "latency": self._latency, "bias": self._bias}
+        any_match = False
         for n, rule in enumerate(self.rules.rules):
-            where = f"rules[{n}]"
-            name = rule.name or where
-            if isinstance(rule, MetricRule):
-                checks += [self._metric(n, name, rule, key) for key in self._targets(where, rule.metric, "metric")]
-            elif isinstance(rule, LatencyRule):
-                checks += [self._latency(n, name, rule, key) for key in self._targets(where, rule.latency, "latency")]
-            else:
-                checks += [self._bias(n, name, rule, key) for key in self._targets(where, rule.bias, "bias")]
+            kind = next(k for k in KINDS if hasattr(rule, k))
+            name = rule.name or f"rules[{n}]"
+            targets = self._targets(n, rule, kind)
+            any_match = any_match or bool(targets)
+            if not targets and rule.optional:
+                checks.append(Check(n, name, kind, getattr(rule, kind), self._limit(rule), "skip",
+                                    messages=[f"optional: matches no {_WHAT[kind]} of the reports"]))
+            checks += [evaluate_one[kind](n, name, rule, key) for key in targets]
+        if not any_match and not self.problems:
+            self.problems.append("no rule matches anything in the reports, so nothing was checked (every rule is "
+                                 "optional and skipped): is this the right rules file for these reports?")
         if self.problems:
             raise MmevalError("\n".join(dict.fromkeys(self.problems)))
         return GateResult(self.candidate.path, self.baseline.path if self.baseline else None, checks, self.warnings)
 
-    def _targets(self, where: str, pattern: str, kind: str) -> list[str]:
+    def _targets(self, n: int, rule: Rule, kind: str) -> list[str]:
+        """What the rule's pattern matches in either report; matching nothing is a problem unless optional."""
         tables = {"metric": _metric_values, "latency": _passes, "bias": _bias_numbers}[kind]
         keys = list(dict.fromkeys([*tables(self.candidate), *tables(self.baseline)]))
-        matched = _match(pattern, keys)
-        if not matched:
-            what = {"metric": "benchmark/metric", "latency": "benchmark/pass", "bias": "bias number"}[kind]
-            self.problems.append(_no_match(f"{where}.{kind}", pattern, keys, what))
+        matched = _match(getattr(rule, kind), keys)
+        if not matched and not rule.optional:
+            self.problems.append(_no_match(f"rules[{n}].{kind}", getattr(rule, kind), keys, _WHAT[kind]) +
+                                 "; mark the rule `optional: true` to skip it on such reports")
         return matched
+
+    def _limit(self, rule: Rule) -> str:
+        """The rule's limits as one line of the table, e.g. '>= 0.3, drop <= 0.01 or p >= 0.01'."""
+        if isinstance(rule, LatencyRule):
+            return ", ".join(([f"{rule.stat} <= {rule.max_ms:g} ms"] if rule.max_ms is not None else []) + (
+                [f"{rule.stat} <= baseline +{rule.max_increase_relative:.0%}"]
+                if rule.max_increase_relative is not None else []))
+        if isinstance(rule, BiasRule):
+            return ", ".join(([f"<= {rule.max:g}"] if rule.max is not None else []) + (
+                [f">= {rule.min:g}"] if rule.min is not None else []))
+        limits = ([f">= {rule.min:g}"] if rule.min is not None else []) + (
+            [f"<= {rule.max:g}"] if rule.max is not None else [])
+        max_drop, max_relative = rule.drop_limits()
+        if max_drop is not None:
+            limits.append(f"drop <= {max_drop:g}")
+        if max_relative is not None:
+            limits.append(f"drop <= {max_relative:.1%}")
+        if rule.significant:
+            limits[-1] += f" or p >= {rule.alpha or self.rules.alpha:g}"  # an over-limit drop fails only if significant
+        return ", ".join(limits)
 
     def _need_baseline(self, where: str) -> bool:
         if self.baseline is None:
@@ -147,20 +182,9 @@ class _Gate:
         return True
 
     def _metric(self, n: int, name: str, rule: MetricRule, key: str) -> Check:
-        limits = []
-        if rule.min is not None:
-            limits.append(f">= {rule.min:g}")
-        if rule.max is not None:
-            limits.append(f"<= {rule.max:g}")
         max_drop, max_relative = rule.drop_limits()
         alpha = rule.alpha or self.rules.alpha
-        if max_drop is not None:
-            limits.append(f"drop <= {max_drop:g}")
-        if max_relative is not None:
-            limits.append(f"drop <= {max_relative:.1%}")
-        if rule.significant:
-            limits[-1] += f" or p >= {alpha:g}"  # a drop over the limit fails only when it is significant
-        check = Check(n, name, "metric", key, ", ".join(limits))
+        check = Check(n, name, "metric", key, self._limit(rule))
         bench, metric = key.split("/", 1)
         candidate, baseline = _metric_values(self.candidate), _metric_values(self.baseline)
         check.candidate, check.baseline = candidate.get(key), baseline.get(key)
@@ -196,6 +220,12 @@ class _Gate:
             check.p_value = result.p_less if higher else result.p_greater
             significant = significant_worsening(result, higher, alpha)
             text += f", one-sided p = {check.p_value:.2g} {'<' if significant else '>='} {alpha:g}"
+            if drop > _EPS and result.cannot_reach(alpha):
+                text += f"; {cannot_reach(result, alpha)}"
+                if exceeded:
+                    self.warnings.append(f"{name} ({key}): a drop of {drop:.4g} (allowed {allowed:.4g}) passed only "
+                                         f"because the paired test {cannot_reach(result, alpha)}: it could not fail "
+                                         "here; use more samples, or a rule without `significant`")
             exceeded = exceeded and significant
         if exceeded:
             check.fail(text)
@@ -221,10 +251,7 @@ class _Gate:
         return paired_test(data.strata, data.statistic, self.rules.resamples, self.rules.seed)
 
     def _latency(self, n: int, name: str, rule: LatencyRule, key: str) -> Check:
-        limits = ([f"{rule.stat} <= {rule.max_ms:g} ms"] if rule.max_ms is not None else []) + (
-            [f"{rule.stat} <= baseline +{rule.max_increase_relative:.0%}"] if rule.max_increase_relative is not None
-            else [])
-        check = Check(n, name, "latency", key, ", ".join(limits))
+        check = Check(n, name, "latency", key, self._limit(rule))
         where = f"rules[{n}] ({key})"
         cand_passes = _passes(self.candidate)
         if key not in cand_passes:
@@ -268,9 +295,7 @@ class _Gate:
         return value
 
     def _bias(self, n: int, name: str, rule: BiasRule, key: str) -> Check:
-        limits = ([f"<= {rule.max:g}"] if rule.max is not None else []) + (
-            [f">= {rule.min:g}"] if rule.min is not None else [])
-        check = Check(n, name, "bias", key, ", ".join(limits))
+        check = Check(n, name, "bias", key, self._limit(rule))
         candidate = _bias_numbers(self.candidate)
         check.candidate, check.baseline = candidate.get(key), _bias_numbers(self.baseline).get(key)
         if key not in candidate:

@@ -13,6 +13,11 @@ exact McNemar test up to Monte-Carlo error (tested against scipy's binomial test
 bootstrap p-value, which is only asymptotically valid and rejects too often at small n (Riezler & Maxwell
 2005 found approximate randomisation the safer of the two for paired system comparisons).
 
+Power: with m samples whose two values differ, the most extreme outcome (every one of them moved the same
+way) has exact one-sided p = 1 / 2^m for a mean, so a test over 9 images of which 4 differ can never go
+below 1/16, whatever the drop. `smallest_p_value` gives that floor, so callers can say when a test could
+not have reached its alpha instead of passing a drop silently.
+
 CI: a permutation distribution is centred on zero and says nothing about the size of the difference, so the
 95% interval of the difference comes from a **paired percentile bootstrap**: sample ids are resampled with
 replacement (within each stratum) and both runs keep their values for the drawn ids.
@@ -50,6 +55,13 @@ class PairedResult:
     p_greater: float  # one-sided, alternative B > A: P(T* >= T)
     n_resamples: int
     seed: int
+    n_differing: int  # matched samples whose two values differ: the only ones that carry evidence
+    min_p_one_sided: float  # the smallest one-sided p the test could give on these samples (smallest_p_value)
+    min_p_two_sided: float
+
+    def cannot_reach(self, alpha: float, two_sided: bool = False) -> bool:
+        """Whether no outcome on these samples could give p < alpha: the test cannot reject here."""
+        return (self.min_p_two_sided if two_sided else self.min_p_one_sided) >= alpha
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ci95": list(self.ci95)}
@@ -63,6 +75,45 @@ def paired_test(strata: list[tuple[np.ndarray, np.ndarray]], statistic: Statisti
     sample. "mean": the metric is the sum over strata of the mean of the stratum's values (scale values
     beforehand for weights, e.g. 1 / n_classes per class). "median": one stratum, the metric is its median.
     """
+    strata = _checked(strata, statistic, n_resamples)
+    rng = np.random.default_rng(seed)
+    if statistic == "mean":
+        delta = float(sum(b.mean() - a.mean() for a, b in strata))
+        null = _flip_means(strata, n_resamples, rng)
+        boot = _bootstrap_means(strata, n_resamples, rng)
+        floors = _mean_floors(strata, n_resamples)
+    else:
+        a, b = strata[0]
+        delta = float(np.median(b) - np.median(a))
+        null = _flip_medians(a, b, n_resamples, rng)
+        boot = _bootstrap_medians(a, b, n_resamples, rng)
+        floors = _median_floors(a, b, null)
+    p_two, p_less, p_greater = _p_values(null, delta)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return PairedResult(sum(len(a) for a, _ in strata), delta, (float(lo), float(hi)), p_two, p_less, p_greater,
+                        n_resamples, seed, _n_differing(strata), *floors)
+
+
+def smallest_p_value(strata: list[tuple[np.ndarray, np.ndarray]], statistic: Statistic = "mean",
+                     n_resamples: int = 10_000, seed: int = 0, two_sided: bool = False) -> float:
+    """The smallest p-value `paired_test` could return on these samples, whichever values B had.
+
+    It is the p of the most extreme outcome: every differing sample moved the same way (B takes the smaller
+    value of each pair). Mean: exactly 1 / 2^m one-sided and 2 / 2^m two-sided for m non-zero differences
+    (only that one sign pattern, or it and its mirror, is as extreme; capped at 1). Median: many patterns
+    can share the extreme median, so it is counted on the test's own null distribution (same seed, same
+    draws). Never below 1 / (n_resamples + 1), the Monte-Carlo test's own resolution.
+    """
+    strata = _checked(strata, statistic, n_resamples)
+    if statistic == "mean":
+        floors = _mean_floors(strata, n_resamples)
+    else:
+        a, b = strata[0]
+        floors = _median_floors(a, b, _flip_medians(a, b, n_resamples, np.random.default_rng(seed)))
+    return floors[1] if two_sided else floors[0]
+
+
+def _checked(strata, statistic: Statistic, n_resamples: int) -> list[tuple[np.ndarray, np.ndarray]]:
     strata = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)) for a, b in strata if len(a)]
     if any(a.shape != b.shape or a.ndim != 1 for a, b in strata):
         raise ValueError("each stratum needs two 1-d arrays of the same length")
@@ -72,24 +123,35 @@ def paired_test(strata: list[tuple[np.ndarray, np.ndarray]], statistic: Statisti
         raise ValueError("the median statistic takes one stratum")
     if n_resamples < 1:
         raise ValueError("n_resamples must be >= 1")
-    rng = np.random.default_rng(seed)
-    if statistic == "mean":
-        delta = float(sum(b.mean() - a.mean() for a, b in strata))
-        null = _flip_means(strata, n_resamples, rng)
-        boot = _bootstrap_means(strata, n_resamples, rng)
-    else:
-        a, b = strata[0]
-        delta = float(np.median(b) - np.median(a))
-        null = _flip_medians(a, b, n_resamples, rng)
-        boot = _bootstrap_medians(a, b, n_resamples, rng)
+    return strata
+
+
+def _p_values(null: np.ndarray, delta: float) -> tuple[float, float, float]:
+    """Two-sided, B < A and B > A p-values of `delta` on the null draws, with the +1 of Phipson & Smyth."""
     # Resampled sums can differ from the observed one by rounding only; count those as ties (as extreme).
     tol = 1e-9 * max(1.0, abs(delta))
-    p_two = (np.count_nonzero(np.abs(null) >= abs(delta) - tol) + 1) / (n_resamples + 1)
-    p_less = (np.count_nonzero(null <= delta + tol) + 1) / (n_resamples + 1)
-    p_greater = (np.count_nonzero(null >= delta - tol) + 1) / (n_resamples + 1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return PairedResult(sum(len(a) for a, _ in strata), delta, (float(lo), float(hi)), float(p_two),
-                        float(p_less), float(p_greater), n_resamples, seed)
+    total = null.size + 1
+    return (float((np.count_nonzero(np.abs(null) >= abs(delta) - tol) + 1) / total),
+            float((np.count_nonzero(null <= delta + tol) + 1) / total),
+            float((np.count_nonzero(null >= delta - tol) + 1) / total))
+
+
+def _n_differing(strata) -> int:
+    return int(sum(np.count_nonzero(a != b) for a, b in strata))
+
+
+def _mean_floors(strata, n_resamples: int) -> tuple[float, float]:
+    """(one-sided, two-sided) p of the most extreme outcome of the mean's sign-flip test."""
+    m = int(np.count_nonzero(np.concatenate([(b - a) / len(a) for a, b in strata])))
+    resolution = 1 / (n_resamples + 1)
+    return max(0.5**m, resolution), max(min(1.0, 2 * 0.5**m), resolution)
+
+
+def _median_floors(a: np.ndarray, b: np.ndarray, null: np.ndarray) -> tuple[float, float]:
+    """(one-sided, two-sided) p of the most extreme median difference, counted on the null draws."""
+    extreme = float(np.median(np.minimum(a, b)) - np.median(np.maximum(a, b)))  # <= 0: B took every smaller value
+    p_two, p_less, _ = _p_values(null, extreme)  # the null is symmetric: B > A has the same floor
+    return p_less, p_two
 
 
 def _chunks(total: int, width: int):

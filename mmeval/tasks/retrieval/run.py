@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -9,12 +10,14 @@ import numpy as np
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
-from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks
+from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks, saturated_recall_warnings
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.tasks.retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
+
+log = logging.getLogger(__name__)
 
 
 def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
@@ -49,6 +52,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     values = metrics_from_ranks(ranks, bench.recall_k)
     metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
     extra = {}
+    warnings = saturated_recall_warnings(bench.recall_k, len(images.ok_indices), len(kept_texts))
+    for warning in warnings:
+        log.warning("%s: %s", bench.name, warning)
+    if warnings:
+        extra["warnings"] = warnings
     block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), retrieval_statistic(ranks, bench.recall_k),
                           ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum")
     if block is not None:
