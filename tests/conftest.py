@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import os
@@ -110,6 +111,14 @@ def tiny_open_clip(tmp_path_factory) -> dict[str, Path | str]:
     checkpoint = folder / "tiny.pt"
     torch.save(model.state_dict(), checkpoint)
     return {"arch": "tiny-clip", "arch_config": config, "checkpoint": checkpoint}
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_yaml(path: Path, text: str) -> Path:
