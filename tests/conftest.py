@@ -134,3 +134,15 @@ def importable_module(tmp_path: Path, monkeypatch, name: str, source: str) -> Pa
     (folder / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(folder))
     return folder
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """With MMEVAL_MODULES_USED=FILE, write the mmeval modules this pytest process imported, one a line: evidence
+    of what a tier exercises without a coverage tool (`mmeval` subprocesses that tests start are not counted;
+    tests/test_modules.py imports every module in a subprocess of its own, so it does not pad this list)."""
+    target = os.environ.get("MMEVAL_MODULES_USED")
+    if target:
+        import sys
+
+        used = sorted(name for name in sys.modules if name == "mmeval" or name.startswith("mmeval."))
+        Path(target).write_text("".join(f"{name}\n" for name in used))
