@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import os
@@ -112,6 +113,14 @@ def tiny_open_clip(tmp_path_factory) -> dict[str, Path | str]:
     return {"arch": "tiny-clip", "arch_config": config, "checkpoint": checkpoint}
 
 
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_yaml(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -125,3 +134,15 @@ def importable_module(tmp_path: Path, monkeypatch, name: str, source: str) -> Pa
     (folder / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(folder))
     return folder
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """With MMEVAL_MODULES_USED=FILE, write the mmeval modules this pytest process imported, one a line: evidence
+    of what a tier exercises without a coverage tool (`mmeval` subprocesses that tests start are not counted;
+    tests/test_modules.py imports every module in a subprocess of its own, so it does not pad this list)."""
+    target = os.environ.get("MMEVAL_MODULES_USED")
+    if target:
+        import sys
+
+        used = sorted(name for name in sys.modules if name == "mmeval" or name.startswith("mmeval."))
+        Path(target).write_text("".join(f"{name}\n" for name in used))

@@ -169,6 +169,7 @@ def test_bleu_rouge_and_cider_replicates_equal_the_metrics_on_the_resampled_corp
         assert abs(replicate["CIDEr"] - Cider().compute_score(gts, res)[0]) > 1e-6
 
 
+@pytest.mark.slow
 def test_meteor_replicate_equals_the_jar_on_the_resampled_corpus() -> None:
     require(find_java() is not None and meteor_jar() is not None, "Java and pycocoevalcap's METEOR jar")
     cands, refs = random_corpus(40, seed=1)

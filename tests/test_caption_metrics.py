@@ -119,6 +119,7 @@ def test_native_metrics_equal_pycocoevalcap_on_coco_subset(subset_task):
     assert ours.tokenizer == "pre-tokenized" and not ours.warnings
 
 
+@pytest.mark.slow
 def test_meteor_equals_pycocoevalcap_on_coco_subset(subset_task, meteors):
     theirs_meteor, ours_meteor = meteors
     gts, res = subset_task

@@ -13,6 +13,9 @@ from conftest import make_coco_dataset
 from mmeval.config.run import validate_mapping
 from mmeval.engine.evaluate import run_config
 
+# CLIP_benchmark's own CLI in a subprocess (torch + open_clip import, twice): the full tier only
+pytestmark = pytest.mark.slow
+
 CLIP_BENCHMARK_CLI = (
     "import sys, open_clip; open_clip.add_model_config(sys.argv[1]); "
     "from clip_benchmark.cli import main; sys.argv = ['clip_benchmark'] + sys.argv[2:]; main()"

@@ -86,6 +86,7 @@ def test_environment_and_devices(monkeypatch) -> None:
         from_env()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_give_the_single_process_report(tmp_path: Path) -> None:
     single = tmp_path / "single"
     text = CONFIG.replace("OUT", str(single))
@@ -126,6 +127,7 @@ def test_two_gloo_processes_give_the_single_process_report(tmp_path: Path) -> No
     assert not list((tmp_path / "cache-dp").rglob("*.chunk.safetensors"))
 
 
+@pytest.mark.slow
 def test_a_failure_on_one_rank_fails_the_benchmark_on_all(tmp_path: Path) -> None:
     """An unreadable image in rank 1's share: both ranks record the failure and go on to the next benchmark
     in step (no hang); rank 0 writes a partial report naming the file."""

@@ -253,6 +253,7 @@ def _mmeval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600, env={**os.environ, "COLUMNS": "200"}, check=False)
 
 
+@pytest.mark.slow
 def test_cli_run_and_validate_with_a_failing_model(tmp_path: Path, coco: dict) -> None:
     for n in (1, 2):
         tiny_reference(tmp_path / "runs" / f"step_{n}", n)

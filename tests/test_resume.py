@@ -145,6 +145,7 @@ def _same_results(resumed: dict, full: dict) -> None:
     assert captions[0] == captions[1] and len(captions[0]) == N_IMAGES
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_on_two_ranks_redoes_only_unfinished_chunks(setup: dict) -> None:
     full = _uninterrupted(setup)
     n_chunks = random.Random(8).randint(2, N_IMAGES // 2 - 4)  # one chunk = one batch of 2 images here
@@ -166,6 +167,7 @@ def test_kill_9_then_resume_on_two_ranks_redoes_only_unfinished_chunks(setup: di
     assert not _chunk_files(setup["cache"])  # the pass finished: its chunks are gone
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_batches_and_prints_the_resume_command(setup: dict) -> None:
     full = _uninterrupted(setup)
     process = _start_and_wait(setup, 3)

@@ -234,6 +234,7 @@ LARGE_N, LARGE_DIM = 200_000, 8
 LARGE_EXTRA_MIB = DEFAULT_MAX_CHUNK_BYTES / 2**20 + 64
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self (Linux)")
 def test_200k_by_200k_ranking_runs_in_bounded_memory(tmp_path) -> None:
     out = tmp_path / "ranks.npz"

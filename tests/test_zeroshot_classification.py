@@ -107,6 +107,7 @@ def spread_open_clip(tiny_open_clip, tmp_path_factory) -> dict[str, Path | str]:
     return {**tiny_open_clip, "checkpoint": checkpoint}
 
 
+@pytest.mark.slow
 def test_zeroshot_matches_clip_benchmark(spread_open_clip, tmp_path) -> None:
     tiny_open_clip = spread_open_clip
     counts = [3, 12, 5, 9, 14, 4, 10, 7]  # 64 images, uneven classes
@@ -173,6 +174,7 @@ def mmeval_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_issue_yaml_runs_through_the_cli(tmp_path) -> None:
     make_shapes_folder(tmp_path / "data" / "shapes" / "val")
     (tmp_path / "zs.yaml").write_text(ISSUE_YAML)

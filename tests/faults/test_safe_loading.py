@@ -82,6 +82,7 @@ def test_code_running_pickle_is_refused_and_runs_nothing(hostile_open_clip: dict
     assert not hostile_open_clip["marker"].exists()
 
 
+@pytest.mark.slow
 def test_cli_refuses_without_the_flag_and_loads_with_it(hostile_open_clip: dict, tmp_path: Path) -> None:
     ckpt = hostile_open_clip
     model = {"type": "open_clip", "arch": ckpt["arch"], "arch_config": str(ckpt["arch_config"]),
@@ -218,6 +219,7 @@ def _with_remote_code(folder: Path, marker: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_hf_folder_with_its_own_code_needs_the_flag(hf_clip_folder: Path, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     folder = _with_remote_code(_copy(hf_clip_folder, tmp_path / "remote"), marker)
