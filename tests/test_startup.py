@@ -42,9 +42,7 @@ def test_importtime_report_is_parsed() -> None:
 
 @pytest.mark.parametrize("args", [
     ["--help"],
-    pytest.param(["list"], marks=pytest.mark.xfail(
-        strict=False, reason="mmeval list imports torch through the metric modules it documents "
-        "(mmeval/cli/run.py); the integrator is rewriting `list`")),
+    ["list"],
 ], ids=lambda args: " ".join(args))
 def test_command_imports_no_heavy_library(args: list[str]) -> None:
     packages, seconds = imported(args)

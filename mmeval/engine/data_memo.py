@@ -3,7 +3,7 @@
 - Annotations: `DataMemo.load(loader, *args)` calls a benchmark's loader once per distinct arguments (the
   data config) and hands every later model the same object (benchmarks only read it). A loader that fails
   fails once: the same error is raised again for the other models, without reading the files again.
-- Pixels: uint8 images at a model's resolution go to a pixel store (`cache.PixelStore`) keyed by image
+- Pixels: uint8 images at a model's resolution go to a pixel store (`decoded_cache.DecodedStore`) keyed by image
   source and geometry, so models with the same preprocessing read them instead of decoding, and a model
   with another preprocessing decodes once more. With the on-disk pixel cache off (`runtime.cache: off`),
   `run_scoped_pixels` gives the run a store of its own in a temporary folder, removed when the run ends:

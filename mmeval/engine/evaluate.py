@@ -164,7 +164,7 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         add_failure(report, bench.name, bench.task, str(exc))
         outcome.errors.append(f"benchmark '{bench.name}': {exc}")
         return True
-    except torch.cuda.OutOfMemoryError:  # outside a model call (those halve their batch: runner._RowLimit)
+    except torch.cuda.OutOfMemoryError:  # outside a model call (those halve their batch: model_pass.RowLimit)
         message = ("CUDA out of memory outside a model call (copying, decoding or scoring a batch); lower "
                    "runtime.batch_size")
         add_failure(report, bench.name, bench.task, message)
