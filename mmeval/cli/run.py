@@ -23,6 +23,7 @@ from mmeval.cli.app import (
     _user_errors,
     app,
 )
+from mmeval.files import check_folder
 from mmeval.reporting.console import bench_table, make_progress, print_error, results_table, stderr, stdout
 
 _CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
@@ -74,6 +75,8 @@ def run(
     from mmeval.config.file import load_config
 
     with _user_errors():
+        if output is not None:
+            check_folder(output, "--output")
         cfg = load_config(config, overrides)
         from mmeval.engine import distributed  # torch: imported only once the config is known to be valid
         from mmeval.engine.evaluate import run_config
@@ -178,6 +181,8 @@ def bench(
     from mmeval.errors import MmevalError
 
     with _user_errors():
+        if output is not None:
+            check_folder(output, "--output")
         cfg = load_config(config, overrides)
         sizes = _int_list(batch_sizes, "--batch-sizes")
         chosen = [p.strip() for p in precisions.split(",")] if precisions else None
@@ -316,6 +321,9 @@ def score(
         "reference captions, the paper's word lists) and every metric per gender.")] = False,
     leakage_seeds: Annotated[int, typer.Option(
         help="With --gender-bias: seeds of the LIC leakage classifier (0: no LIC).", min=0)] = 0,
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", "-i", help="The annotations' image folder: recorded in the report so that `mmeval report "
+        "--html` shows the best and worst captioned images (without it: captions and scores only).")] = None,
 ) -> None:
     """Score an existing results file against caption annotations, with no model, as the official COCO demo does.
 
@@ -337,7 +345,13 @@ def score(
             if not path.is_file():
                 from mmeval.errors import MmevalError
 
-                raise MmevalError(f"{what}: file not found: {path.resolve()}")
+                raise MmevalError(f"{what}: file not found: {path}")
+        check_folder(output, "--output")
+        if images is not None and not images.is_dir():
+            from mmeval.errors import MmevalError
+
+            raise MmevalError(f"--images: expected a folder of images, got "
+                              f"{'a file' if images.exists() else 'a path that does not exist'}: {images}")
         bias = None
         if gender_bias:
             from mmeval.config.bias import BiasConfig
@@ -345,7 +359,8 @@ def score(
             bias = BiasConfig(attributes=["gender"], reference_attribute="gender", caption_attribute="gender",
                               leakage_seeds=leakage_seeds)
         outcome = score_results(annotations, results, output, dedup.value if dedup else None, chosen,
-                                tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown)
+                                tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown,
+                                images=images)
     stdout.print(results_table(outcome.report))
     stderr.print(f"report: {outcome.report_path}")
     if outcome.samples_path:

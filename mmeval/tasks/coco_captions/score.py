@@ -77,13 +77,16 @@ def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
 def score_results(annotations: Path, results: Path, output: Path, dedup: str | None = None,
                   metrics: tuple[str, ...] = METRICS, tokenizer: str = "auto", spice_jars: Path | None = None,
                   name: str | None = None, bias: BiasConfig | None = None,
-                  skip_unknown: bool = False, bootstrap: BootstrapConfig | None = None) -> RunOutcome:
+                  skip_unknown: bool = False, bootstrap: BootstrapConfig | None = None,
+                  images: Path | None = None) -> RunOutcome:
     """Score `results` against `annotations` and write a report (and per-image scores) to `output`.
 
     With `bias` (its `reference_attribute` derived from the reference captions, as `--gender-bias` sets up),
     the benchmark also gets the captioning `bias` block of `mmeval run`. `skip_unknown` scores only the result
     ids found in the annotations (e.g. results for all of val2014 against a subset) and counts the others.
-    Every metric gets a bootstrap 95% interval over images, as in `mmeval run` (`bootstrap`, default 1000)."""
+    Every metric gets a bootstrap 95% interval over images, as in `mmeval run` (`bootstrap`, default 1000).
+    `images` (--images), the annotations' image folder, is recorded as the benchmark's data config, as `run`
+    records it, so the HTML report's gallery can show the images."""
     bootstrap = bootstrap or BootstrapConfig()
     started = time.perf_counter()
     coco = read_annotations(annotations)
@@ -110,6 +113,9 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     config = {"command": "score", "annotations": str(annotations), "results": str(results), "dedup": dedup,
               "metrics": list(metrics), "tokenizer": tokenizer, "skip_unknown": skip_unknown,
               "bootstrap": bootstrap.model_dump(), "spice_jars": str(spice_jars) if spice_jars else None}
+    if images is not None:  # the data block `run` writes: the HTML gallery rebuilds the images from it
+        data = {"format": "coco", "annotations": str(annotations.resolve()), "images": str(images.resolve())}
+        config["benchmarks"] = [{"name": bench_name, "task": TASK.name, "data": data}]
     report = new_report(config, info, None, None)
     digest = hashlib.sha256(sha256_of_path(annotations).encode() + sha256_of_path(results).encode()).hexdigest()
     report["benchmarks"][bench_name] = {
