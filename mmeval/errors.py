@@ -39,3 +39,9 @@ class DataError(MmevalError):
 
 class ModelLoadError(MmevalError):
     """A checkpoint that is missing, unreadable or does not fit the architecture."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C before anything was computed (e.g. while the model loads): the CLI prints this message as one
+    `error:` line and exits 130. A KeyboardInterrupt, so code that stops on Ctrl-C (several-model runs) still
+    stops and keeps what finished."""

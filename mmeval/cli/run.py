@@ -24,7 +24,7 @@ from mmeval.cli.app import (
     app,
 )
 from mmeval.files import check_folder
-from mmeval.reporting.console import bench_table, make_progress, print_error, results_table, stderr, stdout
+from mmeval.reporting.console import bench_table, make_progress, make_status, print_error, results_table, stderr, stdout
 
 _CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
 
@@ -109,6 +109,7 @@ def run(
             stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
         if outcome.samples_path:
             stderr.print(f"per-sample output: {outcome.samples_path}", markup=False, highlight=False)
+        _print_artifacts(outcome.artifacts)
     for line in outcome.errors:
         print_error(line)
     if outcome.internal_error is not None:
@@ -123,6 +124,14 @@ def run(
         raise typer.Exit(130)
     if outcome.errors:
         raise typer.Exit(2)
+
+
+def _print_artifacts(paths: list[Path], who: str = "") -> None:
+    """One line per file a benchmark saved during the run (`captions: reports/x.cap.captions.json`), so every
+    file `run` writes is named on the terminal, not only the report."""
+    for path in paths:
+        kind = path.name.removesuffix(".json").rpartition(".")[2] or "output"
+        stderr.print(f"{kind}{who}: {path}", markup=False, highlight=False)
 
 
 def _resume_hint(cfg) -> None:
@@ -144,6 +153,11 @@ def _print_multi(outcome) -> None:
     for run in outcome.runs:
         if run.outcome is not None and run.outcome.report_path:
             stderr.print(f"report ({run.config.name}): {run.outcome.report_path}", markup=False, highlight=False)
+        if run.outcome is not None and run.outcome.samples_path:
+            stderr.print(f"per-sample output ({run.config.name}): {run.outcome.samples_path}", markup=False,
+                         highlight=False)
+        if run.outcome is not None:
+            _print_artifacts(run.outcome.artifacts, f" ({run.config.name})")
     stderr.print(f"leaderboard: {outcome.leaderboard_path} (and {outcome.markdown_path.name})", markup=False,
                  highlight=False)
 
@@ -196,7 +210,7 @@ def bench(
 
         if output is not None:
             cfg.output.dir = output
-        with make_progress() as progress:
+        with make_status() as progress:
             task = progress.add_task("bench", total=None)
             outcome = bench_config(cfg, sizes, chosen, iterations, str(config),
                                    lambda what: progress.update(task, description=f"bench: {what}"),
