@@ -376,9 +376,20 @@ def score(
                                 tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown,
                                 images=images)
     stdout.print(results_table(outcome.report))
-    stderr.print(f"report: {outcome.report_path}")
+    for bench in outcome.report["benchmarks"].values():
+        skipped = bench.get("dataset", {}).get("n_skipped_unknown_ids")
+        if skipped:
+            stderr.print(f"--skip-unknown: left out {skipped} result image id(s) not in {annotations}; scored "
+                         f"{bench['dataset']['n_scored_images']}", markup=False, highlight=False)
+        if gender_bias:
+            from mmeval.reporting.bias_summary import caption_bias_summary
+
+            summary = caption_bias_summary(bench, "gender")
+            if summary:
+                stdout.print(summary, markup=False, highlight=False, soft_wrap=True)
+    stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
     if outcome.samples_path:
-        stderr.print(f"per-image scores: {outcome.samples_path}")
+        stderr.print(f"per-image scores: {outcome.samples_path}", markup=False, highlight=False)
 
 
 @app.command("list")

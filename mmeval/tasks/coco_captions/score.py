@@ -22,6 +22,7 @@ from mmeval.config.run import BootstrapConfig
 from mmeval.data.coco import read_json
 from mmeval.engine.evaluate import RunOutcome, write_outputs
 from mmeval.errors import DataError
+from mmeval.ids import natural_sorted, show_ids
 from mmeval.metrics.bias import groups_from_references
 from mmeval.metrics.caption.scores import METRICS, score_captions
 from mmeval.metrics.stats.bootstrap import add_intervals
@@ -63,9 +64,9 @@ def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
         if not isinstance(row, dict) or "image_id" not in row or not isinstance(row.get("caption"), str):
             raise DataError(f"{path}: results[{n}] needs an 'image_id' and a string 'caption'")
     counts = Counter(row["image_id"] for row in raw)
-    repeated = sorted((i for i, c in counts.items() if c > 1), key=str)
+    repeated = natural_sorted(i for i, c in counts.items() if c > 1)
     if repeated and dedup != "first":
-        shown = ", ".join(map(str, repeated[:10])) + (" ..." if len(repeated) > 10 else "")
+        shown = show_ids(repeated)
         raise DataError(f"{path}: {len(repeated)} image id(s) have several captions ({shown}); the official scorers "
                         "need exactly one per image; pass --dedup first to keep the first caption of each")
     results: dict[Any, str] = {}
@@ -91,9 +92,9 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     started = time.perf_counter()
     coco = read_annotations(annotations)
     predictions = read_results(results, dedup)
-    unknown = sorted((i for i in predictions if i not in coco.imgs), key=str)
+    unknown = natural_sorted(i for i in predictions if i not in coco.imgs)
     if unknown and not skip_unknown:
-        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        shown = show_ids(unknown)
         raise DataError(f"{results}: {len(unknown)} result image id(s) are not in {annotations} ({shown}); "
                         "pass --skip-unknown to score only the annotated ones")
     for image_id in unknown:
@@ -101,7 +102,7 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     references = {i: [a["caption"] for a in coco.imgToAnns.get(i, [])] for i in predictions}
     without = [i for i, refs in references.items() if not refs]
     if without:
-        raise DataError(f"{annotations}: {len(without)} result image id(s) have no reference caption ({without[:10]})")
+        raise DataError(f"{annotations}: {len(without)} result image id(s) have no reference caption ({show_ids(without)})")
     load_s = time.perf_counter() - started
 
     scores = score_captions(references, predictions, metrics=metrics, spice_jars=spice_jars,
