@@ -151,3 +151,9 @@ def test_best_and_worst_never_overlap_and_split_small_sets_evenly() -> None:
             assert not {r["image_id"] for r in best} & {r["image_id"] for r in worst}
             if size <= 2 * n:
                 assert len(best) + len(worst) == size and len(best) - len(worst) in (0, 1)
+
+
+def test_ties_are_broken_by_image_id_in_numeric_order() -> None:
+    rows = [{"image_id": i, "CIDEr": 1.0} for i in (10, 2, 1)] + [{"image_id": 30, "CIDEr": 0.5}]
+    best, worst = best_and_worst(rows, "CIDEr", 2)
+    assert [r["image_id"] for r in best] == [1, 2] and [r["image_id"] for r in worst] == [30, 10]

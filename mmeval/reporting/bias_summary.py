@@ -30,7 +30,8 @@ def caption_bias_summary(bench: dict[str, Any], attribute: str) -> str | None:
     n = {g: groups_block[g]["n"] for g in (a, b)}
     parts = [f"{attribute} bias (Hendricks et al. 2018) over {n[a] + n[b]} images whose references name a "
              f"{attribute} ({n[a]} {a}, {n[b]} {b}; {groups_block.get('n_excluded', 0)} other images left out)",
-             f"error {_num(groups_block.get('error'))} (share of these images whose caption names the other {attribute})",
+             f"error {_num(groups_block.get('error'))} (share of these images whose caption names the other "
+             f"{attribute})",
              f"{b}:{a} ratio {_num(groups_block.get('ratio_predicted'))} in the captions vs "
              f"{_num(groups_block.get('ratio_ground_truth'))} in the references",
              f"named correctly: {a} {_num(groups_block[a].get('correct'))}, {b} {_num(groups_block[b].get('correct'))}"]

@@ -102,7 +102,8 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     references = {i: [a["caption"] for a in coco.imgToAnns.get(i, [])] for i in predictions}
     without = [i for i, refs in references.items() if not refs]
     if without:
-        raise DataError(f"{annotations}: {len(without)} result image id(s) have no reference caption ({show_ids(without)})")
+        raise DataError(f"{annotations}: {len(without)} result image id(s) have no reference caption "
+                        f"({show_ids(without)})")
     load_s = time.perf_counter() - started
 
     scores = score_captions(references, predictions, metrics=metrics, spice_jars=spice_jars,
