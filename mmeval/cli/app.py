@@ -80,7 +80,7 @@ def _user_errors() -> Iterator[None]:
     except KeyboardInterrupt as exc:  # Ctrl-C outside a benchmark (those are kept in the report): one line, 130
         if _state["debug"]:
             stderr.print_exception()
-        print_error(str(exc) or "interrupted; nothing was computed")
+        print_error(str(exc) or "interrupted")
         raise typer.Exit(130) from None
 
 
