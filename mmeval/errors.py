@@ -14,11 +14,14 @@ class MmevalError(Exception):
 class ConfigError(MmevalError):
     """A run config with one or more problems, each reported with its path in the config."""
 
-    def __init__(self, source: str, problems: list[str]):
+    def __init__(self, source: str, problems: list[str], sources: list[str] | None = None):
+        """`sources`, when given, names each problem's own source (the config file, or `--set` for a value an
+        override put there); by default every problem comes from `source`."""
         self.source = source
         self.problems = problems
+        self.sources = sources if sources is not None and len(sources) == len(problems) else [source] * len(problems)
         if len(problems) == 1:
-            super().__init__(f"{source}: {problems[0]}")
+            super().__init__(f"{self.sources[0]}: {problems[0]}")
         else:
             listed = "\n".join(f"  {p}" for p in problems)
             super().__init__(f"{source}: {len(problems)} problems in the config:\n{listed}")
@@ -26,7 +29,8 @@ class ConfigError(MmevalError):
     def lines(self) -> list[str]:
         """`source: path: problem` for each problem, so every line can be read (and grepped) on its own; a line
         break inside a value from the config is shown as \\n."""
-        return [f"{self.source}: {problem}".replace("\r", "\\r").replace("\n", "\\n") for problem in self.problems]
+        return [f"{where}: {problem}".replace("\r", "\\r").replace("\n", "\\n")
+                for where, problem in zip(self.sources, self.problems)]
 
 
 class DataError(MmevalError):
@@ -35,3 +39,9 @@ class DataError(MmevalError):
 
 class ModelLoadError(MmevalError):
     """A checkpoint that is missing, unreadable or does not fit the architecture."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C before anything was computed (e.g. while the model loads): the CLI prints this message as one
+    `error:` line and exits 130. A KeyboardInterrupt, so code that stops on Ctrl-C (several-model runs) still
+    stops and keeps what finished."""

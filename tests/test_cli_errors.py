@@ -204,7 +204,7 @@ CONFIG_CASES = {
                        "benchmarks[0].data.format: unknown data format 'cocoo'. Did you mean 'coco'? Available: "
                        + ", ".join(sorted(DATA_FORMATS))),
     "missing_annotations": (lambda raw: raw["benchmarks"][0]["data"].update(annotations="nowhere/ann.json"),
-                            "benchmarks[0].data.annotations: file not found: {root}/nowhere/ann.json"),
+                            "benchmarks[0].data.annotations: file not found: nowhere/ann.json"),  # as given
     "config_typo": (lambda raw: raw["runtime"].update(batch_sze=raw["runtime"].pop("batch_size")),
                     "runtime.batch_sze: unknown key. Did you mean 'batch_size'? Valid keys here: batch_size, cache, "
                     "cache_dir, chunk_size, device, num_workers, precision, seed, threads, warmup_batches"),
@@ -260,7 +260,7 @@ def test_yaml_syntax_error_names_the_file_and_line(world: World) -> None:
 
 def test_missing_config_file(world: World) -> None:
     assert_bad_input(mmeval(world.root, "run", "-c", "nope.yaml"),
-                     f"nope.yaml: config file not found: {world.root / 'nope.yaml'}")
+                     "nope.yaml: config file not found: nope.yaml")  # the path as the user gave it
 
 
 def test_validate_accepts_a_good_config_with_overrides(world: World) -> None:

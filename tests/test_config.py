@@ -130,7 +130,7 @@ def test_several_problems_are_all_reported_each_with_its_path(workdir: Path) -> 
     assert problems_of(edit) == [
         "model.type: unknown model type 'open_clipp'. Did you mean 'open_clip'? "
         f"Available: {', '.join(sorted(MODELS))}",
-        f"benchmarks[0].data.annotations: file not found: {workdir / 'data' / 'coco' / 'missing.json'}",
+        "benchmarks[0].data.annotations: file not found: data/coco/missing.json",  # paths as the user gave them
         "runtime.batch_sze: unknown key. Did you mean 'batch_size'? "
         "Valid keys here: batch_size, cache, cache_dir, chunk_size, device, num_workers, precision, seed, threads, warmup_batches",
     ]
@@ -147,7 +147,7 @@ def test_cross_field_problems_are_reported_with_field_errors(workdir: Path) -> N
     assert problems_of(edit) == [
         "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, images, limit, "
         "on_bad_image); remove it",
-        f"benchmarks[1].data.images: folder not found: {workdir / 'data' / 'coco' / 'nowhere'}",
+        "benchmarks[1].data.images: folder not found: data/coco/nowhere",
         "benchmarks[1].name: duplicate benchmark name 'coco5k' (also used by benchmarks[0]); names must be unique",
         "runtime.precision: Input should be 'auto', 'fp32', 'bf16' or 'fp16' (got 'fp64'). Did you mean 'fp16'?",
     ]
@@ -227,9 +227,9 @@ def test_shapes_format_needs_no_files(workdir: Path) -> None:
          ["model.arch: not used by model type 'reference' (it reads: checkpoint, name); remove it"]),
         ({"type": "hf_clip"}, ["model.checkpoint: required for model type 'hf_clip' (checkpoint file or folder)"]),
         ({"type": "open_clip", "arch": "ViT-B-32", "checkpoint": "data/coco"},
-         ["model.checkpoint: model type 'open_clip' needs a state-dict file, got a folder: {cwd}/data/coco"]),
+         ["model.checkpoint: model type 'open_clip' needs a state-dict file, got a folder: data/coco"]),
         ({"type": "open_clip", "arch": "ViT-B-32", "checkpoint": "checkpoints/missing.pt"},
-         ["model.checkpoint: checkpoint not found: {cwd}/checkpoints/missing.pt"]),
+         ["model.checkpoint: checkpoint not found: checkpoints/missing.pt"]),
         ({"arch": "ViT-B-32"}, [f"model.type: required key is missing (the adapter: {', '.join(sorted(MODELS))})"]),
     ],
 )
@@ -291,8 +291,7 @@ def test_bad_values_say_what_was_expected(workdir: Path, edit: Callable, expecte
 
 def test_output_dir_that_is_a_file(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw["output"].update(dir="checkpoints/vitb32.pt"))
-    assert problems == [f"output.dir: expected a folder (created if missing), got a file: "
-                        f"{workdir / 'checkpoints' / 'vitb32.pt'}"]
+    assert problems == ["output.dir: expected a folder (created if missing), got a file: checkpoints/vitb32.pt"]
 
 
 # --- --set overrides ----------------------------------------------------------------------------------------
@@ -398,7 +397,7 @@ def test_top_level_must_be_a_mapping(workdir: Path, text: str, expected: str) ->
 def test_missing_config_file(workdir: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(Path("nope.yaml"))
-    assert info.value.problems == [f"config file not found: {workdir / 'nope.yaml'}"]
+    assert info.value.problems == ["config file not found: nope.yaml"]  # as given
 
 
 def test_config_that_is_not_utf8(workdir: Path) -> None:

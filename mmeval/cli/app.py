@@ -65,7 +65,8 @@ def _main(
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn MmevalError into `error:` lines (one per problem) and exit code 2; a traceback only with --debug."""
+    """Turn MmevalError into `error:` lines (one per problem) and exit code 2, and Ctrl-C (an `Interrupted`
+    message, e.g. while the model loads) into one line and exit code 130; a traceback only with --debug."""
     from mmeval.errors import MmevalError
 
     try:
@@ -76,5 +77,10 @@ def _user_errors() -> Iterator[None]:
         for line in exc.lines():
             print_error(line)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C outside a benchmark (those are kept in the report): one line, 130
+        if _state["debug"]:
+            stderr.print_exception()
+        print_error(str(exc) or "interrupted")
+        raise typer.Exit(130) from None
 
 

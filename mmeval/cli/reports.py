@@ -29,6 +29,13 @@ def report(
     needs no network. Per-sample files are read from beside each report when present.
     """
     with _user_errors():
+        from mmeval.files import check_folder
+
+        check_folder(html_out.parent, "--html")  # before the reports are read and the figures drawn
+        if html_out.is_dir():
+            from mmeval.errors import MmevalError
+
+            raise MmevalError(f"--html: expected the HTML file to write, got a folder: {html_out}")
         from mmeval.reporting.html.report import write_html_report  # matplotlib: imported only for this command
 
         written = write_html_report(reports, html_out)

@@ -23,7 +23,8 @@ from mmeval.cli.app import (
     _user_errors,
     app,
 )
-from mmeval.reporting.console import bench_table, make_progress, print_error, results_table, stderr, stdout
+from mmeval.files import check_folder
+from mmeval.reporting.console import bench_table, make_progress, make_status, print_error, results_table, stderr, stdout
 
 _CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
 
@@ -74,6 +75,8 @@ def run(
     from mmeval.config.file import load_config
 
     with _user_errors():
+        if output is not None:
+            check_folder(output, "--output")
         cfg = load_config(config, overrides)
         from mmeval.engine import distributed  # torch: imported only once the config is known to be valid
         from mmeval.engine.evaluate import run_config
@@ -106,6 +109,7 @@ def run(
             stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
         if outcome.samples_path:
             stderr.print(f"per-sample output: {outcome.samples_path}", markup=False, highlight=False)
+        _print_artifacts(outcome.artifacts)
     for line in outcome.errors:
         print_error(line)
     if outcome.internal_error is not None:
@@ -120,6 +124,14 @@ def run(
         raise typer.Exit(130)
     if outcome.errors:
         raise typer.Exit(2)
+
+
+def _print_artifacts(paths: list[Path], who: str = "") -> None:
+    """One line per file a benchmark saved during the run (`captions: reports/x.cap.captions.json`), so every
+    file `run` writes is named on the terminal, not only the report."""
+    for path in paths:
+        kind = path.name.removesuffix(".json").rpartition(".")[2] or "output"
+        stderr.print(f"{kind}{who}: {path}", markup=False, highlight=False)
 
 
 def _resume_hint(cfg) -> None:
@@ -141,6 +153,11 @@ def _print_multi(outcome) -> None:
     for run in outcome.runs:
         if run.outcome is not None and run.outcome.report_path:
             stderr.print(f"report ({run.config.name}): {run.outcome.report_path}", markup=False, highlight=False)
+        if run.outcome is not None and run.outcome.samples_path:
+            stderr.print(f"per-sample output ({run.config.name}): {run.outcome.samples_path}", markup=False,
+                         highlight=False)
+        if run.outcome is not None:
+            _print_artifacts(run.outcome.artifacts, f" ({run.config.name})")
     stderr.print(f"leaderboard: {outcome.leaderboard_path} (and {outcome.markdown_path.name})", markup=False,
                  highlight=False)
 
@@ -178,6 +195,8 @@ def bench(
     from mmeval.errors import MmevalError
 
     with _user_errors():
+        if output is not None:
+            check_folder(output, "--output")
         cfg = load_config(config, overrides)
         sizes = _int_list(batch_sizes, "--batch-sizes")
         chosen = [p.strip() for p in precisions.split(",")] if precisions else None
@@ -191,7 +210,7 @@ def bench(
 
         if output is not None:
             cfg.output.dir = output
-        with make_progress() as progress:
+        with make_status() as progress:
             task = progress.add_task("bench", total=None)
             outcome = bench_config(cfg, sizes, chosen, iterations, str(config),
                                    lambda what: progress.update(task, description=f"bench: {what}"),
@@ -316,6 +335,9 @@ def score(
         "reference captions, the paper's word lists) and every metric per gender.")] = False,
     leakage_seeds: Annotated[int, typer.Option(
         help="With --gender-bias: seeds of the LIC leakage classifier (0: no LIC).", min=0)] = 0,
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", "-i", help="The annotations' image folder: recorded in the report so that `mmeval report "
+        "--html` shows the best and worst captioned images (without it: captions and scores only).")] = None,
 ) -> None:
     """Score an existing results file against caption annotations, with no model, as the official COCO demo does.
 
@@ -337,7 +359,13 @@ def score(
             if not path.is_file():
                 from mmeval.errors import MmevalError
 
-                raise MmevalError(f"{what}: file not found: {path.resolve()}")
+                raise MmevalError(f"{what}: file not found: {path}")
+        check_folder(output, "--output")
+        if images is not None and not images.is_dir():
+            from mmeval.errors import MmevalError
+
+            raise MmevalError(f"--images: expected a folder of images, got "
+                              f"{'a file' if images.exists() else 'a path that does not exist'}: {images}")
         bias = None
         if gender_bias:
             from mmeval.config.bias import BiasConfig
@@ -345,11 +373,23 @@ def score(
             bias = BiasConfig(attributes=["gender"], reference_attribute="gender", caption_attribute="gender",
                               leakage_seeds=leakage_seeds)
         outcome = score_results(annotations, results, output, dedup.value if dedup else None, chosen,
-                                tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown)
+                                tokenizer.value, spice_jars, bias=bias, skip_unknown=skip_unknown,
+                                images=images)
     stdout.print(results_table(outcome.report))
-    stderr.print(f"report: {outcome.report_path}")
+    for bench in outcome.report["benchmarks"].values():
+        skipped = bench.get("dataset", {}).get("n_skipped_unknown_ids")
+        if skipped:
+            stderr.print(f"--skip-unknown: left out {skipped} result image id(s) not in {annotations}; scored "
+                         f"{bench['dataset']['n_scored_images']}", markup=False, highlight=False)
+        if gender_bias:
+            from mmeval.reporting.bias_summary import caption_bias_summary
+
+            summary = caption_bias_summary(bench, "gender")
+            if summary:
+                stdout.print(summary, markup=False, highlight=False, soft_wrap=True)
+    stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
     if outcome.samples_path:
-        stderr.print(f"per-image scores: {outcome.samples_path}")
+        stderr.print(f"per-image scores: {outcome.samples_path}", markup=False, highlight=False)
 
 
 @app.command("list")

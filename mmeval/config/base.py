@@ -30,13 +30,14 @@ def _expand(path: Path | str) -> Path:
 def _existing(path: Path | None, kind: str) -> Path | None:
     if path is None:
         return None
+    given = path  # messages show the path as the user wrote it; the config keeps it resolved
     path = _expand(path).resolve()
     if not path.exists():
-        raise ValueError(f"{kind} not found: {path}")
+        raise ValueError(f"{kind} not found: {given}")
     if kind == "folder" and not path.is_dir():
-        raise ValueError(f"expected a folder, got a file: {path}")
+        raise ValueError(f"expected a folder, got a file: {given}")
     if kind == "file" and not path.is_file():
-        raise ValueError(f"expected a file, got a folder: {path}")
+        raise ValueError(f"expected a file, got a folder: {given}")
     return path
 
 

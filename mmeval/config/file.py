@@ -102,7 +102,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     source = str(path)
     if not path.is_file():
         what = "expected a YAML file, got a folder" if path.is_dir() else "config file not found"
-        raise ConfigError(source, [f"{what}: {path.resolve()}"])
+        raise ConfigError(source, [f"{what}: {path}"])
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
@@ -117,4 +117,5 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(source, [f"expected a mapping with keys: {keys}; got a {_describe_type(raw)}"])
     raw = apply_overrides(raw, overrides or [])
-    return validate_mapping(raw, source)
+    overridden = [tuple(_parse_override(item)[0]) for item in overrides or []]  # all parse: applied above
+    return validate_mapping(raw, source, overridden)

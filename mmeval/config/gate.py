@@ -174,7 +174,7 @@ def load_rules(path: Path) -> GateRules:
     source = str(path)
     if not path.is_file():
         raise ConfigError(source, ["expected a YAML file, got a folder" if path.is_dir()
-                                   else f"rules file not found: {path.resolve()}"])
+                                   else f"rules file not found: {path}"])
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:

@@ -104,14 +104,14 @@ def _model_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     checkpoint = raw.get("checkpoint")
     if kind in _CHECKPOINT_KIND and isinstance(checkpoint, (str, Path)):
         expected, holds = _CHECKPOINT_KIND[kind]
-        for path in matches(checkpoint) if is_pattern(checkpoint) else [Path(checkpoint)]:
+        for given in matches(checkpoint) if is_pattern(checkpoint) else [Path(checkpoint)]:
             try:
-                path = _expand(path).resolve()
+                path = _expand(given).resolve()
             except ValueError:  # reported by the checkpoint's own validator
                 continue
             if (expected == "folder" and path.is_file()) or (expected == "file" and path.is_dir()):
-                got = "a file" if path.is_file() else "a folder"
-                problems.append((("checkpoint",), f"model type '{kind}' needs {holds}, got {got}: {path}"))
+                got = "a file" if path.is_file() else "a folder"  # the path as the user wrote it (or the glob found)
+                problems.append((("checkpoint",), f"model type '{kind}' needs {holds}, got {got}: {given}"))
     return problems
 
 

@@ -206,8 +206,9 @@ def _reported_by_checks(error: dict[str, Any], foreign: set[tuple[int, str]]) ->
     return error["type"] == "extra_forbidden" and len(loc) == 3 and loc[0] == "benchmarks" and (loc[1], loc[2]) in foreign
 
 
-def validate_mapping(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw config mapping; raise ConfigError listing every problem, each with its path."""
+def validate_mapping(raw: dict[str, Any], source: str = "config", overridden: list[Loc] | None = None) -> RunConfig:
+    """Validate a raw config mapping; raise ConfigError listing every problem, each with its path. A problem at
+    or under one of the `overridden` paths (`--set`) is reported as coming from `--set`, not from `source`."""
     cross = cross_problems(raw) if isinstance(raw, dict) else []
     problems = [(loc, f"{format_loc(loc)}: {message}") for loc, message in cross]
     tasks = _tasks_in(raw)
@@ -220,5 +221,13 @@ def validate_mapping(raw: dict[str, Any], source: str = "config") -> RunConfig:
     except MmevalError as exc:  # a task class that cannot be built (a plugin's config is not a BenchmarkConfig)
         raise ConfigError(source, [str(exc)]) from exc
     if problems:
-        raise ConfigError(source, [line for _, line in sorted(problems, key=_order)])
+        ordered = sorted(problems, key=_order)
+        sources = ["--set" if _under_any(loc, overridden or []) else source for loc, _ in ordered]
+        raise ConfigError(source, [line for _, line in ordered], sources)
     return config
+
+
+def _under_any(loc: Loc, paths: list[Loc]) -> bool:
+    """Whether `loc` is one of `paths` or inside one (`--set runtime={batchsize: 8}` covers runtime.batchsize)."""
+    parts = tuple(str(part) for part in loc)
+    return any(parts[:len(path)] == tuple(str(part) for part in path) for path in paths)

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from mmeval.config.base import _expand, _Strict, _valid_name
+from mmeval.config.base import _Strict, _valid_name
+from mmeval.files import FOLDER_EXPECTED, file_in_the_way
 
 
 class RuntimeConfig(_Strict):
@@ -54,8 +55,9 @@ class OutputConfig(_Strict):
     @field_validator("dir")
     @classmethod
     def _not_a_file(cls, value: Path) -> Path:
-        if _expand(value).is_file():  # found now, not after the whole evaluation has run
-            raise ValueError(f"expected a folder (created if missing), got a file: {_expand(value).resolve()}")
+        blocker = file_in_the_way(value)  # found now, not after the whole evaluation has run
+        if blocker is not None:
+            raise ValueError(f"{FOLDER_EXPECTED}: {blocker}")
         return value
 
     @field_validator("name")

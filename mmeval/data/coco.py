@@ -8,6 +8,7 @@ from typing import Any
 
 from mmeval.data.retrieval_data import RetrievalData, annotation_digest
 from mmeval.errors import DataError
+from mmeval.ids import natural_sorted
 from mmeval.io.images import FileImages
 
 
@@ -73,13 +74,13 @@ def load_coco(cfg) -> RetrievalData:
         _require(is_id(ann["image_id"]), path,
                  f"annotations[{n}].image_id must be an integer or a string, got {_show(ann['image_id'])}")
     ids = [image["id"] for image in raw["images"]]
-    repeated = sorted(set(_repeated(ids)), key=str)
+    repeated = natural_sorted(set(_repeated(ids)))
     _require(not repeated, path, f"duplicate image ids: {repeated[:10]}")
     files = {image["id"]: image["file_name"] for image in raw["images"]}
     captions: dict[Any, list[str]] = {i: [] for i in ids}  # in file order, as pycocotools' imgToAnns
     for ann in raw["annotations"]:
         captions.setdefault(ann["image_id"], []).append(ann["caption"])
-    unknown = sorted(captions.keys() - files.keys(), key=str)
+    unknown = natural_sorted(captions.keys() - files.keys())
     _require(not unknown, path, f"captions refer to image ids missing from 'images': {unknown[:10]}")
 
     texts, owner = [], []

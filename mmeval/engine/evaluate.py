@@ -21,7 +21,7 @@ from mmeval.config.run import ModelConfig, RunConfig
 from mmeval.engine.latency import MemoryWatch, latency_block
 from mmeval.engine.runner import NullProgress
 from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
-from mmeval.errors import MmevalError, ModelLoadError
+from mmeval.errors import Interrupted, MmevalError, ModelLoadError
 from mmeval.models import checkpoint_files
 from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, resolve, task_spec
@@ -87,11 +87,17 @@ def lacking(model, capability: str, who: str) -> str | None:
             f"({model.info.adapter}) has: {', '.join(sorted(has)) or 'none'}")
 
 
+_LOAD_INTERRUPTED = "interrupted while loading the model; nothing was computed"
+
+
 def start_model(cfg: RunConfig, runtime: Runtime, config_path: str | None) -> tuple[Any, dict[str, Any]]:
     """Load and place `cfg`'s (one) model and start its report (with the model's load time)."""
     started = time.perf_counter()
-    model = load_model(cfg.model, runtime.trust_checkpoint)
-    place_model(model, runtime)
+    try:
+        model = load_model(cfg.model, runtime.trust_checkpoint)
+        place_model(model, runtime)
+    except KeyboardInterrupt:
+        raise Interrupted(_LOAD_INTERRUPTED) from None
     report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
     report["model"]["load_s"] = time.perf_counter() - started
     return model, report
@@ -105,7 +111,10 @@ def _start(cfg: RunConfig, config_path: str | None, trust_checkpoint: bool = Fal
         raise MmevalError(f"model: this config lists {len(cfg.models)} models, and this command takes one "
                           "(`mmeval run` evaluates a list: mmeval.engine.multi.run_models)")
     check_writable(cfg.output.dir.expanduser())
-    runtime = resolve_runtime(cfg.runtime, trust_checkpoint, resume)
+    try:
+        runtime = resolve_runtime(cfg.runtime, trust_checkpoint, resume)
+    except KeyboardInterrupt:  # e.g. during CUDA initialisation
+        raise Interrupted(_LOAD_INTERRUPTED) from None
     return (runtime, *start_model(cfg, runtime, config_path))
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from PIL import Image
@@ -59,6 +60,21 @@ def loading_kwargs(folder: Path, trust_checkpoint: bool) -> dict[str, Any]:
     return {"local_files_only": True, "trust_remote_code": trust_checkpoint}
 
 
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' and huggingface_hub's tqdm bars ("Loading weights") off while mmeval loads a model, then
+    back as they were: they would print through mmeval's own progress display and into its logs."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # also huggingface_hub's (disable_progress_bars)
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(auto_class, folder: Path, trust_checkpoint: bool, **kwargs: Any) -> tuple[Any, str]:
     """`auto_class.from_pretrained(folder, **kwargs)` reading weights without running pickled code unless trusted.
 
@@ -85,6 +101,7 @@ def load_model(auto_class, folder: Path, trust_checkpoint: bool, **kwargs: Any) 
                                  "transformers version reads .bin files weights-only even when trusted; load the "
                                  "model yourself and re-save it with save_pretrained (safetensors)") from exc
 
-    loaded, safe = safe_load.weights_only_first(load, pickled, trust_checkpoint)
+    with no_progress_bars():
+        loaded, safe = safe_load.weights_only_first(load, pickled, trust_checkpoint)
     how = (safe_load.SAFETENSORS if has_safetensors else safe_load.WEIGHTS_ONLY) if safe else safe_load.TRUSTED_PICKLE
     return loaded, f"transformers from_pretrained ({how}{code})"

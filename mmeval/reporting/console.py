@@ -7,7 +7,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -47,8 +55,20 @@ def setup_logging(debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _Progress(Progress):
+    """rich's Progress without the empty line it prints when it stops with no visible bar (Ctrl-C while the
+    model loads, a run whose bars were all hidden) or when transient (`bench`): in a log, a stray blank line."""
+
+    def stop(self) -> None:
+        if self.disable or (not self.live.transient and any(task.visible for task in self.tasks)):
+            super().stop()
+            return
+        self.live.transient = True  # nothing to leave behind: print nothing on the way out,
+        self.live.stop()  # not even the line break Progress.stop adds for a non-interactive console
+
+
 def make_progress() -> Progress:
-    return Progress(
+    return _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -57,6 +77,13 @@ def make_progress() -> Progress:
         console=stderr,
         transient=False,
     )
+
+
+def make_status() -> Progress:
+    """A spinner, a description and the time elapsed, for work whose length is not known in advance (`bench`):
+    no `0/?` count, and transient, so no finished bar is left above the results table."""
+    return _Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=stderr,
+                     transient=True)
 
 
 def print_error(message: str) -> None:

@@ -16,6 +16,7 @@ fails on drops, so only a drop counts as evidence. When too few samples differ f
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -116,6 +117,21 @@ def _no_match(where: str, pattern: str, keys: list[str], what: str) -> str:
     return f"{where}: '{pattern}' matches no {what} of the reports (there are: {shown or 'none'})"
 
 
+_PER_TARGET = re.compile(r"rules\[(\d+)\] \((.+?)\)(:? .*)")
+
+
+def _one_line_per_problem(problems: list[str]) -> list[str]:
+    """The same problem of one rule at several targets (`rules[0] (a/x): pass --baseline`, then b/x, ...) as one
+    line naming every target: one line per problem, not per match of the rule's pattern."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for problem in dict.fromkeys(problems):
+        found = _PER_TARGET.fullmatch(problem)
+        key = (found[1], found[3]) if found else (problem, "")
+        grouped.setdefault(key, []).append(found[2] if found else "")
+    return [f"rules[{key[0]}] ({', '.join(targets)}){key[1]}" if targets[0] else key[0]
+            for key, targets in grouped.items()]
+
+
 class _Gate:
     """Evaluates the rules; input problems are collected and raised together."""
 
@@ -142,7 +158,7 @@ class _Gate:
             self.problems.append("no rule matches anything in the reports, so nothing was checked (every rule is "
                                  "optional and skipped): is this the right rules file for these reports?")
         if self.problems:
-            raise MmevalError("\n".join(dict.fromkeys(self.problems)))
+            raise MmevalError("\n".join(_one_line_per_problem(self.problems)))
         return GateResult(self.candidate.path, self.baseline.path if self.baseline else None, checks, self.warnings)
 
     def _targets(self, n: int, rule: Rule, kind: str) -> list[str]:

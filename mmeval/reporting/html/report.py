@@ -33,11 +33,36 @@ def load_runs(paths: list[Path]) -> list[Run]:
             note = "the run wrote no per-sample file (output.per_sample: false)"
         label = str(item.report["model"].get("name") or item.path.stem)
         runs.append(Run(item.path, item.report, item.samples, note, label, plots.colour(n), plots.linestyle(n)))
-    names = [run.label for run in runs]
-    for run in runs:
-        if names.count(run.label) > 1:  # the same model twice (two seeds, two dates): tell them apart by file
-            run.label = f"{run.label} ({run.path.stem})"
+    _tell_apart(runs)
     return runs
+
+
+def _settings(report: dict[str, Any]) -> dict[str, str]:
+    """What tells two reports of one checkpoint apart, as a reader would name it: precision, batch size, date."""
+    runtime = report.get("runtime") or {}
+    created = str(report.get("created_at") or "")
+    return {"precision": str(runtime.get("precision") or ""),
+            "batch": f"bs {runtime['batch_size']}" if runtime.get("batch_size") else "",
+            "date": created[:16].replace("T", " ")}  # to the minute, UTC as written
+
+
+def _tell_apart(runs: list[Run]) -> None:
+    """Runs that share a label (one checkpoint at two precisions, batch sizes or dates) get the settings that
+    differ between them in brackets; the file name is added only when those are the same too."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    for label, same in groups.items():
+        if len(same) < 2:
+            continue
+        settings = [_settings(run.report) for run in same]
+        differing = [key for key in settings[0] if len({s[key] for s in settings}) > 1]
+        parts = [[s[key] for key in differing if s[key]] for s in settings]
+        keys = [tuple(part) for part in parts]
+        for run, part, key in zip(same, parts, keys):
+            if keys.count(key) > 1:
+                part = [*part, run.path.stem]
+            run.label = f"{label} ({', '.join(part)})"
 
 
 def write_html_report(paths: list[Path], out: Path) -> Path:
@@ -112,11 +137,13 @@ def _header(runs: list[Run], names: list[str]) -> str:
             hardware += f", {env['cpu_count']} CPUs)" if env.get("cpu_count") else ")"
         runtime = r.get("runtime") or {}
         settings = ", ".join(f"{k} {runtime[k]}" for k in ("precision", "batch_size") if k in runtime)
-        params = f"{model['n_parameters']:,} parameters" if isinstance(model.get("n_parameters"), int) else ""
+        n_params = model.get("n_parameters")  # 0 for `mmeval score`: a results file has no parameters
+        params = f"{n_params:,} parameters" if isinstance(n_params, int) and n_params > 0 else ""
         commit = r.get("git_commit") or "unknown"
         rows.append(
-            f"<tr><td>{swatch(run)}</td><td>{esc(model.get('adapter', '?'))}<br><span class=muted>{esc(params)}"
-            f"<br>{esc(model.get('checkpoint') or '')}</span></td><td>{esc(r.get('created_at', '?'))}</td>"
+            f"<tr><td>{swatch(run)}</td><td>{esc(model.get('adapter', '?'))}<br><span class=muted>"
+            f"{'<br>'.join(esc(x) for x in (params, model.get('checkpoint')) if x)}</span></td>"
+            f"<td>{esc(r.get('created_at', '?'))}</td>"
             f"<td>{esc(hardware)}<br><span class=muted>{esc(settings)}</span></td>"
             f"<td>{esc(r.get('mmeval_version', '?'))}<br><span class=muted>schema {esc(r.get('schema_version', '?'))}"
             f"</span></td><td><code title='{esc(commit)}'>{esc(_short_commit(commit))}</code></td>"

@@ -18,6 +18,8 @@ from typing import Any
 
 from PIL import Image
 
+from mmeval.ids import natural_key
+
 log = logging.getLogger("mmeval")
 
 THUMBNAIL_PX = 128
@@ -51,11 +53,15 @@ def rank_metric(rows: list[dict[str, Any]]) -> str | None:
 
 def best_and_worst(rows: list[dict[str, Any]], metric: str, n: int) -> tuple[list[dict], list[dict]]:
     """The n highest-scored rows (best first) and the n lowest (worst first), never the same row twice; rows
-    without a finite score are left out. Ties are broken by image id, so the choice is reproducible."""
+    without a finite score are left out. Ties are broken by image id (2 before 10), so the choice is reproducible.
+
+    With fewer than 2n scored rows the ranked list is split in two (the extra middle row of an odd count goes
+    to best), so both galleries are shown and none is cut short to keep them apart."""
     scored = [r for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
-    ordered = sorted(scored, key=lambda r: (-r[metric], str(r.get("image_id"))))
-    best = ordered[:n]
-    worst = ordered[max(n, len(ordered) - n):][::-1]
+    ordered = sorted(scored, key=lambda r: (-r[metric], natural_key(r.get("image_id"))))
+    split = min(n, (len(ordered) + 1) // 2)
+    best = ordered[:split]
+    worst = ordered[max(split, len(ordered) - n):][::-1]
     return best, worst
 
 

@@ -22,6 +22,7 @@ from mmeval.config.run import BootstrapConfig
 from mmeval.data.coco import read_json
 from mmeval.engine.evaluate import RunOutcome, write_outputs
 from mmeval.errors import DataError
+from mmeval.ids import natural_sorted, show_ids
 from mmeval.metrics.bias import groups_from_references
 from mmeval.metrics.caption.scores import METRICS, score_captions
 from mmeval.metrics.stats.bootstrap import add_intervals
@@ -63,9 +64,9 @@ def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
         if not isinstance(row, dict) or "image_id" not in row or not isinstance(row.get("caption"), str):
             raise DataError(f"{path}: results[{n}] needs an 'image_id' and a string 'caption'")
     counts = Counter(row["image_id"] for row in raw)
-    repeated = sorted((i for i, c in counts.items() if c > 1), key=str)
+    repeated = natural_sorted(i for i, c in counts.items() if c > 1)
     if repeated and dedup != "first":
-        shown = ", ".join(map(str, repeated[:10])) + (" ..." if len(repeated) > 10 else "")
+        shown = show_ids(repeated)
         raise DataError(f"{path}: {len(repeated)} image id(s) have several captions ({shown}); the official scorers "
                         "need exactly one per image; pass --dedup first to keep the first caption of each")
     results: dict[Any, str] = {}
@@ -77,20 +78,23 @@ def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
 def score_results(annotations: Path, results: Path, output: Path, dedup: str | None = None,
                   metrics: tuple[str, ...] = METRICS, tokenizer: str = "auto", spice_jars: Path | None = None,
                   name: str | None = None, bias: BiasConfig | None = None,
-                  skip_unknown: bool = False, bootstrap: BootstrapConfig | None = None) -> RunOutcome:
+                  skip_unknown: bool = False, bootstrap: BootstrapConfig | None = None,
+                  images: Path | None = None) -> RunOutcome:
     """Score `results` against `annotations` and write a report (and per-image scores) to `output`.
 
     With `bias` (its `reference_attribute` derived from the reference captions, as `--gender-bias` sets up),
     the benchmark also gets the captioning `bias` block of `mmeval run`. `skip_unknown` scores only the result
     ids found in the annotations (e.g. results for all of val2014 against a subset) and counts the others.
-    Every metric gets a bootstrap 95% interval over images, as in `mmeval run` (`bootstrap`, default 1000)."""
+    Every metric gets a bootstrap 95% interval over images, as in `mmeval run` (`bootstrap`, default 1000).
+    `images` (--images), the annotations' image folder, is recorded as the benchmark's data config, as `run`
+    records it, so the HTML report's gallery can show the images."""
     bootstrap = bootstrap or BootstrapConfig()
     started = time.perf_counter()
     coco = read_annotations(annotations)
     predictions = read_results(results, dedup)
-    unknown = sorted((i for i in predictions if i not in coco.imgs), key=str)
+    unknown = natural_sorted(i for i in predictions if i not in coco.imgs)
     if unknown and not skip_unknown:
-        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        shown = show_ids(unknown)
         raise DataError(f"{results}: {len(unknown)} result image id(s) are not in {annotations} ({shown}); "
                         "pass --skip-unknown to score only the annotated ones")
     for image_id in unknown:
@@ -98,7 +102,8 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     references = {i: [a["caption"] for a in coco.imgToAnns.get(i, [])] for i in predictions}
     without = [i for i, refs in references.items() if not refs]
     if without:
-        raise DataError(f"{annotations}: {len(without)} result image id(s) have no reference caption ({without[:10]})")
+        raise DataError(f"{annotations}: {len(without)} result image id(s) have no reference caption "
+                        f"({show_ids(without)})")
     load_s = time.perf_counter() - started
 
     scores = score_captions(references, predictions, metrics=metrics, spice_jars=spice_jars,
@@ -110,6 +115,9 @@ def score_results(annotations: Path, results: Path, output: Path, dedup: str | N
     config = {"command": "score", "annotations": str(annotations), "results": str(results), "dedup": dedup,
               "metrics": list(metrics), "tokenizer": tokenizer, "skip_unknown": skip_unknown,
               "bootstrap": bootstrap.model_dump(), "spice_jars": str(spice_jars) if spice_jars else None}
+    if images is not None:  # the data block `run` writes: the HTML gallery rebuilds the images from it
+        data = {"format": "coco", "annotations": str(annotations.resolve()), "images": str(images.resolve())}
+        config["benchmarks"] = [{"name": bench_name, "task": TASK.name, "data": data}]
     report = new_report(config, info, None, None)
     digest = hashlib.sha256(sha256_of_path(annotations).encode() + sha256_of_path(results).encode()).hexdigest()
     report["benchmarks"][bench_name] = {
