@@ -35,3 +35,12 @@ class DataError(MmevalError):
 
 class ModelLoadError(MmevalError):
     """A checkpoint that is missing, unreadable or does not fit the architecture."""
+
+
+class TooManyBadInputs(DataError):
+    """More unreadable inputs than `data.max_bad_fraction` allows. `dataset` (the report's dataset fields: counts
+    and the list of skipped inputs) is kept in the failed benchmark's report entry."""
+
+    def __init__(self, message: str, dataset: dict):
+        super().__init__(message)
+        self.dataset = dataset

@@ -16,13 +16,14 @@ import torch.nn.functional as F
 
 from mmeval.config.benchmark import read_list_file
 from mmeval.data.classification import load_labelled, resolve_classes
+from mmeval.data.image_files import check_image_files
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.tasks.zeroshot_classification import TASK
-from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
+from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, classification_bias, sliced_only
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     templates = list(templates or DEFAULT_TEMPLATES)
     data = ctx.load_data(load_labelled, bench.data, bench.multilabel)
     check_attributes(bench.bias, data)
+    check_image_files(data, bench.data)
     classes, targets = resolve_classes(data, given, bench.multilabel)
     temperature, temperature_from = bench.temperature, "config"
     if temperature is None:
@@ -79,6 +81,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     text_emb, text_timer = encode_texts(model, prompts, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
+    check_skipped(bench, data, images)
 
     metric_start = time.perf_counter()
     weights = class_embeddings(text_emb.to(image_emb.device), len(classes), len(templates))
