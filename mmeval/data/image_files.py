@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.errors import DataError
-from mmeval.io.bad_inputs import bad_fraction_problem
+from mmeval.io.bad_inputs import exceeds
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")
@@ -66,14 +66,17 @@ def check_image_files(data, cfg, warn: bool = True) -> str | None:
     missing = [(image_id, path) for image_id, path in zip(ids, paths) if not path.is_file()]
     if not missing:
         return None
-    message = missing_message(missing, ids, len(paths), reads_pattern(cfg.format))
-    first = missing[0][1]
+    n, total, first = len(missing), len(paths), missing[0][1]
+    message = f"{n:,} of {total:,} image file(s) missing ({100 * n / total:.1f}%), e.g. {first}"
+    if cfg.on_bad_image != "fail" and exceeds(n, total, cfg.max_bad_fraction):
+        message += f": the fraction {n / total:.4g} is over data.max_bad_fraction {cfg.max_bad_fraction:g}"
+    hint = suggest(missing, ids, reads_pattern(cfg.format))
+    message += f"; {hint}" if hint else ""
     if cfg.on_bad_image == "fail":
         why = "Is a directory" if first.is_dir() else "No such file or directory"
         raise DataError(f"{first}: cannot read image ({why}); {message} (set data.on_bad_image: skip to skip them)")
-    problem = bad_fraction_problem(len(missing), len(paths), cfg.max_bad_fraction, "image files")
-    if problem:
-        raise DataError(f"{message}; {problem}")
+    if exceeds(n, total, cfg.max_bad_fraction):
+        raise DataError(message)
     if warn:
         log.warning("%s", message)
     return message
@@ -87,29 +90,20 @@ def reads_pattern(fmt: str) -> bool:
     return "image_pattern" in required | optional
 
 
-def missing_message(missing: Sequence[tuple[Any, Path]], ids: Sequence[Any], total: int,
-                    pattern_option: bool) -> str:  # fmt: skip
-    """'N of M image file(s) missing (x%), e.g. PATH', then a suggestion when the folder looks like it holds
-    them under other names."""
-    n = len(missing)
-    text = f"{n:,} of {total:,} image file(s) missing ({100 * n / total:.1f}%), e.g. {missing[0][1]}"
-    hint = suggest(missing, ids, pattern_option)
-    return f"{text}; {hint}" if hint else text
-
-
 def suggest(missing: Sequence[tuple[Any, Path]], ids: Sequence[Any], pattern_option: bool) -> str | None:
     """What the image folder holds instead of the missing files, and the setting that would find them; None
     when nothing there looks like them. Searches the folder of most missing files: a sub-folder holding the same
     names, then the same number under another name (prefix, padding, extension), then another extension or case."""
     folder = Counter(path.parent for _, path in missing).most_common(1)[0][0]
-    sample = [(image_id, path) for image_id, path in missing if path.parent == folder][:_SAMPLE]
+    in_folder = [(image_id, path) for image_id, path in missing if path.parent == folder]
     try:
         entries = list(os.scandir(folder))
         names = {entry.name for entry in entries if not entry.is_dir()}
         subfolders = sorted(entry.name for entry in entries if entry.is_dir())[:_SUBFOLDERS]
     except OSError:  # an unreadable folder: the missing-file message stands without a suggestion
         return None
-    return _in_subfolder(folder, sample, subfolders) or _renamed(folder, sample, names, ids, pattern_option)
+    return (_in_subfolder(folder, in_folder[:_SAMPLE], subfolders)
+            or _renamed(folder, in_folder, names, ids, pattern_option))
 
 
 def _in_subfolder(folder: Path, sample: Sequence[tuple[Any, Path]], subfolders: list[str]) -> str | None:
@@ -125,10 +119,11 @@ def _in_subfolder(folder: Path, sample: Sequence[tuple[Any, Path]], subfolders: 
     return f"{best_hits} of {len(sample)} missing names checked are in {best}: set data.images: {best}"
 
 
-def _renamed(folder: Path, sample: Sequence[tuple[Any, Path]], names: set[str], ids: Sequence[Any],
+def _renamed(folder: Path, missing: Sequence[tuple[Any, Path]], names: set[str], ids: Sequence[Any],
              pattern_option: bool) -> str | None:  # fmt: skip
     """A file of the folder that is a missing file under another name: same number (other prefix, padding or
-    extension) or same name in another case or extension."""
+    extension) or same name in another case or extension. Every missing name is looked at (string work only):
+    a folder may hold a few of thousands of images."""
     by_number: dict[int, str] = {}
     by_stem: dict[str, str] = {}
     for name in sorted(names):
@@ -137,7 +132,7 @@ def _renamed(folder: Path, sample: Sequence[tuple[Any, Path]], names: set[str], 
         if digits:
             by_number.setdefault(int(digits[-1]), name)
         by_stem.setdefault(stem.lower(), name)
-    for _, path in sample:
+    for _, path in missing:
         digits = _DIGITS.findall(path.stem)
         near = by_number.get(int(digits[-1])) if digits else None
         if near is None:

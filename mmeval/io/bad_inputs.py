@@ -36,10 +36,15 @@ def skipped_line(n_bad: int, n_total: int, what: str = "images") -> str:
 def bad_fraction_problem(n_bad: int, n_total: int, max_fraction: float | None, what: str = "images") -> str | None:
     """Why `n_bad` unreadable of `n_total` is too many for `data.max_bad_fraction` (None: within the limit, or
     no limit). The fraction must exceed the threshold to fail: 0.5 allows exactly half."""
-    if max_fraction is None or n_total == 0 or n_bad / n_total <= max_fraction:
+    if not exceeds(n_bad, n_total, max_fraction):
         return None
-    return (f"{n_bad:,} of {n_total:,} {what} unreadable ({_percent(n_bad, n_total)}, fraction "
-            f"{n_bad / n_total:.4g}) is over data.max_bad_fraction {max_fraction:g}")
+    return (f"{n_bad:,} of {n_total:,} {what} unreadable ({_percent(n_bad, n_total)}): the fraction "
+            f"{n_bad / n_total:.4g} is over data.max_bad_fraction {max_fraction:g}")
+
+
+def exceeds(n_bad: int, n_total: int, max_fraction: float | None) -> bool:
+    """Whether `n_bad` of `n_total` is more than `max_fraction` (None: no limit)."""
+    return max_fraction is not None and n_total > 0 and n_bad / n_total > max_fraction
 
 
 def _percent(n_bad: int, n_total: int) -> str:
