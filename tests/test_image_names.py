@@ -107,7 +107,7 @@ def test_run_fails_with_the_suggestion_and_the_pattern_fixes_it(tmp_path: Path) 
     with pytest.raises(DataError, match=r"COCO_val2014_000000000001\.jpg: cannot read image \(No such file or "
                                         r"directory\); 6 of 6 image file\(s\) missing .* set data\.image_pattern: "
                                         r"'\{image_id:012d\}\.jpg' \(it finds 6 of 6 images\) \(set data\."
-                                        r"on_bad_image: skip to skip them\)$"):
+                                        r"on_bad_image: skip to skip such images\)$"):
         retrieval.run(model, bench_config(annotations), runtime())
     assert model.images_seen == 0  # refused before the pass
     fixed = retrieval.run(CountingEncoder(), bench_config(annotations, image_pattern="{image_id:012d}.jpg"),
