@@ -73,8 +73,9 @@ def test_ids_unrelated_to_the_numbers_get_no_pattern(tmp_path: Path) -> None:
     annotations.write_text(json.dumps(raw))
     message = _message(_coco_data(annotations, images, on_bad_image="skip"))
     assert "data.image_pattern" not in message
-    assert message.endswith(f"{images} holds 000000000101.jpg for COCO_val2014_000000000101.jpg: no {{image_id}} "
-                            "pattern finds these files by image id: rename them")
+    assert message.endswith(f"{images} holds 000000000101.jpg for COCO_val2014_000000000101.jpg: 1 of 3 missing "
+                            "names have a file with the same number or stem; no {image_id} pattern finds them by "
+                            "image id: rename the files")
 
 
 def test_nothing_alike_gives_no_suggestion(tmp_path: Path) -> None:
@@ -95,8 +96,9 @@ def test_formats_without_image_pattern_are_told_to_rename(tmp_path: Path) -> Non
         {"filename": f"COCO_val2014_{i:012d}.jpg", "cocoid": i, "split": "test", "sentences": [{"raw": f"box {i}"}]}
         for i in (1, 2, 3)]}))
     cfg = DataConfig(format="karpathy", annotations=karpathy, images=images, on_bad_image="skip")
-    assert _message(cfg).endswith(f"{images} holds 000000000001.jpg for COCO_val2014_000000000001.jpg: the names "
-                                  "differ: rename the files or the annotations' file names")
+    assert _message(cfg).endswith(f"{images} holds 000000000001.jpg for COCO_val2014_000000000001.jpg: 3 of 3 "
+                                  "missing names have a file with the same number or stem; rename the files or the "
+                                  "annotations' file names")
 
 
 def test_run_fails_with_the_suggestion_and_the_pattern_fixes_it(tmp_path: Path) -> None:

@@ -132,19 +132,22 @@ def _renamed(folder: Path, missing: Sequence[tuple[Any, Path]], names: set[str],
         if digits:
             by_number.setdefault(int(digits[-1]), name)
         by_stem.setdefault(stem.lower(), name)
+    pairs = []  # (missing path, the folder's file with its number or stem)
     for _, path in missing:
         digits = _DIGITS.findall(path.stem)
         near = by_number.get(int(digits[-1])) if digits else None
-        if near is None:
-            near = by_stem.get(path.stem.lower())
-        if near is None or near == path.name:
-            continue
-        advice = _pattern_advice(near, names, ids) if pattern_option else None
-        if advice is None:
-            advice = ("the names differ: rename the files or the annotations' file names" if not pattern_option
-                      else "no {image_id} pattern finds these files by image id: rename them")
-        return f"{folder} holds {near} for {path.name}: {advice}"
-    return None
+        near = near or by_stem.get(path.stem.lower())
+        if near is not None and near != path.name:
+            pairs.append((path, near))
+    if not pairs:
+        return None
+    path, near = pairs[0]
+    advice = _pattern_advice(near, names, ids) if pattern_option else None
+    if advice is None:  # a coincidence is possible: say how many names have such a file
+        advice = (f"{len(pairs):,} of {len(missing):,} missing names have a file with the same number or stem; "
+                  + ("no {image_id} pattern finds them by image id: rename the files" if pattern_option
+                     else "rename the files or the annotations' file names"))
+    return f"{folder} holds {near} for {path.name}: {advice}"
 
 
 def _pattern_advice(near: str, names: set[str], ids: Sequence[Any]) -> str | None:
