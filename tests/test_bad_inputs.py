@@ -145,7 +145,8 @@ def test_a_benchmark_over_the_threshold_fails_alone_and_its_report_entry_keeps_t
 
 @pytest.mark.parametrize(("data", "expected"), [
     ({"on_bad_image": "skip", "max_bad_fraction": 1.5}, "max_bad_fraction: Input should be less than or equal to 1"),
-    ({"on_bad_image": "skip", "max_bad_fraction": -0.1}, "max_bad_fraction: Input should be greater than or equal to 0"),
+    ({"on_bad_image": "skip", "max_bad_fraction": -0.1},
+     "max_bad_fraction: Input should be greater than or equal to 0"),
     ({"max_bad_fraction": 0.1}, "max_bad_fraction: applies only with on_bad_image: skip"),
     ({"on_bad_image": "fail", "max_bad_fraction": 0.1}, "max_bad_fraction: applies only with on_bad_image: skip"),
 ])

@@ -202,10 +202,10 @@ def test_format_required_field(workdir: Path) -> None:
 def test_field_the_format_does_not_read_is_an_error(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw["benchmarks"][0]["data"].update(n_images=100, split="test"))
     assert problems == [
-        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, limit, max_bad_fraction, on_bad_image);"
-        " remove it",
-        "benchmarks[0].data.split: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, limit, max_bad_fraction, on_bad_image);"
-        " remove it",
+        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, "
+        "limit, max_bad_fraction, on_bad_image); remove it",
+        "benchmarks[0].data.split: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, "
+        "limit, max_bad_fraction, on_bad_image); remove it",
     ]
 
 

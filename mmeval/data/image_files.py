@@ -74,7 +74,8 @@ def check_image_files(data, cfg, warn: bool = True) -> str | None:
     message += f"; {hint}" if hint else ""
     if cfg.on_bad_image == "fail":
         why = "Is a directory" if first.is_dir() else "No such file or directory"
-        raise DataError(f"{first}: cannot read image ({why}); {message} (set data.on_bad_image: skip to skip such images)")
+        raise DataError(f"{first}: cannot read image ({why}); {message} "
+                        "(set data.on_bad_image: skip to skip such images)")
     if exceeds(n, total, cfg.max_bad_fraction):
         raise DataError(message)
     if warn:
