@@ -147,6 +147,7 @@ def test_a_benchmark_over_the_threshold_fails_alone_and_its_report_entry_keeps_t
     ({"on_bad_image": "skip", "max_bad_fraction": 1.5}, "max_bad_fraction: Input should be less than or equal to 1"),
     ({"on_bad_image": "skip", "max_bad_fraction": -0.1},
      "max_bad_fraction: Input should be greater than or equal to 0"),
+    ({"on_bad_image": "skip", "max_bad_fraction": float("nan")}, "max_bad_fraction: Input should be a finite number"),
     ({"max_bad_fraction": 0.1}, "max_bad_fraction: applies only with on_bad_image: skip"),
     ({"on_bad_image": "fail", "max_bad_fraction": 0.1}, "max_bad_fraction: applies only with on_bad_image: skip"),
 ])
@@ -162,3 +163,12 @@ def test_max_bad_fraction_bounds_are_accepted(tmp_path: Path) -> None:
     assert bench_config(annotations, on_bad_image="skip", max_bad_fraction=0).data.max_bad_fraction == 0
     assert bench_config(annotations, on_bad_image="skip", max_bad_fraction=1).data.max_bad_fraction == 1
     assert bench_config(annotations).data.max_bad_fraction is None
+
+
+def test_no_readable_image_fails_and_keeps_the_list(tmp_path: Path) -> None:
+    annotations = make_coco_dataset(tmp_path, n_images=3)
+    for image_id in (1, 2, 3):
+        _image(annotations, image_id).write_bytes(b"")
+    with pytest.raises(TooManyBadInputs, match=r"ann\.json: no image could be read \(3 of 3 unreadable\)$") as caught:
+        retrieval.run(CountingEncoder(), bench_config(annotations, on_bad_image="skip"), runtime())
+    assert [row["image_id"] for row in caught.value.dataset["skipped_images"]] == [1, 2, 3]

@@ -195,5 +195,7 @@ def test_validate_gives_the_suggestion(tmp_path: Path) -> None:
     code, output = validate(on_bad_image="skip")
     assert code == 0, output
     assert "4 of 4 image file(s) missing" in " ".join(output.split())
+    code, output = validate(on_bad_image="skip", max_bad_fraction=0.5)
+    assert code == 2 and "the fraction 1 is over data.max_bad_fraction 0.5" in " ".join(output.split()), output
     code, output = validate(image_pattern="{image_id:012d}.jpg")
     assert code == 0 and "missing" not in output, output

@@ -79,7 +79,7 @@ class DataConfig(_Strict):
     seed: int = Field(0, description="shapes, shapes_vqa: generator seed")
     image_size: int = Field(64, gt=0, description="shapes, shapes_vqa: rendered size in pixels")
     on_bad_image: Literal["skip", "fail"] = Field("fail", description="a corrupt or missing image: skip or fail")
-    max_bad_fraction: float | None = Field(None, ge=0, le=1, description="with on_bad_image: skip, fail the "
+    max_bad_fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="with on_bad_image: skip, fail the "
                                            "benchmark when more than this fraction of its images is unreadable")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
     decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "

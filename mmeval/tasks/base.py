@@ -60,13 +60,16 @@ class RunContext:
 
 def check_skipped(bench, data, images) -> None:
     """After a benchmark's image pass: one line saying how many images were skipped, and the benchmark fails
-    when more than `data.max_bad_fraction` of them were (the failure keeps the list of skipped images)."""
+    when more than `data.max_bad_fraction` of them were, or all of them (the failure keeps the list of skipped
+    images in the report)."""
     if not images.bad:
         return
     n_bad, n_total = len(images.bad), len(data.image_ids)
     log.warning("%s: %s; the report lists each under dataset.skipped_images", bench.name,
                 skipped_line(n_bad, n_total, "images"))
     problem = bad_fraction_problem(n_bad, n_total, getattr(bench.data, "max_bad_fraction", None), "images")
+    if problem is None and n_bad == n_total:
+        problem = f"no image could be read ({n_bad:,} of {n_total:,} unreadable)"
     if problem:
         raise TooManyBadInputs(f"{data.source}: {problem}", {
             "n_images": n_total - n_bad, "n_skipped_images": n_bad,

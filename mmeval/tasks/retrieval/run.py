@@ -35,6 +35,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
                                       lambda n: progress.advance(task, n), bench.data.decode)
+    check_skipped(bench, data, images)  # every rank has the pass's findings: all fail alike, before the texts
     kept_texts = _texts_of(images.ok_indices, data.text_image_index)
     if not kept_texts:
         raise DataError(f"{data.source}: no readable image has a caption")
@@ -44,7 +45,6 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     )
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
-    check_skipped(bench, data, images)
 
     metric_start = time.perf_counter()
     row_of = {index: row for row, index in enumerate(images.ok_indices)}

@@ -74,6 +74,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
                                       lambda n: progress.advance(task, n), bench.data.decode)
+    check_skipped(bench, data, images)  # every rank has the pass's findings: all fail alike, before the prompts
     if not images.ok_indices:
         raise DataError(f"{data.source}: no readable image to classify")
     prompts = [template.format(c=name) for name in classes for template in templates]
@@ -81,7 +82,6 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     text_emb, text_timer = encode_texts(model, prompts, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
-    check_skipped(bench, data, images)
 
     metric_start = time.perf_counter()
     weights = class_embeddings(text_emb.to(image_emb.device), len(classes), len(templates))
