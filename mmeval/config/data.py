@@ -39,6 +39,12 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode", "max_bad_fraction"}
 
 
+def format_reads(fmt: str, field: str) -> bool:
+    """Whether data format `fmt` reads `data.<field>` (e.g. which formats take `image_pattern`)."""
+    required, optional = _FORMAT_FIELDS.get(fmt, (set(), set()))
+    return field in required | optional | _COMMON_DATA_FIELDS
+
+
 def _data_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     fmt = raw.get("format")
     if not _known(fmt, _FORMAT_FIELDS):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.config.data import format_reads
 from mmeval.errors import DataError
 from mmeval.io.bad_inputs import exceeds
 
@@ -70,7 +71,7 @@ def check_image_files(data, cfg, warn: bool = True) -> str | None:
     message = f"{n:,} of {total:,} image file(s) missing ({100 * n / total:.1f}%), e.g. {first}"
     if cfg.on_bad_image != "fail" and exceeds(n, total, cfg.max_bad_fraction):
         message += f": the fraction {n / total:.4g} is over data.max_bad_fraction {cfg.max_bad_fraction:g}"
-    hint = suggest(missing, ids, reads_pattern(cfg.format))
+    hint = suggest(missing, ids, format_reads(cfg.format, "image_pattern"))
     message += f"; {hint}" if hint else ""
     if cfg.on_bad_image == "fail":
         why = "Is a directory" if first.is_dir() else "No such file or directory"
@@ -81,14 +82,6 @@ def check_image_files(data, cfg, warn: bool = True) -> str | None:
     if warn:
         log.warning("%s", message)
     return message
-
-
-def reads_pattern(fmt: str) -> bool:
-    """Whether data format `fmt` reads `data.image_pattern`."""
-    from mmeval.config.data import _FORMAT_FIELDS
-
-    required, optional = _FORMAT_FIELDS.get(fmt, (set(), set()))
-    return "image_pattern" in required | optional
 
 
 def suggest(missing: Sequence[tuple[Any, Path]], ids: Sequence[Any], pattern_option: bool) -> str | None:
