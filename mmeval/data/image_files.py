@@ -25,7 +25,7 @@ from mmeval.io.bad_inputs import exceeds
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")
-_SAMPLE = 200  # missing names looked at for a suggestion (enough to tell a pattern from a coincidence)
+_SAMPLE = 200  # missing names looked for in each sub-folder (a stat each; renamed files are matched on all names)
 _SUBFOLDERS = 50  # sub-folders searched for the missing names
 
 
