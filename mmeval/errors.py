@@ -45,3 +45,12 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C before anything was computed (e.g. while the model loads): the CLI prints this message as one
     `error:` line and exits 130. A KeyboardInterrupt, so code that stops on Ctrl-C (several-model runs) still
     stops and keeps what finished."""
+
+
+class TooManyBadInputs(DataError):
+    """More unreadable inputs than `data.max_bad_fraction` allows. `dataset` (the report's dataset fields: counts
+    and the list of skipped inputs) is kept in the failed benchmark's report entry."""
+
+    def __init__(self, message: str, dataset: dict):
+        super().__init__(message)
+        self.dataset = dataset

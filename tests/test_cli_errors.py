@@ -122,7 +122,7 @@ def _data_cases(root: Path, annotations: Path, images: Path) -> dict[str, DataCa
     missing = root / "missing" / "val2014" / "COCO_val2014_000000000002.jpg"
     missing.unlink()
     cases["missing_image"] = DataCase(missing_ann, missing.parent, str(missing), "cannot read image (No such file",
-                                      "1 image file(s) missing, e.g.")
+                                      "1 of 6 image file(s) missing (16.7%), e.g.")
     corrupt_ann = make_coco_dataset(root / "corrupt", n_images=10, seed=1)
     corrupt = root / "corrupt" / "val2014" / "COCO_val2014_000000000003.jpg"
     corrupt.write_bytes(b"\xff\xd8 these bytes are not a JPEG" * 20)

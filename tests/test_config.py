@@ -86,7 +86,8 @@ def test_example_config_loads_as_written(workdir: Path) -> None:
 
 def test_report_copy_of_data_shows_only_the_fields_the_format_reads(workdir: Path) -> None:
     data = load_config(write(workdir / "run.yaml", EXAMPLE)).model_dump(mode="json")["benchmarks"][0]["data"]
-    assert set(data) == {"format", "annotations", "images", "on_bad_image", "limit", "decode"}
+    assert set(data) == {"format", "annotations", "images", "on_bad_image", "limit", "decode", "image_pattern",
+                         "max_bad_fraction"}
 
 
 # --- unknown keys ---------------------------------------------------------------------------------------
@@ -145,8 +146,8 @@ def test_cross_field_problems_are_reported_with_field_errors(workdir: Path) -> N
         raw["runtime"]["precision"] = "fp64"
 
     assert problems_of(edit) == [
-        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, images, limit, "
-        "on_bad_image); remove it",
+        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, "
+        "limit, max_bad_fraction, on_bad_image); remove it",
         "benchmarks[1].data.images: folder not found: data/coco/nowhere",
         "benchmarks[1].name: duplicate benchmark name 'coco5k' (also used by benchmarks[0]); names must be unique",
         "runtime.precision: Input should be 'auto', 'fp32', 'bf16' or 'fp16' (got 'fp64'). Did you mean 'fp16'?",
@@ -201,10 +202,10 @@ def test_format_required_field(workdir: Path) -> None:
 def test_field_the_format_does_not_read_is_an_error(workdir: Path) -> None:
     problems = problems_of(lambda raw: raw["benchmarks"][0]["data"].update(n_images=100, split="test"))
     assert problems == [
-        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, images, limit, on_bad_image);"
-        " remove it",
-        "benchmarks[0].data.split: not used by format 'coco' (it reads: annotations, decode, images, limit, on_bad_image);"
-        " remove it",
+        "benchmarks[0].data.n_images: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, "
+        "limit, max_bad_fraction, on_bad_image); remove it",
+        "benchmarks[0].data.split: not used by format 'coco' (it reads: annotations, decode, image_pattern, images, "
+        "limit, max_bad_fraction, on_bad_image); remove it",
     ]
 
 

@@ -332,7 +332,7 @@ def test_config_refuses_fields_and_formats_of_other_tasks(tmp_path: Path) -> Non
          "karpathy, shapes"),
         "benchmarks[2].prompt_template: not used by task 'retrieval' (it reads: bias, recall_k); remove it",
         ("benchmarks[3].data.caption_column: not used by format 'vqav2' (it reads: annotations, decode, image_pattern, "
-         "images, limit, on_bad_image, questions); remove it"),
+         "images, limit, max_bad_fraction, on_bad_image, questions); remove it"),
         "benchmarks[4].data.questions: required for format 'vqav2' (vqav2: the questions JSON)",
     ]
     with pytest.raises(ConfigError, match="task 'vqa' needs a model with capability 'answerer', but model type "

@@ -277,21 +277,18 @@ def _load_problems(cfg, trust_checkpoint: bool = False) -> list[str]:
 
 def _data_problems(cfg) -> list[str]:
     """Load each benchmark's annotations as its task reads them and check its image files exist."""
-    from mmeval.data.loaders import missing_images
+    from mmeval.data.image_files import check_image_files
     from mmeval.errors import MmevalError
 
     problems = []
     for n, bench in enumerate(cfg.benchmarks):
         try:
             data, summary = _load_for_task(bench)
+            missing = check_image_files(data, bench.data, warn=False)  # as `run` checks them, with suggestions
         except MmevalError as exc:
             problems.append(f"benchmarks[{n}].data: {exc}")
             continue
-        missing = missing_images(data)
-        note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
-        if missing and bench.data.on_bad_image == "fail":
-            problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
-                            "(set data.on_bad_image: skip to skip them)")
+        note = f", {missing}" if missing else ""
         stderr.print(f"benchmark '{bench.name}': {summary}{note}", markup=False, highlight=False)
     return problems
 

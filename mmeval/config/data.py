@@ -21,7 +21,7 @@ from mmeval.registry import DATA_FORMATS, unknown_name_message
 
 # Which data fields each format reads (required, optional); a field the format ignores is an error.
 _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    "coco": ({"annotations", "images"}, set()),
+    "coco": ({"annotations", "images"}, {"image_pattern"}),
     "karpathy": ({"annotations", "images"}, {"split"}),
     "hf": ({"path"}, {"split", "image_column", "caption_column", "image_id_column", "label_column"}),
     "shapes": (set(), {"split", "n_images", "seed", "image_size", "label_column"}),
@@ -36,7 +36,13 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
                          "answer_column", "question_id_column"}),
 }
-_COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode"}
+_COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode", "max_bad_fraction"}
+
+
+def format_reads(fmt: str, field: str) -> bool:
+    """Whether data format `fmt` reads `data.<field>` (e.g. which formats take `image_pattern`)."""
+    required, optional = _FORMAT_FIELDS.get(fmt, (set(), set()))
+    return field in required | optional | _COMMON_DATA_FIELDS
 
 
 def _data_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
@@ -44,7 +50,11 @@ def _data_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     if not _known(fmt, _FORMAT_FIELDS):
         return []
     required, optional = _FORMAT_FIELDS[fmt]
-    return _field_problems(raw, DataConfig, f"format '{fmt}'", required, optional | _COMMON_DATA_FIELDS)
+    problems = _field_problems(raw, DataConfig, f"format '{fmt}'", required, optional | _COMMON_DATA_FIELDS)
+    if raw.get("max_bad_fraction") is not None and raw.get("on_bad_image", "fail") == "fail":
+        problems.append((("max_bad_fraction",), "applies only with on_bad_image: skip (with fail, the first "
+                         "unreadable image fails the benchmark); set on_bad_image: skip or remove it"))
+    return problems
 
 
 class DataConfig(_Strict):
@@ -53,8 +63,9 @@ class DataConfig(_Strict):
     format: str = Field(description="one of " + ", ".join(sorted(DATA_FORMATS)))
     annotations: Path | None = Field(None, description="the annotation JSON file")
     questions: Path | None = Field(None, description="vqav2: the questions JSON")
-    image_pattern: str | None = Field(None, description="vqav2: image file name from {image_id} "
-                                      "(default COCO_val2014_{image_id:012d}.jpg)")
+    image_pattern: str | None = Field(None, description="vqav2, coco: image file name from {image_id}, "
+                                      "e.g. {image_id:012d}.jpg (vqav2 default COCO_val2014_{image_id:012d}.jpg; "
+                                      "coco default: each image's file_name)")
     question_column: str = Field("question", description="hf_vqa, hf_mc: the question column")
     answers_column: str = Field("answers", description="hf_vqa: the column with the 10 human answers")
     options_column: str = Field("options", description="hf_mc: the options list column (else columns A, B, ...)")
@@ -74,6 +85,8 @@ class DataConfig(_Strict):
     seed: int = Field(0, description="shapes, shapes_vqa: generator seed")
     image_size: int = Field(64, gt=0, description="shapes, shapes_vqa: rendered size in pixels")
     on_bad_image: Literal["skip", "fail"] = Field("fail", description="a corrupt or missing image: skip or fail")
+    max_bad_fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="with on_bad_image: skip, fail the "
+                                           "benchmark when more than this fraction of its images is unreadable")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
     decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
                                                   "when running on CUDA and the model's preprocessing allows it")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.data.retrieval_data import RetrievalData, annotation_digest
+from mmeval.data.image_files import fill_pattern
 from mmeval.errors import DataError
 from mmeval.ids import natural_sorted
 from mmeval.io.images import FileImages
@@ -52,7 +53,8 @@ def _show(value: Any) -> str:
 
 
 def load_coco(cfg) -> RetrievalData:
-    """COCO captions format: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}."""
+    """COCO captions format: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}.
+    With `data.image_pattern` the file names come from the ids instead of `file_name`."""
     path: Path = cfg.annotations
     raw = read_json(path)
     _require(isinstance(raw, dict), path, f"expected a COCO captions object, got a JSON {type(raw).__name__}")
@@ -88,6 +90,9 @@ def load_coco(cfg) -> RetrievalData:
         for caption in captions[image_id]:
             texts.append(caption)
             owner.append(position)
+    pattern = getattr(cfg, "image_pattern", None)
+    if pattern:  # file names from the image ids, e.g. when the files were renamed to {image_id:012d}.jpg
+        files = {i: fill_pattern(pattern, i, "{image_id:012d}.jpg") for i in ids}
     paths = [cfg.images / files[i] for i in ids]
     return _from_files(ids, paths, texts, owner, f"coco:{path}")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.data.coco import is_file_name, is_id, is_text, read_json
+from mmeval.data.image_files import fill_pattern
 from mmeval.errors import DataError
 from mmeval.io.images import FileImages, SubsetImages
 
@@ -108,14 +109,7 @@ def _answer_strings(value: Any, where: str) -> list[str]:
 
 
 def _image_file(pattern: str, image_id: Any) -> str:
-    if "{image_id" not in pattern:
-        raise DataError(f"data.image_pattern: {pattern!r} has no {{image_id}} placeholder, "
-                        f"e.g. {DEFAULT_IMAGE_PATTERN}")
-    try:
-        return pattern.format(image_id=image_id)
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"data.image_pattern: {pattern!r} cannot be filled in with image id {image_id!r} "
-                        f"({type(exc).__name__}: {exc}); use {{image_id}}, e.g. {DEFAULT_IMAGE_PATTERN}") from exc
+    return fill_pattern(pattern, image_id, DEFAULT_IMAGE_PATTERN)
 
 
 def _vqa_annotations(path: Path) -> dict[Any, dict[str, Any]]:

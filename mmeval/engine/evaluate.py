@@ -21,7 +21,7 @@ from mmeval.config.run import ModelConfig, RunConfig
 from mmeval.engine.latency import MemoryWatch, latency_block
 from mmeval.engine.runner import NullProgress
 from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
-from mmeval.errors import Interrupted, MmevalError, ModelLoadError
+from mmeval.errors import Interrupted, MmevalError, ModelLoadError, TooManyBadInputs
 from mmeval.models import checkpoint_files
 from mmeval.models.base import capabilities_of
 from mmeval.registry import MODELS, resolve, task_spec
@@ -171,6 +171,8 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
             return True
     except MmevalError as exc:
         add_failure(report, bench.name, bench.task, str(exc))
+        if isinstance(exc, TooManyBadInputs):  # the list of skipped inputs is kept with the failure
+            report["benchmarks"][bench.name]["dataset"] = exc.dataset
         outcome.errors.append(f"benchmark '{bench.name}': {exc}")
         return True
     except torch.cuda.OutOfMemoryError:  # outside a model call (those halve their batch: model_pass.RowLimit)

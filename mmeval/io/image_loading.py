@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
+from mmeval.io.bad_inputs import record_bad
 from mmeval.io.images import decode_image, gpu_decodable
 from mmeval.io.source import Batch, source_fingerprint
 
@@ -284,10 +285,7 @@ def _batch(done: ImagePass, items: list[int], indices: list[int], pixels: torch.
 
 
 def _bad_image(done: ImagePass, index: int, error: str, on_bad_image: str) -> None:
-    if on_bad_image == "fail":
-        raise DataError(f"{error} (set data.on_bad_image: skip to skip such images)")
-    log.warning("skipping image: %s", error)
-    done.bad.append((index, error))
+    record_bad(done.bad, index, error, on_bad_image, "image")
 
 
 def _to_run_device(batch: torch.Tensor, plan: PixelPlan, runtime) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -10,6 +11,10 @@ from typing import Any, Callable
 from mmeval.config.run import BootstrapConfig
 from mmeval.engine.runner import NullProgress, Timer
 from mmeval.engine.runtime import Runtime
+from mmeval.errors import TooManyBadInputs
+from mmeval.io.bad_inputs import bad_fraction_problem, skipped_line
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +56,24 @@ class RunContext:
         ranks = self.runtime.dist
         ranks.together = False  # evaluate.py sets it back before the next benchmark
         return ranks.is_primary
+
+
+def check_skipped(bench, data, images) -> None:
+    """After a benchmark's image pass: one line saying how many images were skipped, and the benchmark fails
+    when more than `data.max_bad_fraction` of them were, or all of them (the failure keeps the list of skipped
+    images in the report)."""
+    if not images.bad:
+        return
+    n_bad, n_total = len(images.bad), len(data.image_ids)
+    log.warning("%s: %s; the report lists each under dataset.skipped_images", bench.name,
+                skipped_line(n_bad, n_total, "images"))
+    problem = bad_fraction_problem(n_bad, n_total, getattr(bench.data, "max_bad_fraction", None), "images")
+    if problem is None and n_bad == n_total:
+        problem = f"no image could be read ({n_bad:,} of {n_total:,} unreadable)"
+    if problem:
+        raise TooManyBadInputs(f"{data.source}: {problem}", {
+            "n_images": n_total - n_bad, "n_skipped_images": n_bad,
+            "skipped_images": [{"image_id": data.image_ids[i], "reason": reason} for i, reason in images.bad]})
 
 
 def dataset_summary(data, images, n_texts: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mmeval.data.image_files import check_image_files
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.engine.runner import encode_images, encode_texts, generate_captions
 from mmeval.errors import DataError, MmevalError
@@ -21,7 +22,7 @@ from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import caption_statistic
 from mmeval.models.base import GenerationSettings
 from mmeval.tasks.coco_captions import TASK
-from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
+from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import (
     caption_subset_scorer,
     captioning_bias,
@@ -43,6 +44,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     data = ctx.load_data(load_retrieval_data, bench.data)
     attributes = with_reference_groups(bench.bias, data)
     check_attributes(bench.bias, data, attributes)
+    check_image_files(data, bench.data)
     load_s = time.perf_counter() - started
 
     task = progress.add_task(f"{bench.name}: captions", total=len(data.image_ids))
@@ -50,6 +52,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                                          lambda n: progress.advance(task, n), bench.data.decode)
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
+    check_skipped(bench, data, images)
     ids = [data.image_ids[i] for i in images.ok_indices]
     predictions = [{"image_id": image_id, "caption": caption} for image_id, caption in zip(ids, captions)]
     extra: dict[str, Any] = {}

@@ -15,7 +15,7 @@ from mmeval.metrics.multiple_choice import extract_choice, format_options, score
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import choice_statistic
 from mmeval.tasks.multiple_choice import TASK
-from mmeval.tasks.base import BenchmarkResult, RunContext
+from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped
 from mmeval.tasks.vqa.run import answered_summary, ask, load_questions, prepare, render
 
 # LLaVA-1.5's multiple-choice (MMBench / ScienceQA) instruction.
@@ -35,6 +35,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     answers, images = ask(model, bench, ctx, data, settings, prompt)
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
+    check_skipped(bench, data, images)
     answered = sorted(answers)
     questions = [data.questions[n] for n in answered]
     dataset = answered_summary(data, images, answered)

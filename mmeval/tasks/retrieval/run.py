@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from mmeval.data.image_files import check_image_files
 from mmeval.data.loaders import load_retrieval_data
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
@@ -14,7 +15,7 @@ from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_fr
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.tasks.retrieval import TASK
-from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
+from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     started = time.perf_counter()
     data = ctx.load_data(load_retrieval_data, bench.data)
     check_attributes(bench.bias, data)
+    check_image_files(data, bench.data)
     if not data.texts:
         raise DataError(f"{data.source}: no captions to retrieve with")
     load_s = time.perf_counter() - started
@@ -33,6 +35,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
                                       lambda n: progress.advance(task, n), bench.data.decode)
+    check_skipped(bench, data, images)  # every rank has the pass's findings: all fail alike, before the texts
     kept_texts = _texts_of(images.ok_indices, data.text_image_index)
     if not kept_texts:
         raise DataError(f"{data.source}: no readable image has a caption")

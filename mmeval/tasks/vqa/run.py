@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mmeval.data.image_files import check_image_files
 from mmeval.data.vqa_data import Question, QuestionData
 from mmeval.engine.runner import ImagePass, generate_answers
 from mmeval.errors import DataError, MmevalError
@@ -25,7 +26,7 @@ from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings
 from mmeval.registry import DATA_FORMATS, resolve
 from mmeval.tasks.vqa import TASK
-from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
+from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, sliced_only
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def prepare(model, bench, default_template: str, needs: tuple[str, ...]) -> tupl
 def ask(model, bench, ctx: RunContext, data: QuestionData, settings: GenerationSettings,
         prompt_of: Callable[[Question], str]) -> tuple[dict[int, str], ImagePass]:
     """Every question of every readable image, answered: {question position: answer} and the image pass."""
+    check_image_files(data, bench.data)
     prompts_of = [[(n, prompt_of(data.questions[n])) for n in group] for group in data.questions_by_image()]
     task = ctx.progress.add_task(f"{bench.name}: answers", total=len(data.image_ids))
     return generate_answers(model, data.images, prompts_of, ctx.runtime, settings, bench.data.on_bad_image,
@@ -94,6 +96,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     answers, images = ask(model, bench, ctx, data, settings, lambda q: render(template, {"question": q.text}))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
+    check_skipped(bench, data, images)
     answered = sorted(answers)
     questions = [data.questions[n] for n in answered]
     predictions = [{"question_id": q.question_id, "answer": answers[n]} for n, q in zip(answered, questions)]

@@ -16,13 +16,14 @@ import torch.nn.functional as F
 
 from mmeval.config.benchmark import read_list_file
 from mmeval.data.classification import load_labelled, resolve_classes
+from mmeval.data.image_files import check_image_files
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.tasks.zeroshot_classification import TASK
-from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
+from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, classification_bias, sliced_only
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     templates = list(templates or DEFAULT_TEMPLATES)
     data = ctx.load_data(load_labelled, bench.data, bench.multilabel)
     check_attributes(bench.bias, data)
+    check_image_files(data, bench.data)
     classes, targets = resolve_classes(data, given, bench.multilabel)
     temperature, temperature_from = bench.temperature, "config"
     if temperature is None:
@@ -72,6 +74,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
                                       lambda n: progress.advance(task, n), bench.data.decode)
+    check_skipped(bench, data, images)  # every rank has the pass's findings: all fail alike, before the prompts
     if not images.ok_indices:
         raise DataError(f"{data.source}: no readable image to classify")
     prompts = [template.format(c=name) for name in classes for template in templates]
