@@ -23,6 +23,8 @@ from mmeval.cli.app import (
     _user_errors,
     app,
 )
+from mmeval.cli.checks import DecodeOption, LimitOption, apply_limit, run_prechecks
+from mmeval.cli.signals import sigterm_as_interrupt
 from mmeval.reporting.console import bench_table, make_progress, print_error, results_table, stderr, stdout
 
 _CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
@@ -70,11 +72,14 @@ def run(
     no_cache: NoCacheOption = False,
     trust_checkpoint: TrustOption = False,
     resume: ResumeOption = False,
+    limit: LimitOption = None,
 ) -> None:
     from mmeval.config.file import load_config
 
-    with _user_errors():
+    with _user_errors(), sigterm_as_interrupt() as signals:
         cfg = load_config(config, overrides)
+        apply_limit(cfg, limit)
+        memo = run_prechecks(cfg, str(config))  # annotations and image files, before the model loads
         from mmeval.engine import distributed  # torch: imported only once the config is known to be valid
         from mmeval.engine.evaluate import run_config
 
@@ -91,13 +96,15 @@ def run(
                     from mmeval.engine.multi import run_models
 
                     outcome = run_models(cfg, str(config), progress, trust_checkpoint=trust_checkpoint,
-                                         resume=resume)
+                                         resume=resume, memo=memo)
                 else:
-                    outcome = run_config(cfg, str(config), progress, trust_checkpoint=trust_checkpoint, resume=resume)
+                    outcome = run_config(cfg, str(config), progress, trust_checkpoint=trust_checkpoint, resume=resume,
+                                         memo=memo)
         finally:
             distributed.shutdown()
+    interrupted_code = signals.exit_code()  # 143 after SIGTERM, else 130 (Ctrl-C)
     if not primary:
-        raise typer.Exit(130 if outcome.interrupted else 1 if outcome.internal_error else 2 if outcome.errors else 0)
+        raise typer.Exit(interrupted_code if outcome.interrupted else 1 if outcome.internal_error else 2 if outcome.errors else 0)
     if cfg.is_multi:
         _print_multi(outcome)
     else:
@@ -115,9 +122,9 @@ def run(
                     "(finished benchmarks were saved; rerun with --debug for the traceback)")
         raise typer.Exit(1)
     if outcome.interrupted:
-        print_error("interrupted; the finished benchmarks were saved in the report")
+        print_error(f"{signals.what()}; the finished benchmarks were saved in the report")
         _resume_hint(cfg)
-        raise typer.Exit(130)
+        raise typer.Exit(interrupted_code)
     if outcome.errors:
         raise typer.Exit(2)
 
@@ -212,6 +219,8 @@ def validate(
     load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits the "
                                              "architecture (imports the model's framework; slower).")] = False,
     trust_checkpoint: TrustOption = False,
+    limit: LimitOption = None,
+    decode: DecodeOption = False,
 ) -> None:
     from mmeval.config.file import load_config
     from mmeval.errors import ConfigError, MmevalError
@@ -220,7 +229,8 @@ def validate(
         if os.environ.get("WORLD_SIZE", "1") != "1":  # checking a config needs no process group, nor N copies
             raise MmevalError("mmeval validate checks a config in one process; run it without torchrun")
         cfg = load_config(config, overrides)
-        problems = _data_problems(cfg)
+        apply_limit(cfg, limit)
+        problems = _data_problems(cfg, decode)
         if cfg.runtime.device.startswith("cuda"):
             from mmeval.engine.runtime import resolve_runtime
 
@@ -256,32 +266,11 @@ def _load_problems(cfg, trust_checkpoint: bool = False) -> list[str]:
     return problems
 
 
-def _data_problems(cfg) -> list[str]:
-    """Load each benchmark's annotations as its task reads them and check its image files exist."""
-    from mmeval.data.loaders import missing_images
-    from mmeval.errors import MmevalError
+def _data_problems(cfg, decode: bool = False) -> list[str]:
+    """Load each benchmark's annotations as its task reads them and check its image files exist (checks.py)."""
+    from mmeval.cli.checks import data_problems
 
-    problems = []
-    for n, bench in enumerate(cfg.benchmarks):
-        try:
-            data, summary = _load_for_task(bench)
-        except MmevalError as exc:
-            problems.append(f"benchmarks[{n}].data: {exc}")
-            continue
-        missing = missing_images(data)
-        note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
-        if missing and bench.data.on_bad_image == "fail":
-            problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
-                            "(set data.on_bad_image: skip to skip them)")
-        stderr.print(f"benchmark '{bench.name}': {summary}{note}", markup=False, highlight=False)
-    return problems
-
-
-def _load_for_task(bench):
-    """The benchmark's data loaded exactly as its task loads it, and a one-line summary."""
-    from mmeval.registry import task_spec
-
-    return task_spec(bench.task).load("load_data")(bench)
+    return data_problems(cfg, decode)
 
 
 class Dedup(str, Enum):

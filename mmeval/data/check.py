@@ -1,0 +1,56 @@
+"""The cheap data checks of a config, done before any model is loaded: each benchmark's annotations are read as
+its task reads them (`TaskSpec.load_data`) and its image files are checked to exist.
+
+`mmeval validate` prints what they find; `mmeval run` does the same checks first, so a bad annotation file or a
+missing image fails in a second instead of after the checkpoint has loaded, and hands the loaded data on to the
+benchmarks (`DataMemo(checked=...)`) so nothing is parsed twice. Torch-free: `validate` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmeval.errors import MmevalError
+
+
+@dataclass
+class DataCheck:
+    """What the checks found: one problem line per bad benchmark, one summary line per good one, and the data."""
+
+    problems: list[str] = field(default_factory=list)  # `benchmarks[n].data...: what is wrong` (exit code 2)
+    summaries: list[str] = field(default_factory=list)  # `benchmark 'x': 5000 images, 25010 texts[, N missing]`
+    skipped_missing: dict[str, int] = field(default_factory=dict)  # benchmark -> missing files it will skip
+    loaded: dict[str, Any] = field(default_factory=dict)  # bench_key(bench) -> data as its task's load_data gave it
+
+
+def bench_key(bench) -> str:
+    """The key a benchmark's checked data is kept under: its whole resolved config."""
+    return bench.model_dump_json()
+
+
+def check_data(cfg) -> DataCheck:
+    """Load every benchmark's annotations as its task does and check that its image files exist.
+
+    Missing files are a problem unless the benchmark says `data.on_bad_image: skip` (then they are counted, and
+    skipped as unreadable when the run reaches them)."""
+    from mmeval.data.loaders import missing_images
+    from mmeval.registry import task_spec
+
+    found = DataCheck()
+    for n, bench in enumerate(cfg.benchmarks):
+        try:
+            data, summary = task_spec(bench.task).load("load_data")(bench)
+        except MmevalError as exc:
+            found.problems.append(f"benchmarks[{n}].data: {exc}")
+            continue
+        missing = missing_images(data)
+        note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
+        if missing and bench.data.on_bad_image == "fail":
+            found.problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. "
+                                  f"{missing[0]} (set data.on_bad_image: skip to skip them)")
+        elif missing:
+            found.skipped_missing[bench.name] = len(missing)
+        found.summaries.append(f"benchmark '{bench.name}': {summary}{note}")
+        found.loaded[bench_key(bench)] = data
+    return found
