@@ -47,10 +47,12 @@ and its table. A model that fails to load or fails a benchmark is recorded and t
 
 Data-parallel: `torchrun --nproc_per_node N -m mmeval run --config ...` splits every pass across N processes
 (one GPU each, NCCL; gloo on CPU) with the same results; rank 0 computes the metrics and writes the report.
-Finished batches are saved as a run goes: after a crash or Ctrl-C, rerun with --resume to compute only the rest.
+Finished batches are saved as a run goes: after a crash, Ctrl-C or SIGTERM, rerun with --resume to compute only
+the rest. Every benchmark's annotations and image files are checked before the model is loaded.
 
 Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
-benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
+benchmarks that finished), 130 interrupted by Ctrl-C, 143 by SIGTERM (finished benchmarks are kept),
+1 internal error.
 Bad input is reported as one `error:` line per problem; `mmeval --debug run ...` adds the traceback.
 
 {_CONFIG_HELP}"""
@@ -58,7 +60,7 @@ Bad input is reported as one `error:` line per problem; `mmeval --debug run ...`
 _VALIDATE_HELP = f"""Check a config without running it: keys, names, files, annotation files, image files.
 
 Every problem is reported at once, one `error:` line each, with its place in the config (exit code 2);
-a valid config prints `ok` (exit code 0). Image files are checked to exist, not decoded.
+a valid config prints `ok` (exit code 0). Image files are checked to exist; --decode also decodes them.
 
 {_CONFIG_HELP}"""
 
