@@ -222,7 +222,7 @@ def test_validate_decode_caps_the_list_and_warns_when_the_benchmark_skips(tmp_pa
 def test_validate_decode_passes_good_images(tmp_path: Path) -> None:
     annotations = make_coco_dataset(tmp_path / "coco", n_images=5, seed=8)
     image = Image.open(annotations.parent / "val2014" / "COCO_val2014_000000000001.jpg")
-    image.save(annotations.parent / "val2014" / "COCO_val2014_000000000001.jpg", format="PNG")  # any format Pillow reads
+    image.save(annotations.parent / "val2014" / "COCO_val2014_000000000001.jpg", format="PNG")  # a PNG named .jpg
     config = write_config(tmp_path / "run.yaml", [coco_bench("c", annotations, annotations.parent / "val2014"),
                                                   {"name": "s", "task": "retrieval", "data": SHAPES}])
     done = invoke("validate", "-c", config, "--decode")

@@ -106,7 +106,8 @@ def run(
             distributed.shutdown()
     interrupted_code = signals.exit_code()  # 143 after SIGTERM, else 130 (Ctrl-C)
     if not primary:
-        raise typer.Exit(interrupted_code if outcome.interrupted else 1 if outcome.internal_error else 2 if outcome.errors else 0)
+        raise typer.Exit(interrupted_code if outcome.interrupted else 1 if outcome.internal_error
+                         else 2 if outcome.errors else 0)
     if cfg.is_multi:
         _print_multi(outcome)
     else:
