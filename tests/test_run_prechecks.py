@@ -8,6 +8,7 @@ the pre-run checks hand their data to the benchmarks instead of reading it twice
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def test_the_checked_data_is_read_once_per_run(tmp_path: Path, monkeypatch, load
 
     def counted(cfg):
         calls.append(cfg.n_images)
+        time.sleep(0.3)  # a slow annotation file: the time shows in the benchmark's load_data_s
         return real(cfg)
 
     monkeypatch.setattr(loaders, "shapes_from_config", counted)
@@ -127,6 +129,9 @@ def test_the_checked_data_is_read_once_per_run(tmp_path: Path, monkeypatch, load
     assert [r["benchmarks"]["r"]["dataset"]["n_images"] for r in reports] == [12, 12]
     # the same model twice: the same numbers, whichever way the data reached it
     assert reports[0]["benchmarks"]["r"]["metrics"] == reports[1]["benchmarks"]["r"]["metrics"]
+    # the loading is counted once, for the first model (as when the second one reuses a memoised load)
+    assert reports[0]["benchmarks"]["r"]["timings"]["load_data_s"] >= 0.3
+    assert reports[1]["benchmarks"]["r"]["timings"]["load_data_s"] < 0.3
 
 
 # --- --limit ------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def run_prechecks(cfg, config_path: str):
                     name, count)
     from mmeval.engine.data_memo import DataMemo  # torch: only once the data is known to be good
 
-    return DataMemo(checked=found.loaded)
+    return DataMemo(checked=found.loaded, seconds=found.seconds)
 
 
 def data_problems(cfg, decode: bool = False) -> list[str]:

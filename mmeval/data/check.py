@@ -8,6 +8,7 @@ benchmarks (`DataMemo(checked=...)`) so nothing is parsed twice. Torch-free: `va
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class DataCheck:
     summaries: list[str] = field(default_factory=list)  # `benchmark 'x': 5000 images, 25010 texts[, N missing]`
     skipped_missing: dict[str, int] = field(default_factory=dict)  # benchmark -> missing files it will skip
     loaded: dict[str, Any] = field(default_factory=dict)  # bench_key(bench) -> data as its task's load_data gave it
+    seconds: dict[str, float] = field(default_factory=dict)  # bench_key(bench) -> time its load_data took
 
 
 def bench_key(bench) -> str:
@@ -39,6 +41,7 @@ def check_data(cfg) -> DataCheck:
 
     found = DataCheck()
     for n, bench in enumerate(cfg.benchmarks):
+        started = time.perf_counter()
         try:
             data, summary = task_spec(bench.task).load("load_data")(bench)
         except MmevalError as exc:
@@ -53,4 +56,5 @@ def check_data(cfg) -> DataCheck:
             found.skipped_missing[bench.name] = len(missing)
         found.summaries.append(f"benchmark '{bench.name}': {summary}{note}")
         found.loaded[bench_key(bench)] = data
+        found.seconds[bench_key(bench)] = time.perf_counter() - started
     return found

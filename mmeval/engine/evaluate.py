@@ -130,9 +130,10 @@ def evaluate_model(cfg: RunConfig, model, runtime: Runtime, report: dict[str, An
     samples: dict[str, Any] = {}
     directory = cfg.output.dir.expanduser()
     for bench in cfg.benchmarks:
+        checked, checked_s = memo.checked_data(bench) if memo is not None else (None, 0.0)
         ctx = RunContext(runtime, progress or NullProgress(),
                          _artifact_writer(directory, f"{stem}.{bench.name}", outcome.artifacts), memo,
-                         cfg.bootstrap, memo.checked_data(bench) if memo is not None else None)  # fmt: skip
+                         cfg.bootstrap, checked, checked_s)  # fmt: skip
         if not _run_benchmark(model, bench, ctx, outcome, samples):
             break
     if runtime.dist.is_primary:  # in a data-parallel run, rank 0 alone writes the report
@@ -185,6 +186,10 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         outcome.internal_error = exc
         return False
     result.task = bench.task  # as the config names it: a 'module:attr' task stays resolvable by compare / report
+    if ctx.checked_s and ctx.checked_data is None:  # its data came from the pre-run checks: their loading time
+        result.timings["load_data_s"] = result.timings.get("load_data_s", 0.0) + ctx.checked_s
+        if "total_s" in result.timings:
+            result.timings["total_s"] += ctx.checked_s
     add_result(report, bench.name, result)
     report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
                                                                 ctx.runtime.warmup_batches, memory.stop())
