@@ -77,10 +77,17 @@ def _env(folder: Path, delay: float, cache: Path) -> dict[str, str]:
 def _caption_chunks(cache: Path) -> list[Path]:
     """Saved chunks of captioning work (generated text, no embedding rows) under the cache folder."""
     found = []
-    for path in (cache / "chunks").rglob("*.chunk.safetensors") if (cache / "chunks").is_dir() else []:
-        with safe_open(str(path), "pt") as handle:
-            if "rows" not in handle.keys():
-                found.append(path)
+    try:
+        paths = list((cache / "chunks").rglob("*.chunk.safetensors"))
+    except OSError:  # a finished pass removes its chunk folder while we look
+        return []
+    for path in paths:
+        try:
+            with safe_open(str(path), "pt") as handle:
+                if "rows" not in handle.keys():
+                    found.append(path)
+        except Exception:  # noqa: BLE001 - removed between the listing and the read
+            continue
     return found
 
 
@@ -165,10 +172,9 @@ def test_an_interrupt_escaping_the_block_becomes_the_exit_code() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
     assert info.value.exit_code == 143
-    with pytest.raises(typer.Exit) as info:
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C: left to the CLI (exit 130)
         with sigterm_as_interrupt():
-            raise KeyboardInterrupt  # Ctrl-C
-    assert info.value.exit_code == 130
+            raise KeyboardInterrupt
 
 
 def test_sigterm_before_any_benchmark_is_one_line_and_143(tmp_path: Path, monkeypatch) -> None:
@@ -183,5 +189,5 @@ def test_sigterm_before_any_benchmark_is_one_line_and_143(tmp_path: Path, monkey
                         f"output: {{dir: {tmp_path / 'reports'}}}\n")
     done = CliRunner().invoke(app, ["run", "-c", str(config)])
     assert done.exit_code == 143, done.output
-    assert "error: terminated (SIGTERM) before any benchmark finished; nothing was saved" in done.output
+    assert "error: terminated (SIGTERM) before any benchmark finished; nothing was computed" in done.output
     assert "Traceback" not in done.output

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from mmeval.cli.checks import DecodeOption, LimitOption, apply_limit, run_prechecks
+from mmeval.cli.signals import sigterm_as_interrupt
 from mmeval.cli.app import (
     ConfigOption,
     NoCacheOption,
@@ -23,8 +25,6 @@ from mmeval.cli.app import (
     _user_errors,
     app,
 )
-from mmeval.cli.checks import DecodeOption, LimitOption, apply_limit, run_prechecks
-from mmeval.cli.signals import sigterm_as_interrupt
 from mmeval.reporting.console import bench_table, make_progress, print_error, results_table, stderr, stdout
 
 _CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
@@ -78,7 +78,7 @@ def run(
 ) -> None:
     from mmeval.config.file import load_config
 
-    with _user_errors(), sigterm_as_interrupt() as signals:
+    with _user_errors():
         cfg = load_config(config, overrides)
         apply_limit(cfg, limit)
         memo = run_prechecks(cfg, str(config))  # annotations and image files, before the model loads
@@ -93,7 +93,9 @@ def run(
         if not primary:  # torchrun: rank 0 shows progress and results, the other ranks only warnings and errors
             logging.getLogger("mmeval").setLevel(logging.WARNING)
         try:
-            with make_progress() if primary else contextlib.nullcontext() as progress:
+            # SIGTERM from here on is handled as Ctrl-C (batches saved, report written), exit code 143
+            with (sigterm_as_interrupt() as signals,
+                  make_progress() if primary else contextlib.nullcontext() as progress):
                 if cfg.is_multi:
                     from mmeval.engine.multi import run_models
 

@@ -50,9 +50,9 @@ class Signals:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[Signals]:
-    """Within the block SIGTERM raises `Terminated` (once); the previous handler is restored afterwards. An
-    interrupt that escapes the block (before any benchmark started, e.g. while the model loads) ends the command
-    with one line and exit code 143 or 130 instead of a traceback."""
+    """Within the block SIGTERM raises `Terminated` (once); the previous handler is restored afterwards. After a
+    SIGTERM, an interrupt that escapes the block (no benchmark had started, e.g. the model was loading) ends the
+    command with one line and exit code 143; a Ctrl-C escaping it is left to the CLI's own handling (exit 130)."""
     signals = Signals()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield signals
@@ -61,7 +61,9 @@ def sigterm_as_interrupt() -> Iterator[Signals]:
     try:
         yield signals
     except KeyboardInterrupt:
-        print_error(f"{signals.what()} before any benchmark finished; nothing was saved")
-        raise typer.Exit(signals.exit_code()) from None
+        if not signals.terminated:
+            raise
+        print_error("terminated (SIGTERM) before any benchmark finished; nothing was computed")
+        raise typer.Exit(SIGTERM_EXIT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
