@@ -169,15 +169,23 @@ def _skip_configs(w: World) -> Path:
                                   benchmark("clean", clean, case.images)])
 
 
+# What `run` finds before it loads the model (annotations, image files), as `validate` does
+PRECHECKED = ("json_list", "no_annotations", "caption_not_string", "malformed_json", "missing_image")
+
+
 @pytest.fixture(scope="module")
 def model_runs(world: World) -> dict[str, subprocess.CompletedProcess]:
     """The commands that import torch or load a model, run in parallel (each is mostly import time)."""
     bad_data = world.config("bad_data.yaml", [benchmark(name, c.annotations, c.images)
-                                              for name, c in world.cases.items()])
+                                              for name, c in world.cases.items() if name in PRECHECKED])
+    corrupt = world.cases["corrupt_image"]
+    late = world.config("late.yaml", [world.good_benchmark("good"),
+                                      benchmark("corrupt_image", corrupt.annotations, corrupt.images)])
     misfit = world.config("misfit.yaml", [world.good_benchmark()],
                           model={**world.model, "checkpoint": str(_narrow_checkpoint(world.root, "vision"))})
     commands = {
         "bad_data": ["run", "--config", bad_data],
+        "late": ["run", "--config", late],
         "skip": ["run", "--config", _skip_configs(world)],
         "misfit": ["run", "-c", misfit],
         "list": ["list"],
@@ -290,27 +298,37 @@ def test_validate_checks_annotation_and_image_files(world: World, case: str) -> 
                      f"{path.name}: benchmarks[0].data", data.where, data.validate_expects)
 
 
-@pytest.mark.parametrize("case", ["json_list", "no_annotations", "caption_not_string", "malformed_json",
-                                  "missing_image", "corrupt_image"])
-def test_run_fails_a_bad_benchmark_with_one_line(world: World, model_runs, case: str) -> None:
-    # One run holds every bad benchmark: each fails with its own error line, in config order.
+@pytest.mark.parametrize("case", PRECHECKED)
+def test_run_checks_every_benchmarks_data_before_loading_the_model(world: World, model_runs, case: str) -> None:
+    # One run holds every bad benchmark: each gets its own error line, in config order, as `validate` reports
+    # them, and the run stops before the model is loaded, so no report is written.
     done = model_runs["bad_data"]
     lines = assert_bad_input(done)
-    assert len(lines) == len(world.cases), shown(done)
-    line = lines[list(world.cases).index(case)]
+    assert len(lines) == len(PRECHECKED), shown(done)
+    n = PRECHECKED.index(case)
+    line = lines[n]
     data = world.cases[case]
-    for fragment in (f"benchmark '{case}': ", data.where, data.run_expects):
+    for fragment in (f"bad_data.yaml: benchmarks[{n}].data", data.where, data.validate_expects):
         assert fragment in line, shown(done)
-    if case in ("missing_image", "corrupt_image"):
-        assert "(set data.on_bad_image: skip to skip such images)" in line
+    if case == "missing_image":
+        assert "(set data.on_bad_image: skip to skip them)" in line
+    assert not (world.root / "reports-bad_data").exists()
 
 
-def test_failed_benchmarks_are_recorded_in_the_report(world: World, model_runs) -> None:
-    report = json.loads((world.root / "reports-bad_data" / "bad_data.json").read_text())
+def test_an_image_that_fails_late_fails_its_benchmark_and_the_others_are_kept(world: World, model_runs) -> None:
+    # A corrupt image is found only when decoded (the pre-run checks do not decode): its benchmark fails with
+    # one line, the report keeps the benchmark that finished.
+    done = model_runs["late"]
+    lines = assert_bad_input(done)
+    assert len(lines) == 1, shown(done)
+    data = world.cases["corrupt_image"]
+    for fragment in ("benchmark 'corrupt_image': ", data.where, data.run_expects,
+                     "(set data.on_bad_image: skip to skip such images)"):
+        assert fragment in lines[0], shown(done)
+    report = json.loads((world.root / "reports-late" / "late.json").read_text())
     assert report["status"] == "partial"
     assert {name: bench["status"] for name, bench in report["benchmarks"].items()} == {
-        name: "failed" for name in world.cases
-    }
+        "good": "complete", "corrupt_image": "failed"}
 
 
 def test_corrupt_image_skipped_and_counted(world: World, model_runs) -> None:

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from mmeval.cli.checks import DecodeOption, LimitOption, apply_limit, run_prechecks
+from mmeval.cli.signals import sigterm_as_interrupt
 from mmeval.cli.app import (
     ConfigOption,
     NoCacheOption,
@@ -46,10 +48,12 @@ and its table. A model that fails to load or fails a benchmark is recorded and t
 
 Data-parallel: `torchrun --nproc_per_node N -m mmeval run --config ...` splits every pass across N processes
 (one GPU each, NCCL; gloo on CPU) with the same results; rank 0 computes the metrics and writes the report.
-Finished batches are saved as a run goes: after a crash or Ctrl-C, rerun with --resume to compute only the rest.
+Finished batches are saved as a run goes: after a crash, Ctrl-C or SIGTERM, rerun with --resume to compute only
+the rest. Every benchmark's annotations and image files are checked before the model is loaded.
 
 Exit codes: 0 all benchmarks ran, 2 bad input (config, data, checkpoint; the report keeps the
-benchmarks that finished), 130 interrupted (finished benchmarks are kept), 1 internal error.
+benchmarks that finished), 130 interrupted by Ctrl-C, 143 by SIGTERM (finished benchmarks are kept),
+1 internal error.
 Bad input is reported as one `error:` line per problem; `mmeval --debug run ...` adds the traceback.
 
 {_CONFIG_HELP}"""
@@ -57,7 +61,7 @@ Bad input is reported as one `error:` line per problem; `mmeval --debug run ...`
 _VALIDATE_HELP = f"""Check a config without running it: keys, names, files, annotation files, image files.
 
 Every problem is reported at once, one `error:` line each, with its place in the config (exit code 2);
-a valid config prints `ok` (exit code 0). Image files are checked to exist, not decoded.
+a valid config prints `ok` (exit code 0). Image files are checked to exist; --decode also decodes them.
 
 {_CONFIG_HELP}"""
 
@@ -71,6 +75,7 @@ def run(
     no_cache: NoCacheOption = False,
     trust_checkpoint: TrustOption = False,
     resume: ResumeOption = False,
+    limit: LimitOption = None,
 ) -> None:
     from mmeval.config.file import load_config
 
@@ -78,6 +83,8 @@ def run(
         if output is not None:
             check_folder(output, "--output")
         cfg = load_config(config, overrides)
+        apply_limit(cfg, limit)
+        memo = run_prechecks(cfg, str(config))  # annotations and image files, before the model loads
         from mmeval.engine import distributed  # torch: imported only once the config is known to be valid
         from mmeval.engine.evaluate import run_config
 
@@ -89,18 +96,23 @@ def run(
         if not primary:  # torchrun: rank 0 shows progress and results, the other ranks only warnings and errors
             logging.getLogger("mmeval").setLevel(logging.WARNING)
         try:
-            with make_progress() if primary else contextlib.nullcontext() as progress:
+            # SIGTERM from here on is handled as Ctrl-C (batches saved, report written), exit code 143
+            with (sigterm_as_interrupt() as signals,
+                  make_progress() if primary else contextlib.nullcontext() as progress):
                 if cfg.is_multi:
                     from mmeval.engine.multi import run_models
 
                     outcome = run_models(cfg, str(config), progress, trust_checkpoint=trust_checkpoint,
-                                         resume=resume)
+                                         resume=resume, memo=memo)
                 else:
-                    outcome = run_config(cfg, str(config), progress, trust_checkpoint=trust_checkpoint, resume=resume)
+                    outcome = run_config(cfg, str(config), progress, trust_checkpoint=trust_checkpoint, resume=resume,
+                                         memo=memo)
         finally:
             distributed.shutdown()
+    interrupted_code = signals.exit_code()  # 143 after SIGTERM, else 130 (Ctrl-C)
     if not primary:
-        raise typer.Exit(130 if outcome.interrupted else 1 if outcome.internal_error else 2 if outcome.errors else 0)
+        raise typer.Exit(interrupted_code if outcome.interrupted else 1 if outcome.internal_error
+                         else 2 if outcome.errors else 0)
     if cfg.is_multi:
         _print_multi(outcome)
     else:
@@ -119,9 +131,9 @@ def run(
                     "(finished benchmarks were saved; rerun with --debug for the traceback)")
         raise typer.Exit(1)
     if outcome.interrupted:
-        print_error("interrupted; the finished benchmarks were saved in the report")
+        print_error(f"{signals.what()}; the finished benchmarks were saved in the report")
         _resume_hint(cfg)
-        raise typer.Exit(130)
+        raise typer.Exit(interrupted_code)
     if outcome.errors:
         raise typer.Exit(2)
 
@@ -231,6 +243,8 @@ def validate(
     load_model: Annotated[bool, typer.Option("--load-model", help="Also load the checkpoint to check it fits the "
                                              "architecture (imports the model's framework; slower).")] = False,
     trust_checkpoint: TrustOption = False,
+    limit: LimitOption = None,
+    decode: DecodeOption = False,
 ) -> None:
     from mmeval.config.file import load_config
     from mmeval.errors import ConfigError, MmevalError
@@ -239,7 +253,8 @@ def validate(
         if os.environ.get("WORLD_SIZE", "1") != "1":  # checking a config needs no process group, nor N copies
             raise MmevalError("mmeval validate checks a config in one process; run it without torchrun")
         cfg = load_config(config, overrides)
-        problems = _data_problems(cfg)
+        apply_limit(cfg, limit)
+        problems = _data_problems(cfg, decode)
         if cfg.runtime.device.startswith("cuda"):
             from mmeval.engine.runtime import resolve_runtime
 
@@ -275,29 +290,11 @@ def _load_problems(cfg, trust_checkpoint: bool = False) -> list[str]:
     return problems
 
 
-def _data_problems(cfg) -> list[str]:
-    """Load each benchmark's annotations as its task reads them and check its image files exist."""
-    from mmeval.data.image_files import check_image_files
-    from mmeval.errors import MmevalError
+def _data_problems(cfg, decode: bool = False) -> list[str]:
+    """Load each benchmark's annotations as its task reads them and check its image files exist (checks.py)."""
+    from mmeval.cli.checks import data_problems
 
-    problems = []
-    for n, bench in enumerate(cfg.benchmarks):
-        try:
-            data, summary = _load_for_task(bench)
-            missing = check_image_files(data, bench.data, warn=False)  # as `run` checks them, with suggestions
-        except MmevalError as exc:
-            problems.append(f"benchmarks[{n}].data: {exc}")
-            continue
-        note = f", {missing}" if missing else ""
-        stderr.print(f"benchmark '{bench.name}': {summary}{note}", markup=False, highlight=False)
-    return problems
-
-
-def _load_for_task(bench):
-    """The benchmark's data loaded exactly as its task loads it, and a one-line summary."""
-    from mmeval.registry import task_spec
-
-    return task_spec(bench.task).load("load_data")(bench)
+    return data_problems(cfg, decode)
 
 
 class Dedup(str, Enum):

@@ -36,10 +36,23 @@ def _arg_key(value: Any) -> str:
 
 
 class DataMemo:
-    """Loaded benchmark data by (loader, arguments), for the length of one run."""
+    """Loaded benchmark data by (loader, arguments), for the length of one run.
 
-    def __init__(self) -> None:
+    `checked` holds the data the pre-run checks loaded (`mmeval.data.check`), by benchmark: a benchmark's
+    RunContext takes it from there (`checked_data`) instead of reading its annotations again."""
+
+    def __init__(self, checked: dict[str, Any] | None = None, seconds: dict[str, float] | None = None) -> None:
         self._loaded: dict[tuple[str, ...], tuple[Any, MmevalError | None]] = {}
+        self._checked = dict(checked or {})
+        self._seconds = dict(seconds or {})
+
+    def checked_data(self, bench) -> tuple[Any, float]:
+        """The data the pre-run checks loaded for `bench` (as its task's `load_data` returns it), or None; and the
+        seconds that took, counted once (for the first model that uses it, as a memo load is)."""
+        from mmeval.data.check import bench_key
+
+        key = bench_key(bench)
+        return self._checked.get(key), self._seconds.pop(key, 0.0)
 
     def load(self, loader: Callable[..., Any], *args: Any) -> Any:
         """`loader(*args)` the first time; the same result (or the same error) afterwards."""

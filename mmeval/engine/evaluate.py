@@ -100,6 +100,9 @@ def start_model(cfg: RunConfig, runtime: Runtime, config_path: str | None) -> tu
         raise Interrupted(_LOAD_INTERRUPTED) from None
     report = new_report(cfg.model_dump(mode="json"), model.info, runtime, config_path)
     report["model"]["load_s"] = time.perf_counter() - started
+    limits = {bench.name: bench.data.limit for bench in cfg.benchmarks if bench.data.limit}
+    if limits:  # data.limit or --limit: numbers of a part of each benchmark, not comparable with a full run
+        report["data_limits"] = limits
     return model, report
 
 
@@ -119,12 +122,13 @@ def _start(cfg: RunConfig, config_path: str | None, trust_checkpoint: bool = Fal
 
 
 def run_config(cfg: RunConfig, config_path: str | None = None, progress=None, trust_checkpoint: bool = False,
-               resume: bool = False) -> RunOutcome:  # fmt: skip
+               resume: bool = False, memo=None) -> RunOutcome:  # fmt: skip
     """Evaluate the model on every benchmark and write the report (and per-sample output) to output.dir.
-    `resume` (--resume) reuses the finished work an interrupted run of the same passes left (resume.py)."""
+    `resume` (--resume) reuses the finished work an interrupted run of the same passes left (resume.py);
+    `memo` (a data_memo.DataMemo) holds the data the pre-run checks loaded (`mmeval run`)."""
     runtime, model, report = _start(cfg, config_path, trust_checkpoint, resume)
     stem = cfg.output.name or f"{_safe(model.info.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return evaluate_model(cfg, model, runtime, report, stem, progress)
+    return evaluate_model(cfg, model, runtime, report, stem, progress, memo)
 
 
 def evaluate_model(cfg: RunConfig, model, runtime: Runtime, report: dict[str, Any], stem: str, progress=None,
@@ -135,9 +139,10 @@ def evaluate_model(cfg: RunConfig, model, runtime: Runtime, report: dict[str, An
     samples: dict[str, Any] = {}
     directory = cfg.output.dir.expanduser()
     for bench in cfg.benchmarks:
+        checked, checked_s = memo.checked_data(bench) if memo is not None else (None, 0.0)
         ctx = RunContext(runtime, progress or NullProgress(),
                          _artifact_writer(directory, f"{stem}.{bench.name}", outcome.artifacts), memo,
-                         cfg.bootstrap)  # fmt: skip
+                         cfg.bootstrap, checked, checked_s)  # fmt: skip
         if not _run_benchmark(model, bench, ctx, outcome, samples):
             break
     if runtime.dist.is_primary:  # in a data-parallel run, rank 0 alone writes the report
@@ -181,8 +186,8 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         add_failure(report, bench.name, bench.task, message)
         outcome.errors.append(f"benchmark '{bench.name}': {message}")
         return True
-    except KeyboardInterrupt:
-        add_failure(report, bench.name, bench.task, "interrupted by the user")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during `mmeval run` (cli/signals.py: "terminated")
+        add_failure(report, bench.name, bench.task, str(exc) or "interrupted by the user")
         report["benchmarks"][bench.name]["status"] = "interrupted"
         report["status"] = "interrupted"
         outcome.interrupted = True
@@ -192,6 +197,10 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         outcome.internal_error = exc
         return False
     result.task = bench.task  # as the config names it: a 'module:attr' task stays resolvable by compare / report
+    if ctx.checked_s and ctx.checked_data is None:  # its data came from the pre-run checks: their loading time
+        result.timings["load_data_s"] = result.timings.get("load_data_s", 0.0) + ctx.checked_s
+        if "total_s" in result.timings:
+            result.timings["total_s"] += ctx.checked_s
     add_result(report, bench.name, result)
     report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
                                                                 ctx.runtime.warmup_batches, memory.stop())

@@ -71,16 +71,16 @@ class _Prefixed:
 
 
 def run_models(cfg: RunConfig, config_path: str | None = None, progress=None, trust_checkpoint: bool = False,
-               resume: bool = False) -> MultiOutcome:  # fmt: skip
+               resume: bool = False, memo: DataMemo | None = None) -> MultiOutcome:  # fmt: skip
     """Evaluate every model of `cfg` on every benchmark; write one report per model and the leaderboard.
     `trust_checkpoint` (--trust-checkpoint) as for `evaluate.run_config`; `resume` (--resume) reuses the finished
-    work an interrupted run left (resume.py)."""
+    work an interrupted run left (resume.py); `memo` may hold the data the pre-run checks loaded."""
     progress = progress or NullProgress()
     check_writable(cfg.output.dir.expanduser())  # before any model is loaded
     runtime = resolve_runtime(cfg.runtime, trust_checkpoint, resume)
     result = MultiOutcome([ModelRun(model) for model in cfg.models])
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    memo = DataMemo()
+    memo = memo if memo is not None else DataMemo()
     overall = progress.add_task("models", total=len(result.runs))
     with run_scoped_pixels(runtime):
         for run in result.runs:

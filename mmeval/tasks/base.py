@@ -44,9 +44,17 @@ class RunContext:
     save_artifact: Callable[[str, Any], Path] | None = None
     memo: Any = None
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)  # confidence intervals of the metrics
+    # The data the pre-run checks loaded with the task's own `load_data` (TaskSpec: "exactly as run reads it"),
+    # and the seconds that took (added to the benchmark's load_data_s by the engine)
+    checked_data: Any = None
+    checked_s: float = 0.0
 
     def load_data(self, loader: Callable[..., Any], *args: Any) -> Any:
-        """`loader(*args)`: the benchmark's data, through the run's memo when there is one."""
+        """`loader(*args)`: the benchmark's data; what the pre-run checks already loaded (once), else through the
+        run's memo when there is one."""
+        if self.checked_data is not None:
+            data, self.checked_data = self.checked_data, None
+            return data
         return self.memo.load(loader, *args) if self.memo is not None else loader(*args)
 
     def passes_done(self) -> bool:

@@ -31,7 +31,8 @@ class TaskSpec:
     The "module:attr" fields name functions with these signatures:
     - run(model, bench, ctx: RunContext) -> BenchmarkResult | None (None on data-parallel ranks other than 0)
     - load_data(bench) -> (data, one-line summary): the data exactly as `run` reads it (validate and the cheap
-      pre-run check call it before any model is loaded)
+      pre-run check call it before any model is loaded; `run`'s first `ctx.load_data(...)` then returns that data
+      instead of reading the files again)
     - paired(metric, samples_a, samples_b, metric_names) -> PairedValues: per-sample values for compare / gate
     - html(name, done) -> str: the task's own HTML report parts (curves, galleries); `done` lists (Run, bench)
     """
