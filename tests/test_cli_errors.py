@@ -311,7 +311,7 @@ def test_run_checks_every_benchmarks_data_before_loading_the_model(world: World,
     for fragment in (f"bad_data.yaml: benchmarks[{n}].data", data.where, data.validate_expects):
         assert fragment in line, shown(done)
     if case == "missing_image":
-        assert "(set data.on_bad_image: skip to skip them)" in line
+        assert "(set data.on_bad_image: skip to skip such images)" in line
     assert not (world.root / "reports-bad_data").exists()
 
 
