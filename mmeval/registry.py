@@ -49,6 +49,12 @@ MODELS: dict[str, Entry] = {
         ("captioner", "answerer"),
         "hf",
     ),
+    "hf_whisper": Entry("mmeval.models.hf_whisper:load", "a transformers Whisper folder (save_pretrained): batched "
+                        "generate, language and task from the config", ("speech_recognizer",), "audio"),
+    "hf_ctc": Entry("mmeval.models.hf_ctc:load", "a transformers CTC model folder (wav2vec2 / HuBERT style, with "
+                    "its processor): greedy CTC decoding", ("speech_recognizer",), "audio"),
+    "pocketsphinx": Entry("mmeval.models.pocketsphinx_adapter:load", "CMU PocketSphinx with its shipped US-English "
+                          "model, or a JSGF grammar / language model from the config", ("speech_recognizer",), "audio"),
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
@@ -64,6 +70,7 @@ TASKS: dict[str, str] = {
     "zeroshot_classification": "mmeval.tasks.zeroshot_classification:TASK",
     "vqa": "mmeval.tasks.vqa:TASK",
     "multiple_choice": "mmeval.tasks.multiple_choice:TASK",
+    "speech_recognition": "mmeval.tasks.speech_recognition:TASK",
 }
 TASK_ENTRY_POINTS = "mmeval.tasks"
 
@@ -85,6 +92,14 @@ DATA_FORMATS: dict[str, Entry] = {
                         "questions about mmeval's synthetic shapes scenes (built in, offline; 3 per scene)", holds="VQA questions"),
     "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images", holds="multiple-choice questions"),
     "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer", holds="multiple-choice questions"),
+    # Speech formats (speech_recognition): clips with one reference transcript each.
+    "librispeech": Entry("mmeval.data.speech_formats:load_librispeech", "LibriSpeech-style folders: <root>/**/*.trans.txt "
+                         "+ FLAC clips", holds="transcripts"),
+    "nemo": Entry("mmeval.data.speech_formats:load_nemo", "a NeMo JSONL manifest (audio_filepath, text)", holds="transcripts"),
+    "hf_speech": Entry("mmeval.data.speech_formats:load_hf_speech", "a Hugging Face dataset with an Audio column and "
+                       "a transcript column", holds="transcripts"),
+    "spoken_shapes": Entry("mmeval.data.speech_formats:load_spoken_shapes", "mmeval's shipped spoken shapes questions "
+                           "and commands (espeak-ng, 16 kHz FLAC; built in, offline)", holds="transcripts"),
 }
 
 

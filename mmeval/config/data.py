@@ -35,6 +35,11 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "mc": ({"annotations", "images"}, set()),
     "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
                          "answer_column", "question_id_column"}),
+    # speech (audio-speech helper)
+    "librispeech": ({"root"}, {"on_bad_input"}),
+    "nemo": ({"annotations"}, {"on_bad_input"}),
+    "hf_speech": ({"path"}, {"split", "audio_column", "text_column", "on_bad_input"}),
+    "spoken_shapes": (set(), {"on_bad_input"}),
 }
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode"}
 
@@ -75,6 +80,10 @@ class DataConfig(_Strict):
     image_size: int = Field(64, gt=0, description="shapes, shapes_vqa: rendered size in pixels")
     on_bad_image: Literal["skip", "fail"] = Field("fail", description="a corrupt or missing image: skip or fail")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
+    on_bad_input: Literal["skip", "fail"] = Field("skip", description="audio formats: a corrupt, missing, "
+                                                  "empty or over-long clip: skip it (counted, named) or fail")
+    audio_column: str = Field("audio", description="hf_speech: the Audio column")
+    text_column: str = Field("text", description="hf_speech: the transcript column")
     decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
                                                   "when running on CUDA and the model's preprocessing allows it")
 
