@@ -10,6 +10,7 @@ the original rate and duration are kept in `Audio.info` so it shows in per-sampl
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,21 +39,19 @@ class Audio:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def read_audio(path: Path | str, settings: AudioSettings, target_rate: int) -> Audio:
-    """Decode `path` to mono float32 at `settings.sample_rate` (or `target_rate`, the model's, when unset)."""
+def read_audio(path: Path | str, settings: AudioSettings, target_rate: int, data: bytes | None = None) -> Audio:
+    """Decode `path` (or its bytes `data`, already read) to mono float32 at `settings.sample_rate` (or
+    `target_rate`, the model's, when unset). Errors name `path`."""
     path = Path(path)
     rate_out = settings.sample_rate or target_rate
-    try:
-        size = path.stat().st_size
-    except (OSError, ValueError) as exc:
-        reason = "file not found" if isinstance(exc, FileNotFoundError) else f"cannot read ({exc})"
-        raise DataError(f"{path}: {reason}") from exc
-    if size == 0:
+    if data is None:
+        data = read_bytes(path)
+    if not data:
         raise DataError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
-        samples, rate, info = _read_soundfile(path, settings)
+        samples, rate, info = _read_soundfile(path, data, settings)
     else:
-        samples, rate, info = _read_av(path, settings)
+        samples, rate, info = _read_av(path, data, settings)
     if samples.size == 0:
         raise DataError(f"{path}: no audio samples (zero-length clip)")
     if not np.isfinite(samples).all():
@@ -64,6 +63,16 @@ def read_audio(path: Path | str, settings: AudioSettings, target_rate: int) -> A
 
         mono = soxr.resample(mono, rate, rate_out, quality=_SOXR_QUALITY[settings.resampler]).astype(np.float32)
     return Audio(np.ascontiguousarray(mono, dtype=np.float32), rate_out, info)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or a DataError naming it (missing, unreadable)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise DataError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
 
 
 def _check_rate(path: Path, rate: Any) -> int:
@@ -90,11 +99,11 @@ def _cut(path: Path, mono: np.ndarray, rate: int, settings: AudioSettings, info:
                       f"{settings.max_seconds:g} (audio.on_too_long: {settings.on_too_long})")  # fmt: skip
 
 
-def _read_soundfile(path: Path, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
+def _read_soundfile(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
     import soundfile as sf
 
     try:
-        with sf.SoundFile(str(path)) as handle:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
             rate = _check_rate(path, handle.samplerate)
             declared = handle.frames
             info = {"original_rate": rate, "channels": handle.channels, "duration_s": declared / rate,
@@ -108,17 +117,17 @@ def _read_soundfile(path: Path, settings: AudioSettings) -> tuple[np.ndarray, in
         raise DataError(f"{path}: truncated audio (the header declares {declared} frames, "
                         f"{len(samples)} could be read)")  # fmt: skip
     if info["codec"].startswith("WAV"):
-        _check_wav_complete(path)
+        _check_wav_complete(path, data)
     return samples, rate, info
 
 
-def _check_wav_complete(path: Path) -> None:
+def _check_wav_complete(path: Path, data: bytes) -> None:
     """A WAV whose `data` chunk is declared longer than the file holds was cut short. Written here because
     libsndfile silently shortens its frame count to what is present (no library reports it)."""
     import struct
 
-    with path.open("rb") as handle:
-        size = path.stat().st_size
+    with io.BytesIO(data) as handle:
+        size = len(data)
         if handle.read(4) not in (b"RIFF", b"RIFX"):
             return  # RF64 / W64 and friends: trust libsndfile
         handle.seek(12)
@@ -135,11 +144,11 @@ def _check_wav_complete(path: Path) -> None:
             handle.seek(length + (length & 1), 1)
 
 
-def _read_av(path: Path, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
+def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(io.BytesIO(data)) as container:
             if not container.streams.audio:
                 raise DataError(f"{path}: no audio stream")
             stream = container.streams.audio[0]

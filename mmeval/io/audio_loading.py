@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from mmeval.config.audio import AudioSettings
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
-from mmeval.io.audio import ClipTooLong, read_audio
+from mmeval.io.audio import ClipTooLong, read_audio, read_bytes
 from mmeval.io.source import Batch
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 class AudioSource:
     """Audio files and their ids: the audio `InputSource` (picklable; nothing is read until a pass)."""
 
-    def __init__(self, paths: list[Path], ids: list[str] | None = None):
+    def __init__(self, paths: list[Path], ids: list[str] | None = None, blobs: list[bytes] | None = None):
         self.paths = [Path(p) for p in paths]
         self.ids = list(ids) if ids is not None else [p.stem for p in self.paths]
-        if len(self.ids) != len(self.paths):
+        self.blobs = blobs  # in-memory clips (a Hugging Face Audio column): paths then only name them
+        if len(self.ids) != len(self.paths) or (blobs is not None and len(blobs) != len(self.paths)):
             raise ValueError(f"{len(self.paths)} audio paths but {len(self.ids)} ids")
 
     def __len__(self) -> int:
@@ -51,8 +52,18 @@ class AudioSource:
     def describe(self, index: int) -> str:
         return str(self.paths[index])
 
+    def read(self, index: int) -> bytes:
+        """The clip's raw bytes (DataError naming the file when missing or unreadable)."""
+        return self.blobs[index] if self.blobs is not None else read_bytes(self.paths[index])
+
     def fingerprint(self) -> str:
-        """The files as they are now (path, size, modification time), without reading them."""
+        """The files as they are now (path, size, modification time), without reading them; in-memory clips
+        by their bytes."""
+        if self.blobs is not None:
+            digest = hashlib.sha256(b"audio-blobs")
+            for path, blob in zip(self.paths, self.blobs):
+                digest.update(f"{path}|{hashlib.sha256(blob).hexdigest()}\n".encode())
+            return digest.hexdigest()
         digest = hashlib.sha256(b"audio-files")
         for path in self.paths:
             try:
@@ -63,7 +74,8 @@ class AudioSource:
         return digest.hexdigest()
 
     def subset(self, indices: list[int]) -> AudioSource:
-        return AudioSource([self.paths[i] for i in indices], [self.ids[i] for i in indices])
+        blobs = [self.blobs[i] for i in indices] if self.blobs is not None else None
+        return AudioSource([self.paths[i] for i in indices], [self.ids[i] for i in indices], blobs)
 
 
 @dataclass
@@ -92,11 +104,9 @@ class _AudioDataset(Dataset):
         index = self.indices[item]
         path = self.source.paths[index]
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return index, None, "", f"{path}: file not found", False, False
-        except (OSError, ValueError) as exc:
-            return index, None, "", f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})", False, False
+            data = self.source.read(index)
+        except DataError as exc:
+            return index, None, "", str(exc), False, False
         digest = hashlib.sha256(data).hexdigest()
         stored = self._stored(digest)
         if stored is not None:
@@ -105,7 +115,7 @@ class _AudioDataset(Dataset):
             except (OSError, ValueError):
                 pass  # an unreadable cache file: decode again
         try:
-            samples = read_audio(path, self.settings, self.rate).samples
+            samples = read_audio(path, self.settings, self.rate, data).samples
         except ClipTooLong as exc:
             return index, None, digest, str(exc), self.settings.on_too_long == "fail", False
         except DataError as exc:
