@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 class AudioSource:
     """Audio files and their ids: the audio `InputSource` (picklable; nothing is read until a pass)."""
 
-    def __init__(self, paths: list[Path], ids: list[str] | None = None, blobs: list[bytes] | None = None):
+    def __init__(self, paths: list[Path], ids: list[str] | None = None, blobs: list[bytes | None] | None = None):
         self.paths = [Path(p) for p in paths]
         self.ids = list(ids) if ids is not None else [p.stem for p in self.paths]
-        self.blobs = blobs  # in-memory clips (a Hugging Face Audio column): paths then only name them
+        self.blobs = blobs  # in-memory clips (a Hugging Face Audio column; None: read the path), named by `paths`
         if len(self.ids) != len(self.paths) or (blobs is not None and len(blobs) != len(self.paths)):
             raise ValueError(f"{len(self.paths)} audio paths but {len(self.ids)} ids")
 
@@ -54,7 +54,8 @@ class AudioSource:
 
     def read(self, index: int) -> bytes:
         """The clip's raw bytes (DataError naming the file when missing or unreadable)."""
-        return self.blobs[index] if self.blobs is not None else read_bytes(self.paths[index])
+        blob = self.blobs[index] if self.blobs is not None else None
+        return blob if blob is not None else read_bytes(self.paths[index])
 
     def fingerprint(self) -> str:
         """The files as they are now (path, size, modification time), without reading them; in-memory clips
@@ -62,20 +63,24 @@ class AudioSource:
         if self.blobs is not None:
             digest = hashlib.sha256(b"audio-blobs")
             for path, blob in zip(self.paths, self.blobs):
-                digest.update(f"{path}|{hashlib.sha256(blob).hexdigest()}\n".encode())
+                digest.update(f"{path}|{hashlib.sha256(blob).hexdigest() if blob is not None else _stat(path)}\n".encode())
             return digest.hexdigest()
         digest = hashlib.sha256(b"audio-files")
         for path in self.paths:
-            try:
-                stat = path.stat()
-                digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            except (OSError, ValueError):
-                digest.update(f"{path}|missing\n".encode())
+            digest.update(f"{_stat(path)}\n".encode())
         return digest.hexdigest()
 
     def subset(self, indices: list[int]) -> AudioSource:
         blobs = [self.blobs[i] for i in indices] if self.blobs is not None else None
         return AudioSource([self.paths[i] for i in indices], [self.ids[i] for i in indices], blobs)
+
+
+def _stat(path: Path) -> str:
+    try:
+        stat = path.stat()
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    except (OSError, ValueError):
+        return f"{path}|missing"
 
 
 @dataclass

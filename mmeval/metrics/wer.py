@@ -99,7 +99,11 @@ def error_rate_summary(references: list[str], hypotheses: list[str],
                        unit: Literal["word", "char"] = "word") -> dict[str, Any]:  # fmt: skip
     """Corpus rate with S / D / I / N counts, the per-utterance rates (None for empty references) and their
     distribution, for normalised strings."""
-    per = utterance_errors(references, hypotheses, unit)
+    return summarise(utterance_errors(references, hypotheses, unit))
+
+
+def summarise(per: list[ErrorCounts]) -> dict[str, Any]:
+    """`error_rate_summary` of per-utterance counts already computed."""
     total = corpus_counts(per)
     rates = [c.rate for c in per]
     return {"rate": total.rate, "substitutions": total.substitutions, "deletions": total.deletions,
