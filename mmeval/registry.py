@@ -55,6 +55,18 @@ MODELS: dict[str, Entry] = {
                     "its processor): greedy CTC decoding", ("speech_recognizer",), "audio"),
     "pocketsphinx": Entry("mmeval.models.pocketsphinx_adapter:load", "CMU PocketSphinx with its shipped US-English "
                           "model, or a JSGF grammar / language model from the config", ("speech_recognizer",), "audio"),
+    "reference_audio": Entry(
+        "mmeval.models.reference_audio:load",
+        "mmeval's own small audio-text dual encoder trained on shapes_audio (captions by nearest bank caption)",
+        ("audio_text_encoder", "audio_captioner"),
+        "audio",
+    ),
+    "hf_clap": Entry(
+        "mmeval.models.hf_clap:load",
+        "a transformers ClapModel folder (save_pretrained, with its processor): audio-text embeddings",
+        ("audio_text_encoder",),
+        "audio",
+    ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
@@ -71,6 +83,9 @@ TASKS: dict[str, str] = {
     "vqa": "mmeval.tasks.vqa:TASK",
     "multiple_choice": "mmeval.tasks.multiple_choice:TASK",
     "speech_recognition": "mmeval.tasks.speech_recognition:TASK",
+    "audio_retrieval": "mmeval.tasks.audio_retrieval:TASK",
+    "audio_zeroshot": "mmeval.tasks.audio_zeroshot:TASK",
+    "audio_captioning": "mmeval.tasks.audio_captioning:TASK",
 }
 TASK_ENTRY_POINTS = "mmeval.tasks"
 
@@ -100,6 +115,16 @@ DATA_FORMATS: dict[str, Entry] = {
                        "a transcript column", holds="transcripts"),
     "spoken_shapes": Entry("mmeval.data.speech_formats:load_spoken_shapes", "mmeval's shipped spoken shapes questions "
                            "and commands (espeak-ng, 16 kHz FLAC; built in, offline)", holds="transcripts"),
+    # Audio-scene formats (audio_retrieval, audio_zeroshot, audio_captioning).
+    "shapes_audio": Entry("mmeval.data.audio_formats:load_shapes_audio", "mmeval's synthetic audio scenes: tones, "
+                          "chirps, noise bursts, clicks (built in, offline; FLAC written on first use)",
+                          holds="audio captions or class labels"),
+    "audiocaps": Entry("mmeval.data.audio_formats:load_audiocaps", "an AudioCaps CSV + a folder of its clips",
+                       holds="audio captions"),
+    "clotho": Entry("mmeval.data.audio_formats:load_clotho", "a Clotho captions CSV + a folder of its clips",
+                    holds="audio captions"),
+    "esc50": Entry("mmeval.data.audio_formats:load_esc50", "ESC-50 meta CSV with folds (or UrbanSound8K's) + "
+                   "its audio folder", holds="audio class labels"),
 }
 
 

@@ -82,6 +82,8 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_clip": ({"checkpoint"}, set()),
     "hf_captioner": ({"checkpoint"}, set()),
     "plugin": ({"entry"}, {"checkpoint", "options"}),
+    "reference_audio": (set(), {"checkpoint"}),
+    "hf_clap": ({"checkpoint"}, set()),
     "hf_whisper": ({"checkpoint"}, {"language", "asr_task"}),
     "hf_ctc": ({"checkpoint"}, set()),
     "pocketsphinx": (set(), {"grammar", "lm", "dictionary", "acoustic_model"}),
@@ -94,6 +96,8 @@ _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "hf_whisper": ("folder", "a folder saved with save_pretrained"),
     "hf_ctc": ("folder", "a folder saved with save_pretrained"),
     "open_clip": ("file", "a state-dict file"),
+    "reference_audio": ("folder", "a folder with config.json, model.safetensors and captions.json"),
+    "hf_clap": ("folder", "a folder saved with save_pretrained"),
 }
 
 
