@@ -65,6 +65,17 @@ def _ratio_statistic(errors: dict[str, np.ndarray], lengths: dict[str, np.ndarra
     return statistic
 
 
+def by_speaker(rows: list[dict[str, Any]], errors: np.ndarray, lengths: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Corpus WER (headline normaliser) of each speaker's utterances (speakers as the data names them; for the
+    spoken shapes set, the espeak-ng voice)."""
+    groups: dict[str, list[int]] = {}
+    for row_number, row in enumerate(rows):
+        if row.get("speaker") is not None:
+            groups.setdefault(str(row["speaker"]), []).append(row_number)
+    return {speaker: {"n": len(members), "wer": float(errors[members].sum() / lengths[members].sum())
+                      if lengths[members].sum() else None} for speaker, members in sorted(groups.items())}  # fmt: skip
+
+
 def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Transcribe every readable clip, save the transcripts, then score them under each normaliser."""
     started = time.perf_counter()
@@ -95,6 +106,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     errors_block: dict[str, Any] = {}
     sums: dict[str, np.ndarray] = {}
     lengths: dict[str, np.ndarray] = {}
+    metric_names = ["wer"]
     for position, normaliser in enumerate(normalisers):
         refs, hyps = [normaliser(t) for t in references], [normaliser(t) for t in hypotheses]
         suffix = "" if position == 0 else f"_{normaliser.name}"
@@ -113,6 +125,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                                              "N": c.reference_length}  # fmt: skip
                     if unit == "word":
                         row.update(reference_normalised=ref, hypothesis_normalised=hyp)
+    extra["by_speaker"] = by_speaker(rows, sums[metric_names[0]], lengths[metric_names[0]])
     speed = None if clips.timer.cached else rtfx(seconds, clips.timer.model_s)
     if speed is not None:
         metrics["rtfx"] = {"value": speed, "higher_is_better": True}
