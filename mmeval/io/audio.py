@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ def _cut(path: Path, mono: np.ndarray, rate: int, settings: AudioSettings, info:
 def _read_soundfile(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
     import soundfile as sf
 
+    _check_wav_header(path, data)
     try:
         with sf.SoundFile(io.BytesIO(data)) as handle:
             rate = _check_rate(path, handle.samplerate)
@@ -116,32 +118,28 @@ def _read_soundfile(path: Path, data: bytes, settings: AudioSettings) -> tuple[n
     if len(samples) < frames:
         raise DataError(f"{path}: truncated audio (the header declares {declared} frames, "
                         f"{len(samples)} could be read)")  # fmt: skip
-    if info["codec"].startswith("WAV"):
-        _check_wav_complete(path, data)
     return samples, rate, info
 
 
-def _check_wav_complete(path: Path, data: bytes) -> None:
-    """A WAV whose `data` chunk is declared longer than the file holds was cut short. Written here because
-    libsndfile silently shortens its frame count to what is present (no library reports it)."""
+def _check_wav_header(path: Path, data: bytes) -> None:
+    """Two header faults libsndfile does not name: a sample rate of 0 or nonsense in the fmt chunk (it says only
+    "SF_INFO struct incomplete" or decodes at that rate), and a `data` chunk declared longer than the file holds
+    (it silently shortens the frame count). Written here because no library reports either."""
     import struct
 
-    with io.BytesIO(data) as handle:
-        size = len(data)
-        if handle.read(4) not in (b"RIFF", b"RIFX"):
-            return  # RF64 / W64 and friends: trust libsndfile
-        handle.seek(12)
-        while True:
-            header = handle.read(8)
-            if len(header) < 8:
-                return
-            chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
-            if chunk == b"data":
-                if length != 0xFFFFFFFF and handle.tell() + length > size:
-                    raise DataError(f"{path}: truncated audio (the data chunk declares {length} bytes, "
-                                    f"{size - handle.tell()} are in the file)")  # fmt: skip
-                return
-            handle.seek(length + (length & 1), 1)
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return  # RIFX, RF64, W64 and friends: trust libsndfile
+    at = 12
+    while at + 8 <= len(data):
+        chunk, length = data[at : at + 4], struct.unpack("<I", data[at + 4 : at + 8])[0]
+        if chunk == b"fmt " and at + 16 <= len(data):
+            _check_rate(path, struct.unpack("<I", data[at + 12 : at + 16])[0])
+        if chunk == b"data":
+            if length != 0xFFFFFFFF and at + 8 + length > len(data):
+                raise DataError(f"{path}: truncated audio (the data chunk declares {length} bytes, "
+                                f"{len(data) - at - 8} are in the file)")  # fmt: skip
+            return
+        at += 8 + length + (length & 1)
 
 
 def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -181,8 +179,10 @@ def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarr
 
 
 def _first_line(exc: BaseException) -> str:
+    """The library's own reason, without soundfile's "Error opening <BytesIO object at 0x...>: " prefix."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return re.sub(r"^Error opening <[^>]*>: ", "", line)
 
 
 def describe_decoder(settings: AudioSettings | None = None) -> dict[str, Any]:

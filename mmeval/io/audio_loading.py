@@ -201,9 +201,10 @@ class AudioBatches:
                     good.append((index, samples))
                     self.done.decoded_from_cache += cached
                     continue
-                if fatal or self.on_bad_input == "fail":
-                    hint = "" if fatal else " (set data.on_bad_input: skip to skip such clips)"
-                    raise DataError(f"{error}{hint}")
+                if fatal:
+                    raise ClipTooLong(error)
+                if self.on_bad_input == "fail":
+                    raise DataError(f"{error} (set data.on_bad_input: skip to skip such clips)")
                 log.warning("skipping audio: %s", error)
                 bad.append((index, error))
             self.done.bad += bad
