@@ -86,6 +86,7 @@ TASKS: dict[str, str] = {
     "audio_retrieval": "mmeval.tasks.audio_retrieval:TASK",
     "audio_zeroshot": "mmeval.tasks.audio_zeroshot:TASK",
     "audio_captioning": "mmeval.tasks.audio_captioning:TASK",
+    "spoken_vqa": "mmeval.tasks.spoken_vqa:TASK",
 }
 TASK_ENTRY_POINTS = "mmeval.tasks"
 
