@@ -24,9 +24,15 @@ import torch.nn.functional as F
 
 from mmeval.data.shapes_audio import LABEL_COLUMNS, clip_files, scene_captions
 from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics
-from mmeval.models.reference_arch import SPECIAL_TOKENS
-from mmeval.models.reference_audio import ReferenceAudioCLAP, frame_counts, ReferenceAudioConfig, ReferenceAudioModel, save_reference_audio
 from mmeval.models.base import ModelInfo
+from mmeval.models.reference_arch import SPECIAL_TOKENS
+from mmeval.models.reference_audio import (
+    ReferenceAudioCLAP,
+    ReferenceAudioConfig,
+    ReferenceAudioModel,
+    frame_counts,
+    save_reference_audio,
+)
 
 PROMPT = "the sound of {}."
 
@@ -59,7 +65,9 @@ def evaluate(name: str, audio_emb: torch.Tensor, text_emb: torch.Tensor, owner: 
     ranks = audio_ranks(audio_emb, text_emb, owner)
     m = audio_retrieval_metrics(ranks, [1, 5, 10])
     top1 = float(((audio_emb @ class_emb.T).argmax(1).numpy() == np.array(labels)).mean())
-    print(f"| {name} | {m['t2a_R@1']:.3f} | {m['t2a_R@10']:.3f} | {m['a2t_R@1']:.3f} | {m['t2a_mAP@10']:.3f} | {top1:.3f} |")
+    print(
+        f"| {name} | {m['t2a_R@1']:.3f} | {m['t2a_R@10']:.3f} | {m['a2t_R@1']:.3f} | {m['t2a_mAP@10']:.3f} | {top1:.3f} |"
+    )
 
 
 def main() -> None:
@@ -90,8 +98,10 @@ def main() -> None:
     optimizer = torch.optim.AdamW(module.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((args.n_train + args.batch - 1) // args.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=steps, pct_start=0.1)
-    print(f"data {time.perf_counter() - started:.1f}s; vocab {len(config.vocab)}; "
-          f"{sum(p.numel() for p in module.parameters())} parameters; {steps} steps")
+    print(
+        f"data {time.perf_counter() - started:.1f}s; vocab {len(config.vocab)}; "
+        f"{sum(p.numel() for p in module.parameters())} parameters; {steps} steps"
+    )
     module.train()
     for epoch in range(args.epochs):
         order = torch.randperm(args.n_train).tolist()
@@ -132,18 +142,24 @@ def main() -> None:
     harmonic = sum(1 / r for r in range(1, 11))
     majority = max(np.bincount(labels)) / n
     print(f"\nheld-out shapes_audio val, {n} clips, {len(texts)} captions\n")
-    print("| model | t2a R@1 | t2a R@10 | a2t R@1 | t2a mAP@10 | zero-shot top-1 (8 sounds) |\n| --- | --- | --- | --- | --- | --- |")
-    print(f"| chance | {1 / n:.3f} | {10 / n:.3f} | {5 / len(texts):.3f} | {harmonic / n:.3f} | {majority:.3f} (majority class) |")
+    print(
+        "| model | t2a R@1 | t2a R@10 | a2t R@1 | t2a mAP@10 | zero-shot top-1 (8 sounds) |\n| --- | --- | --- | --- | --- | --- |"
+    )
+    print(
+        f"| chance | {1 / n:.3f} | {10 / n:.3f} | {5 / len(texts):.3f} | {harmonic / n:.3f} | {majority:.3f} (majority class) |"
+    )
     # trivial baseline: time-averaged log-mel -> caption embedding by least squares (fit on the train split)
     with torch.inference_mode():
+
         def mean_spectrum(x: torch.Tensor, n_len: torch.Tensor) -> torch.Tensor:
             rows = []
             for i in range(0, len(x), 128):
                 mel = module.audio.log_mel(x[i : i + 128])
-                frames = ((n_len[i : i + 128] - config.n_fft) // config.hop + 1)
+                frames = (n_len[i : i + 128] - config.n_fft) // config.hop + 1
                 mask = (torch.arange(mel.shape[-1])[None] < frames[:, None]).float()[:, None]
                 rows.append(torch.cat([(mel * mask).sum(-1) / mask.sum(-1), torch.ones(len(mel), 1)], 1))
             return torch.cat(rows)
+
         train_texts = [c for cs in captions for c in cs]
         _, train_t = embed(model, audio[:1], lengths[:1], train_texts)
         train_owner = torch.tensor([i for i, cs in enumerate(captions) for _ in cs])

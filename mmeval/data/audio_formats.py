@@ -114,7 +114,9 @@ def load_esc50(cfg: Any, want: str = "labels") -> AudioClassData:
     wanted = set(cfg.folds) if cfg.folds else set(folds_of)
     unknown = sorted(wanted - set(folds_of))
     if unknown:
-        raise DataError(f"{cfg.annotations}: no clips in fold(s) {unknown} (the file has folds {sorted(set(folds_of))})")
+        raise DataError(
+            f"{cfg.annotations}: no clips in fold(s) {unknown} (the file has folds {sorted(set(folds_of))})"
+        )
     keep = [i for i, f in enumerate(folds_of) if f in wanted]
     classes = [targets[t] for t in sorted(targets)]
     index = {t: n for n, t in enumerate(sorted(targets))}
@@ -158,7 +160,9 @@ def load_labelled_audio(bench: Any) -> tuple[AudioClassData, str]:
     return data, f"{len(data.ids)} clips, {len(data.classnames)} classes"
 
 
-def audio_dataset_summary(data: AudioCaptionData | AudioClassData, done: Any, n_texts: int | None = None) -> dict[str, Any]:
+def audio_dataset_summary(
+    data: AudioCaptionData | AudioClassData, done: Any, n_texts: int | None = None
+) -> dict[str, Any]:
     """The report's `dataset` block of an audio benchmark: sizes, skipped clips, digest, decoder and settings."""
     import hashlib
 

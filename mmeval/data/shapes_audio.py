@@ -61,7 +61,9 @@ class AudioScene:
         """The zero-shot class name (an entry of SOUND_CLASSES)."""
         if self.kind == "chirp":
             return f"{self.direction} chirp"
-        return f"{self.pitch} {'noise burst' if self.kind == 'noise' else 'clicks' if self.kind == 'clicks' else 'tone'}"
+        return (
+            f"{self.pitch} {'noise burst' if self.kind == 'noise' else 'clicks' if self.kind == 'clicks' else 'tone'}"
+        )
 
 
 def _draw(rng: random.Random) -> AudioScene:
@@ -107,7 +109,9 @@ def _event(scene: AudioScene, rng: np.random.Generator) -> np.ndarray:
     if scene.kind == "tone":
         wave = np.sin(2 * np.pi * scene.base_hz * t)
     elif scene.kind == "chirp":  # exponential sweep over a factor of 3, up or down
-        f0, f1 = (scene.base_hz, scene.base_hz * 3) if scene.direction == "rising" else (scene.base_hz * 3, scene.base_hz)
+        f0, f1 = (
+            (scene.base_hz, scene.base_hz * 3) if scene.direction == "rising" else (scene.base_hz * 3, scene.base_hz)
+        )
         k = np.log(f1 / f0) / scene.event_s
         wave = np.sin(2 * np.pi * f0 * (np.exp(k * t) - 1) / k)
     elif scene.kind == "noise":  # white noise band-limited in the frequency domain around the pitch
@@ -133,7 +137,7 @@ def _event(scene: AudioScene, rng: np.random.Generator) -> np.ndarray:
 def synthesize(scene: AudioScene) -> np.ndarray:
     """The clip's waveform: float32 mono at SAMPLE_RATE, peak below 1."""
     rng = np.random.default_rng(scene.noise_seed)
-    out = np.zeros(int(round(scene.duration * SAMPLE_RATE)))
+    out = np.zeros(round(scene.duration * SAMPLE_RATE))
     if scene.background == "hiss":
         out += _HISS * rng.standard_normal(len(out))
     for start in scene.starts:
@@ -226,7 +230,9 @@ def scene_attributes(scene: AudioScene) -> dict[str, str | int]:
 # --- files ----------------------------------------------------------------------------------------------------
 
 
-def clip_files(split: str, n_clips: int, seed: int, folder: Path | None = None) -> tuple[list[str], list[AudioScene], list[Path]]:
+def clip_files(
+    split: str, n_clips: int, seed: int, folder: Path | None = None
+) -> tuple[list[str], list[AudioScene], list[Path]]:
     """The ids, scenes and FLAC paths of the first `n_clips` of a split, written on first use (atomically: a
     folder is renamed into place once complete, so a crash never leaves half a set)."""
     import soundfile as sf
@@ -265,7 +271,9 @@ def _audio_source(paths: list[Path], ids: list[str]):
     return AudioSource(paths=paths, ids=ids)
 
 
-def load_shapes_audio(split: str = "test", n_clips: int = 400, seed: int = 0, folder: Path | None = None) -> AudioCaptionData:
+def load_shapes_audio(
+    split: str = "test", n_clips: int = 400, seed: int = 0, folder: Path | None = None
+) -> AudioCaptionData:
     """`n_clips` clips of one split with five captions each."""
     ids, scenes, paths = clip_files(split, n_clips, seed, folder)
     captions = [scene_captions(scene) for scene in scenes]

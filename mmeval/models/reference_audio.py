@@ -74,8 +74,8 @@ class ReferenceAudioConfig:
 def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> np.ndarray:
     """(n_fft // 2 + 1, n_mels) triangular HTK-mel filters, as torchaudio's melscale_fbanks(norm=None). Written
     here because torchaudio (pinned to one torch release) and librosa are not dependencies of mmeval."""
-    mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)  # noqa: E731
-    hz = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)  # noqa: E731
+    mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)
+    hz = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     edges = hz(np.linspace(mel(0.0), mel(sample_rate / 2), n_mels + 2))
     lower = (freqs[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])[None]
@@ -118,7 +118,9 @@ class AudioTower(nn.Module):
         return (torch.log(torch.einsum("bft,fm->bmt", power, self.mel) + 1e-5) + 5.0) / 4.0
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.from_log_mel(self.log_mel(audio), frame_counts(lengths.to(audio.device), self.cfg.n_fft, self.cfg.hop))
+        return self.from_log_mel(
+            self.log_mel(audio), frame_counts(lengths.to(audio.device), self.cfg.n_fft, self.cfg.hop)
+        )
 
     def from_log_mel(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) log-mel + valid frame counts -> (B, embed_dim) (training precomputes the log-mel)."""
@@ -207,8 +209,10 @@ def load_module(folder: Path) -> tuple[ReferenceAudioCLAP, list[str]]:
     names = {f.name for f in dataclasses.fields(ReferenceAudioConfig)}
     if not isinstance(raw, dict) or "vocab" not in raw or set(raw) - names:
         extra = sorted(set(raw) - names) if isinstance(raw, dict) else []
-        raise ModelLoadError(f"reference_audio config {folder / CONFIG_FILE} must be a JSON object with 'vocab' and "
-                             f"only the fields {sorted(names)}" + (f"; unknown: {', '.join(extra)}" if extra else ""))
+        raise ModelLoadError(
+            f"reference_audio config {folder / CONFIG_FILE} must be a JSON object with 'vocab' and "
+            f"only the fields {sorted(names)}" + (f"; unknown: {', '.join(extra)}" if extra else "")
+        )
     config = ReferenceAudioConfig(**raw)
     problems = config.problems()
     if problems:

@@ -11,12 +11,12 @@ import pytest
 import torch
 import transformers
 from conftest import write_yaml
+from tiny_hf import byte_tokenizer
 from typer.testing import CliRunner
 
 from mmeval.cli.app import app
 from mmeval.config.model import ModelConfig
 from mmeval.registry import MODELS, resolve
-from tiny_hf import byte_tokenizer
 
 RATE = 48000
 
@@ -25,11 +25,28 @@ RATE = 48000
 def tiny_clap(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("clap")
     torch.manual_seed(0)
-    audio = dict(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32,
-                 projection_dim=16, window_size=8, spec_size=256, num_mel_bins=64, enable_fusion=True)
+    audio = {
+        "depths": [1, 1],
+        "num_attention_heads": [2, 2],
+        "patch_embeds_hidden_size": 16,
+        "hidden_size": 32,
+        "projection_dim": 16,
+        "window_size": 8,
+        "spec_size": 256,
+        "num_mel_bins": 64,
+        "enable_fusion": True,
+    }
     tokenizer = byte_tokenizer()
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=37, projection_dim=16, max_position_embeddings=66, pad_token_id=0)
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+        "projection_dim": 16,
+        "max_position_embeddings": 66,
+        "pad_token_id": 0,
+    }
     model = transformers.ClapModel(transformers.ClapConfig(text_config=text, audio_config=audio, projection_dim=16))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -65,8 +82,9 @@ def test_embeddings_equal_transformers_directly_whatever_the_batch(tiny_clap: Pa
         assert torch.allclose(together[row], _direct(tiny_clap, clip)[0], atol=1e-5)
     assert torch.allclose(alone[0], together[2], atol=1e-5)
     direct = transformers.ClapModel.from_pretrained(tiny_clap).eval()
-    tokens = transformers.AutoTokenizer.from_pretrained(tiny_clap)(["a dog barks", "rain"], padding=True,
-                                                                   return_tensors="pt")
+    tokens = transformers.AutoTokenizer.from_pretrained(tiny_clap)(
+        ["a dog barks", "rain"], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         out = direct.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
     out = out if isinstance(out, torch.Tensor) else out.pooler_output
@@ -75,13 +93,16 @@ def test_embeddings_equal_transformers_directly_whatever_the_batch(tiny_clap: Pa
 
 @pytest.mark.slow  # a CLI run with a HTSAT encoder: ~15 s alone, far more on a busy machine
 def test_audio_retrieval_runs_with_clap_at_its_own_rate(tiny_clap: Path, tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "run.yaml", f"""
+    config = write_yaml(
+        tmp_path / "run.yaml",
+        f"""
 model: {{type: hf_clap, checkpoint: {tiny_clap}}}
 runtime: {{device: cpu, batch_size: 4, num_workers: 0}}
-output: {{dir: {tmp_path / 'out'}}}
+output: {{dir: {tmp_path / "out"}}}
 benchmarks:
   - {{name: clap_shapes, task: audio_retrieval, data: {{format: shapes_audio, n_clips: 6}}}}
-""")
+""",
+    )
     done = CliRunner().invoke(app, ["run", "-c", str(config)])
     assert done.exit_code == 0, done.output
     report = json.loads(next((tmp_path / "out").glob("*[0-9].json")).read_text())

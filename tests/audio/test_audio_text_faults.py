@@ -14,13 +14,16 @@ from mmeval.models.reference_audio import DEMO_CHECKPOINT
 
 
 def _run(tmp_path: Path, model: str, bench: str) -> tuple[int, str]:
-    config = write_yaml(tmp_path / "run.yaml", f"""
+    config = write_yaml(
+        tmp_path / "run.yaml",
+        f"""
 model: {model}
 runtime: {{device: cpu, batch_size: 8, num_workers: 0}}
-output: {{dir: {tmp_path / 'out'}}}
+output: {{dir: {tmp_path / "out"}}}
 benchmarks:
   - {bench}
-""")
+""",
+    )
     done = CliRunner().invoke(app, ["run", "-c", str(config)])
     return done.exit_code, " ".join(done.output.split())
 
@@ -28,26 +31,38 @@ benchmarks:
 def test_a_csv_without_its_columns_names_the_file(tmp_path) -> None:
     csv = tmp_path / "captions.csv"
     csv.write_text("path,text\na.wav,hello\n")
-    code, out = _run(tmp_path, "{type: reference_audio}",
-                     f"{{name: c, task: audio_retrieval, data: {{format: clotho, annotations: {csv}, root: {tmp_path}}}}}")
+    code, out = _run(
+        tmp_path,
+        "{type: reference_audio}",
+        f"{{name: c, task: audio_retrieval, data: {{format: clotho, annotations: {csv}, root: {tmp_path}}}}}",
+    )
     assert code == 2 and f"{csv}: not a Clotho captions CSV: missing column(s) file_name, caption_1" in out
     assert "Traceback" not in out
 
 
 def test_a_format_that_holds_captions_cannot_feed_zero_shot(tmp_path) -> None:
-    code, out = _run(tmp_path, "{type: reference_audio}",
-                     "{name: z, task: audio_zeroshot, data: {format: audiocaps, annotations: x.csv, root: .}}")
+    code, out = _run(
+        tmp_path,
+        "{type: reference_audio}",
+        "{name: z, task: audio_zeroshot, data: {format: audiocaps, annotations: x.csv, root: .}}",
+    )
     assert code == 2 and "format" in out and "audiocaps" in out
 
 
 def test_an_unknown_fold_and_a_wrong_label_column(tmp_path) -> None:
     meta = tmp_path / "esc50.csv"
     meta.write_text("filename,fold,target,category\n1-1-A-0.wav,1,0,dog\n")
-    code, out = _run(tmp_path, "{type: reference_audio}",
-                     f"{{name: z, task: audio_zeroshot, data: {{format: esc50, annotations: {meta}, root: {tmp_path}, folds: [2]}}}}")
+    code, out = _run(
+        tmp_path,
+        "{type: reference_audio}",
+        f"{{name: z, task: audio_zeroshot, data: {{format: esc50, annotations: {meta}, root: {tmp_path}, folds: [2]}}}}",
+    )
     assert code == 2 and f"{meta}: no clips in fold(s) [2] (the file has folds [1])" in out
-    code, out = _run(tmp_path, "{type: reference_audio}",
-                     "{name: z, task: audio_zeroshot, data: {format: shapes_audio, n_clips: 4, label_column: color}}")
+    code, out = _run(
+        tmp_path,
+        "{type: reference_audio}",
+        "{name: z, task: audio_zeroshot, data: {format: shapes_audio, n_clips: 4, label_column: color}}",
+    )
     assert code == 2 and "shapes_audio: label_column must be one of sound, count, loudness, got 'color'" in out
 
 
@@ -65,6 +80,9 @@ def test_a_damaged_reference_audio_checkpoint_names_the_file(tmp_path, damage) -
         text = (folder / "config.json").read_text().replace('"embed_dim": 64', '"embed_dim": 32')
         (folder / "config.json").write_text(text)
         expected = f"checkpoint {folder / 'model.safetensors'} does not fit the config"
-    code, out = _run(tmp_path, f"{{type: reference_audio, checkpoint: {folder}}}",
-                     "{name: r, task: audio_retrieval, data: {format: shapes_audio, n_clips: 4}}")
+    code, out = _run(
+        tmp_path,
+        f"{{type: reference_audio, checkpoint: {folder}}}",
+        "{name: r, task: audio_retrieval, data: {format: shapes_audio, n_clips: 4}}",
+    )
     assert code == 2 and expected in out and "Traceback" not in out

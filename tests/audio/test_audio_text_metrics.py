@@ -4,12 +4,13 @@ readers on small files in their published layouts."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from types import SimpleNamespace
 
 from mmeval.data import shapes_audio
 from mmeval.data.audio_formats import load_audiocaps, load_clotho, load_esc50
@@ -91,8 +92,10 @@ def test_spider_is_the_mean_of_cider_and_spice_per_clip_and_absent_without_spice
 
 def test_shapes_audio_is_deterministic_with_disjoint_splits_and_true_captions() -> None:
     assert shapes_audio.split_scene("test", 0, 7) == shapes_audio.split_scene("test", 0, 7)
-    assert np.array_equal(shapes_audio.synthesize(shapes_audio.split_scene("val", 0, 3)),
-                          shapes_audio.synthesize(shapes_audio.split_scene("val", 0, 3)))
+    assert np.array_equal(
+        shapes_audio.synthesize(shapes_audio.split_scene("val", 0, 3)),
+        shapes_audio.synthesize(shapes_audio.split_scene("val", 0, 3)),
+    )
     splits = {s: {repr(shapes_audio.split_scene(s, 0, i)) for i in range(150)} for s in shapes_audio.SPLIT_OFFSETS}
     assert not (splits["train"] & splits["test"]) and not (splits["val"] & splits["test"])
     scenes = [shapes_audio.split_scene("test", 0, i) for i in range(200)]
@@ -114,7 +117,9 @@ def test_synthesized_clips_have_the_events_their_attributes_say() -> None:
         assert wave.dtype == np.float32 and len(wave) == round(scene.duration * shapes_audio.SAMPLE_RATE)
         peak = np.abs(wave).max()
         assert (peak > 0.45) == (scene.loudness == "loud"), scene
-        frames = np.abs(wave[: len(wave) // 160 * 160]).reshape(-1, 160).max(1) > 0.2  # 10 ms frames (hiss peaks near 0.1)
+        frames = (
+            np.abs(wave[: len(wave) // 160 * 160]).reshape(-1, 160).max(1) > 0.2
+        )  # 10 ms frames (hiss peaks near 0.1)
         onsets = int(np.sum(frames[1:] & ~frames[:-1]) + frames[0])
         if scene.loudness == "loud" and scene.kind in ("tone", "chirp"):  # clicks and noise have inner gaps
             assert onsets == scene.count, scene
@@ -142,8 +147,9 @@ def _wav(path, seconds: float = 0.1) -> None:
 
 def test_audiocaps_groups_caption_rows_by_clip(tmp_path) -> None:
     csv = tmp_path / "test.csv"
-    csv.write_text("audiocap_id,youtube_id,start_time,caption\n1,abc,30,A dog barks\n2,abc,30,Barking\n"
-                   "3,xyz,0,Rain falls\n")
+    csv.write_text(
+        "audiocap_id,youtube_id,start_time,caption\n1,abc,30,A dog barks\n2,abc,30,Barking\n3,xyz,0,Rain falls\n"
+    )
     cfg = SimpleNamespace(annotations=csv, root=tmp_path, file_pattern="Y{youtube_id}_{start_time}.wav")
     data = load_audiocaps(cfg)
     assert data.ids == ["Yabc_30", "Yxyz_0"] and data.captions == [["A dog barks", "Barking"], ["Rain falls"]]
@@ -157,8 +163,10 @@ def test_audiocaps_groups_caption_rows_by_clip(tmp_path) -> None:
 
 def test_clotho_reads_five_caption_columns(tmp_path) -> None:
     csv = tmp_path / "clotho_captions_evaluation.csv"
-    csv.write_text("file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
-                   "a.wav,one,two,three,four,five\nb b.wav,x,y,z,w,v\n")
+    csv.write_text(
+        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
+        "a.wav,one,two,three,four,five\nb b.wav,x,y,z,w,v\n"
+    )
     data = load_clotho(SimpleNamespace(annotations=csv, root=tmp_path))
     assert data.ids == ["a.wav", "b b.wav"] and data.captions[0] == ["one", "two", "three", "four", "five"]
     csv.write_text("name,caption\n")
@@ -169,8 +177,10 @@ def test_clotho_reads_five_caption_columns(tmp_path) -> None:
 def test_esc50_folds_and_class_order(tmp_path) -> None:
     meta = tmp_path / "meta" / "esc50.csv"
     meta.parent.mkdir()
-    meta.write_text("filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,True,1,A\n"
-                    "2-1-A-1.wav,2,1,rooster,False,1,A\n1-2-A-1.wav,1,1,rooster,False,2,A\n5-9-A-40.wav,5,40,helicopter,False,9,A\n")
+    meta.write_text(
+        "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,True,1,A\n"
+        "2-1-A-1.wav,2,1,rooster,False,1,A\n1-2-A-1.wav,1,1,rooster,False,2,A\n5-9-A-40.wav,5,40,helicopter,False,9,A\n"
+    )
     cfg = SimpleNamespace(annotations=meta, root=tmp_path / "audio", folds=[1])
     data = load_esc50(cfg)
     assert data.classnames == ["dog", "rooster", "helicopter"] and data.labels == [0, 1] and data.folds == [1, 1]
@@ -181,8 +191,10 @@ def test_esc50_folds_and_class_order(tmp_path) -> None:
 
 def test_urbansound8k_layout_reads_fold_folders(tmp_path) -> None:
     meta = tmp_path / "UrbanSound8K.csv"
-    meta.write_text("slice_file_name,fsID,start,end,salience,fold,classID,class\n"
-                    "1-0-0.wav,1,0,1,1,3,0,air_conditioner\n2-0-0.wav,2,0,1,1,4,6,gun_shot\n")
+    meta.write_text(
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+        "1-0-0.wav,1,0,1,1,3,0,air_conditioner\n2-0-0.wav,2,0,1,1,4,6,gun_shot\n"
+    )
     data = load_esc50(SimpleNamespace(annotations=meta, root=tmp_path, folds=None))
     assert data.classnames == ["air conditioner", "gun shot"] and data.labels == [0, 1]
     assert str(data.audio.paths[0]).endswith("fold3/1-0-0.wav")

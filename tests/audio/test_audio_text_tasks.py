@@ -31,9 +31,13 @@ N_CLIPS = 120
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Two runs of the shipped model on the same clips: whole clips, and clips cut to their first second."""
     folder = tmp_path_factory.mktemp("audio-text-runs")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMEVAL_CACHE_DIR", str(folder / "cache"))  # module-wide: the per-test cache fixture comes later
     out = {}
     for name, audio in (("full", "{}"), ("cut", "{max_seconds: 1.0, on_too_long: truncate}")):
-        config = write_yaml(folder / f"{name}.yaml", f"""
+        config = write_yaml(
+            folder / f"{name}.yaml",
+            f"""
 model: {{type: reference_audio, name: ref-{name}}}
 runtime: {{device: cpu, batch_size: 32, num_workers: 0}}
 bootstrap: {{n: 200}}
@@ -46,10 +50,12 @@ benchmarks:
     data: {{format: shapes_audio, n_clips: {N_CLIPS}, limit: 40}}
     metrics: [Bleu, ROUGE_L, CIDEr]
     tokenizer: python
-""")
+""",
+        )
         done = CliRunner().invoke(app, ["run", "-c", str(config)])
         assert done.exit_code == 0, done.output
         out[name] = next((folder / name).glob("*[0-9].json"))
+    patch.undo()
     return out
 
 
@@ -118,18 +124,25 @@ def test_compare_gate_and_html_on_two_audio_reports(runs, tmp_path) -> None:
     assert "t2a_mAP@10" in done.output and "spoken" not in done.output
     cut, _ = _report(runs["cut"])
     assert cut["benchmarks"]["sa_retrieval"]["dataset"]["decoder"]["settings"]["max_seconds"] == 1.0
-    assert cut["benchmarks"]["sa_retrieval"]["metrics"]["t2a_mAP@10"]["value"] < \
-        _report(runs["full"])[0]["benchmarks"]["sa_retrieval"]["metrics"]["t2a_mAP@10"]["value"]  # counts are cut off
+    assert (
+        cut["benchmarks"]["sa_retrieval"]["metrics"]["t2a_mAP@10"]["value"]
+        < _report(runs["full"])[0]["benchmarks"]["sa_retrieval"]["metrics"]["t2a_mAP@10"]["value"]
+    )  # counts are cut off
     assert compared
-    rules = write_yaml(tmp_path / "rules.yaml", """
+    rules = write_yaml(
+        tmp_path / "rules.yaml",
+        """
 rules:
   - {name: map floor, metric: "sa_retrieval/t2a_mAP@10", min: 0.05}
   - {name: zero-shot drop, metric: "sa_zeroshot/top1", max_drop: 0.5}
-""")
+""",
+    )
     gate = CliRunner().invoke(app, ["gate", "--candidate", str(runs["cut"]), "--baseline", str(runs["full"]),
                                     "--rules", str(rules), "--force"])  # fmt: skip
     assert gate.exit_code == 0, gate.output
-    strict = write_yaml(tmp_path / "strict.yaml", "rules:\n  - {name: high, metric: sa_retrieval/t2a_mAP@10, min: 0.99}\n")
+    strict = write_yaml(
+        tmp_path / "strict.yaml", "rules:\n  - {name: high, metric: sa_retrieval/t2a_mAP@10, min: 0.99}\n"
+    )
     failed = CliRunner().invoke(app, ["gate", "--candidate", str(runs["cut"]), "--rules", str(strict)])
     assert failed.exit_code == 1, failed.output
     page = tmp_path / "audio.html"

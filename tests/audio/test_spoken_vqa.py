@@ -26,7 +26,11 @@ GRAMMAR = Path(__file__).resolve().parents[2] / "mmeval" / "assets" / "spoken-sh
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[dict, dict]:
     folder = tmp_path_factory.mktemp("spoken-vqa")
-    config = write_yaml(folder / "run.yaml", f"""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMEVAL_CACHE_DIR", str(folder / "cache"))  # module-wide: the per-test cache fixture comes later
+    config = write_yaml(
+        folder / "run.yaml",
+        f"""
 model: {{type: reference}}
 runtime: {{device: cpu, batch_size: 16, num_workers: 0}}
 bootstrap: {{n: 200}}
@@ -36,8 +40,10 @@ benchmarks:
     task: spoken_vqa
     data: {{format: spoken_shapes, limit: 16}}
     recognizer: {{type: pocketsphinx, grammar: {GRAMMAR}}}
-""")
+""",
+    )
     done = CliRunner().invoke(app, ["run", "-c", str(config)])
+    patch.undo()
     assert done.exit_code == 0, done.output
     path = next(folder.glob("*[0-9].json"))
     return json.loads(path.read_text()), json.loads(path.with_suffix(".samples.json").read_text())
@@ -61,7 +67,9 @@ def test_accuracies_wer_and_speech_loss_recomputed_independently(report) -> None
     truth = _truth(rows)
     text_acc = np.mean([a == t for a, t in zip(direct, truth)])
     spoken_acc = np.mean([r["answer_spoken"] == t for r, t in zip(rows, truth)])
-    assert metrics["text_accuracy"] == pytest.approx(text_acc) and metrics["spoken_accuracy"] == pytest.approx(spoken_acc)
+    assert metrics["text_accuracy"] == pytest.approx(text_acc) and metrics["spoken_accuracy"] == pytest.approx(
+        spoken_acc
+    )
     assert metrics["speech_loss"] == pytest.approx(text_acc - spoken_acc)
     assert bench["dataset"]["decoder"]["rate"] == 16000 and bench["recognizer"]["adapter"] == "pocketsphinx"
 
@@ -78,11 +86,17 @@ def _truth(rows: list[dict]) -> list[str]:
 
 
 def test_a_recognizer_that_cannot_transcribe_is_refused(tmp_path) -> None:
-    config = write_yaml(tmp_path / "run.yaml", """
+    config = write_yaml(
+        tmp_path / "run.yaml",
+        """
 model: {type: reference}
 benchmarks:
   - {name: sv, task: spoken_vqa, data: {format: spoken_shapes}, recognizer: {type: reference_audio}}
-""")
+""",
+    )
     done = CliRunner().invoke(app, ["validate", "-c", str(config)])
     assert done.exit_code == 2
-    assert "recognizer.type" in done.output and "must be a speech_recognizer; model type 'reference_audio' is not" in done.output
+    assert (
+        "recognizer.type" in done.output
+        and "must be a speech_recognizer; model type 'reference_audio' is not" in done.output
+    )

@@ -6,8 +6,10 @@ from mmeval.tasks.audio_captioning.config import AudioCaptioningConfig
 from mmeval.tasks.coco_captions import METRICS as CAPTION_METRICS
 from mmeval.tasks.spec import TaskSpec, first_present
 
-METRICS = {**{k: v for k, v in CAPTION_METRICS.items() if "CLIPScore" not in k},
-           "SPIDEr": (True, "(CIDEr-D + SPICE) / 2 per clip, averaged (DCASE audio captioning); only when SPICE ran")}
+METRICS = {
+    **{k: v for k, v in CAPTION_METRICS.items() if "CLIPScore" not in k},
+    "SPIDEr": (True, "(CIDEr-D + SPICE) / 2 per clip, averaged (DCASE audio captioning); only when SPICE ran"),
+}
 
 TASK = TaskSpec(
     name="audio_captioning",

@@ -19,7 +19,8 @@ class AudioCaptioningConfig(BenchmarkConfig):
         list(CAPTION_METRICS), min_length=1, description="audio captioning: which pycocoevalcap metrics to compute "
         "(SPIDEr is reported when both CIDEr and SPICE ran)")  # fmt: skip
     tokenizer: Literal["auto", "ptb", "python"] = Field(
-        "auto", description="audio captioning: ptb (Java, as pycocoevalcap), python (fallback), auto (ptb if Java)")
+        "auto", description="audio captioning: ptb (Java, as pycocoevalcap), python (fallback), auto (ptb if Java)"
+    )
     spice_jars: Path | None = Field(None, description="audio captioning: folder with the Stanford CoreNLP 3.6.0 jars")
     audio: AudioSettings = Field(default_factory=AudioSettings, description="how clips are decoded")
 

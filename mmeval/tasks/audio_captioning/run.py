@@ -63,10 +63,17 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         from mmeval.metrics.caption.tokenize import ptb_available
 
         if not ptb_available():
-            raise MmevalError(f"benchmarks '{bench.name}'.tokenizer: 'ptb' needs Java and pycocoevalcap's PTB jar; "
-                              "install Java or set tokenizer: auto (falls back to Python, with a warning)")
-    scores = score_captions({i: references[i] for i in scored}, {i: caption_of[i] for i in scored},
-                            metrics=bench.metrics, spice_jars=bench.spice_jars, tokenizer=TOKENIZERS[bench.tokenizer])
+            raise MmevalError(
+                f"benchmarks '{bench.name}'.tokenizer: 'ptb' needs Java and pycocoevalcap's PTB jar; "
+                "install Java or set tokenizer: auto (falls back to Python, with a warning)"
+            )
+    scores = score_captions(
+        {i: references[i] for i in scored},
+        {i: caption_of[i] for i in scored},
+        metrics=bench.metrics,
+        spice_jars=bench.spice_jars,
+        tokenizer=TOKENIZERS[bench.tokenizer],
+    )
     for warning in scores.warnings:
         log.warning("%s: %s", bench.name, warning)
     values = dict(scores.scores)

@@ -61,8 +61,13 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         log.warning("%s: %s", bench.name, warning)
     if warnings:
         extra["warnings"] = warnings
-    block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), _statistic(ranks, bench.recall_k, bench.map_k),
-                          ctx.bootstrap, "queries: captions for t2a and mAP, clips for a2t, both for rsum")
+    block = add_intervals(
+        metrics,
+        (len(ranks.t2i), len(ranks.i2t)),
+        _statistic(ranks, bench.recall_k, bench.map_k),
+        ctx.bootstrap,
+        "queries: captions for t2a and mAP, clips for a2t, both for rsum",
+    )
     if block is not None:
         extra["bootstrap"] = block
     metric_s = time.perf_counter() - metric_start
@@ -73,7 +78,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                "metrics_s": metric_s, "total_s": time.perf_counter() - started}  # fmt: skip
     ok_ids = [data.ids[i] for i in clips.ok_indices]
     per_sample = {
-        "t2a": [{"text_index": t, "clip_id": ok_ids[o], "rank": int(r)} for t, o, r in zip(kept_texts, owner, ranks.t2i)],
+        "t2a": [
+            {"text_index": t, "clip_id": ok_ids[o], "rank": int(r)} for t, o, r in zip(kept_texts, owner, ranks.t2i)
+        ],
         "a2t": [{"clip_id": i, "rank": int(r)} for i, r in zip(np.array(ok_ids, dtype=object)[has_caption], ranks.i2t)],
     }
     return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra,
@@ -86,7 +93,9 @@ def _statistic(ranks: RetrievalRanks, ks: list[int], map_k: int) -> Statistic:
     ap = np.where(ranks.t2i <= map_k, 1.0 / ranks.t2i, 0.0)[:, None]
 
     def statistic(text_counts: np.ndarray, clip_counts: np.ndarray) -> dict[str, np.ndarray]:
-        out = {name.replace("t2i", "t2a").replace("i2t", "a2t"): v for name, v in base(text_counts, clip_counts).items()}
+        out = {
+            name.replace("t2i", "t2a").replace("i2t", "a2t"): v for name, v in base(text_counts, clip_counts).items()
+        }
         out[f"t2a_mAP@{map_k}"] = mean(text_counts, ap)[:, 0]
         return out
 

@@ -60,7 +60,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     labels = np.array(data.labels)[clips.ok_indices]
     ids = [data.ids[i] for i in clips.ok_indices]
     values = metrics.single_label_metrics(scores, labels, temperature)
-    reported = {name: {"value": value, "higher_is_better": TASK.higher_is_better(name)} for name, value in values.items()}
+    reported = {
+        name: {"value": value, "higher_is_better": TASK.higher_is_better(name)} for name, value in values.items()
+    }
     block = add_intervals(reported, (len(ids),), bootstrap_metrics.single_label_statistic(scores, labels, temperature),
                           ctx.bootstrap, "clips")  # fmt: skip
     predictions = scores.argmax(axis=1)
@@ -72,8 +74,15 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     recall = metrics.per_class_recall(confusion)
     per_class = [{"class": name, "n_clips": int(confusion[c].sum()), "accuracy": float(recall[c])}
                  for c, name in enumerate(classes)]  # fmt: skip
-    extra: dict[str, Any] = {"classification": {"classes": classes, "templates": templates, "temperature": temperature,
-                                                "temperature_from": temperature_from, "per_class": per_class}}
+    extra: dict[str, Any] = {
+        "classification": {
+            "classes": classes,
+            "templates": templates,
+            "temperature": temperature,
+            "temperature_from": temperature_from,
+            "per_class": per_class,
+        }
+    }
     if data.folds is not None:
         folds = np.array(data.folds)[clips.ok_indices]
         extra["per_fold"] = {int(f): metrics.single_label_metrics(scores[folds == f], labels[folds == f], temperature)
@@ -93,7 +102,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     dataset = {**audio_dataset_summary(data, clips, len(prompts)), "n_classes": len(classes)}
     timings = {"load_data_s": load_s, **clips.timer.as_dict("clips"), **text_timer.as_dict("texts"),
                "metrics_s": metric_s, "total_s": time.perf_counter() - started}  # fmt: skip
-    per_sample = {"predictions": rows,
-                  "confusion_matrix": [{"class": n, "predicted": confusion[c].tolist()} for c, n in enumerate(classes)]}
+    per_sample = {
+        "predictions": rows,
+        "confusion_matrix": [{"class": n, "predicted": confusion[c].tolist()} for c, n in enumerate(classes)],
+    }
     return BenchmarkResult(TASK.name, dataset, reported, timings, per_sample, extra,
                            timers={"clips": clips.timer, "texts": text_timer})  # fmt: skip

@@ -19,10 +19,12 @@ class SpokenVQAConfig(BenchmarkConfig):
     prompt_template: str | None = Field(None, description="spoken_vqa: prompt with {question} (default: the "
                                         "model's own, else the vqa task's)")  # fmt: skip
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="answer decoding")
-    recognizer_generation: GenerationConfig = Field(default_factory=GenerationConfig,
-                                                    description="spoken_vqa: the recogniser's decoding")
-    normalizer: Literal["none", "basic", "whisper_en"] = Field("basic", description="spoken_vqa: text normaliser "
-                                                              "applied to both sides before the questions' WER")
+    recognizer_generation: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="spoken_vqa: the recogniser's decoding"
+    )
+    normalizer: Literal["none", "basic", "whisper_en"] = Field(
+        "basic", description="spoken_vqa: text normaliser applied to both sides before the questions' WER"
+    )
     audio: AudioSettings = Field(default_factory=AudioSettings, description="how the spoken questions are decoded")
 
     @classmethod
@@ -34,6 +36,6 @@ class SpokenVQAConfig(BenchmarkConfig):
         problems = [(("recognizer", *loc), message) for loc, message in _model_problems(recognizer)]
         kind = recognizer.get("type")
         if isinstance(kind, str) and kind in MODELS and "speech_recognizer" not in MODELS[kind].capabilities:
-            problems.append((("recognizer", "type"), f"the recognizer must be a speech_recognizer; model type "
-                                                     f"'{kind}' is not"))  # fmt: skip
+            message = f"the recognizer must be a speech_recognizer; model type '{kind}' is not"
+            problems.append((("recognizer", "type"), message))
         return problems

@@ -50,7 +50,9 @@ def load_spoken(cfg) -> SpokenQuestions:
     from mmeval.data.vqa_data import Question
 
     speech = resolve("data format", cfg.format, DATA_FORMATS)(cfg)
-    keep = [n for n, clip in enumerate(speech.ids) if speech.attributes.get(clip, {}).get("kind", "question") == "question"]
+    keep = [
+        n for n, clip in enumerate(speech.ids) if speech.attributes.get(clip, {}).get("kind", "question") == "question"
+    ]
     if not keep:
         raise DataError(f"{speech.source}: no spoken questions (manifest rows with kind 'question')")
     params = speech.attributes[speech.ids[keep[0]]].get("shapes_vqa")
@@ -118,7 +120,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if not scored:
         raise DataError(f"{data.source}: no spoken question could be decoded")
     normalise = get_normaliser(bench.normalizer)
-    errors = utterance_errors([normalise(questions[n].text) for n in scored], [normalise(transcript[n]) for n in scored])
+    errors = utterance_errors(
+        [normalise(questions[n].text) for n in scored], [normalise(transcript[n]) for n in scored]
+    )
     rows = []
     for n, counts in zip(scored, errors):
         q = questions[n]
@@ -132,7 +136,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     wer = summarise(errors)
     values = {"spoken_accuracy": float(spoken_acc.mean()), "text_accuracy": float(text_acc.mean()),
               "speech_loss": float(text_acc.mean() - spoken_acc.mean()), "question_wer": wer["rate"]}  # fmt: skip
-    metrics = {name: {"value": value, "higher_is_better": TASK.higher_is_better(name)} for name, value in values.items()}
+    metrics = {
+        name: {"value": value, "higher_is_better": TASK.higher_is_better(name)} for name, value in values.items()
+    }
     per_item = np.stack([spoken_acc, text_acc, text_acc - spoken_acc], axis=1)
     word = np.array([[r["word_errors"], r["reference_words"]] for r in rows], dtype=np.float64)
 
