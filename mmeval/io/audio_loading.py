@@ -1,4 +1,4 @@
-"""Reading audio files into model-ready waveform batches: decoding in workers, padding, a per-clip decoded cache.
+"""Reading audio files into model-ready waveform batches: decoding and padding in workers, the decoded cache.
 
 `AudioBatches` is the audio `BatchLoader` (`io/source.py`) the engine's model pass runs over. Clips are read and
 decoded (`io/audio.read_audio`: mono, resampled to the model's rate) in DataLoader workers, which also hash the
@@ -7,17 +7,15 @@ must ignore the padding (the capability contracts in models/base.py). Unreadable
 the reason, so the main process skips them (counted, named) or stops with one line (`on_bad_input: fail`); a clip
 over `audio.max_seconds` with `audio.on_too_long: fail` always stops the run.
 
-Decoded-input cache: clips have different lengths, so instead of the fixed-shape `DecodedStore` each clip is one
-`.npy` file under `<cache>/audio/`, keyed by the sha256 of its bytes, `AudioSettings.key()` and the rate; every
-model at the same rate (and every rerun) reads it back without decoding or resampling.
+Decoded-input cache (`io/audio_store.AudioStore`): a pass over a whole source appends every decoded clip to one
+float32 file keyed by the source, the settings and the rate; a later pass (another model at the same rate, a
+rerun) reads it back through a memory map, without reading, decoding or resampling a file or starting a worker.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from mmeval.config.audio import AudioSettings
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
 from mmeval.io.audio import ClipTooLong, read_audio, read_bytes
+from mmeval.io.audio_store import AudioStore
 from mmeval.io.source import Batch
 
 log = logging.getLogger(__name__)
@@ -96,69 +95,43 @@ class AudioPass:
 
 
 class _AudioDataset(Dataset):
-    """Item k -> (source index, float32 samples or None, sha256 hex of the raw bytes, error or None, from cache)."""
+    """Item k -> (source index, float32 samples or None, sha256 hex of the raw bytes, error or None, fatal)."""
 
-    def __init__(self, source: AudioSource, settings: AudioSettings, rate: int, indices: list[int],
-                 cache_dir: Path | None):  # fmt: skip
-        self.source, self.settings, self.rate, self.indices, self.cache_dir = source, settings, rate, indices, cache_dir
+    def __init__(self, source: AudioSource, settings: AudioSettings, rate: int, indices: list[int]):
+        self.source, self.settings, self.rate, self.indices = source, settings, rate, indices
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int) -> tuple[int, np.ndarray | None, str, str | None, bool, bool]:
+    def __getitem__(self, item: int) -> tuple[int, np.ndarray | None, str, str | None, bool]:
         index = self.indices[item]
-        path = self.source.paths[index]
         try:
             data = self.source.read(index)
         except DataError as exc:
-            return index, None, "", str(exc), False, False
+            return index, None, "", str(exc), False
         digest = hashlib.sha256(data).hexdigest()
-        stored = self._stored(digest)
-        if stored is not None:
-            try:
-                return index, np.load(stored), digest, None, False, True
-            except (OSError, ValueError):
-                pass  # an unreadable cache file: decode again
         try:
-            samples = read_audio(path, self.settings, self.rate, data).samples
+            return index, read_audio(self.source.paths[index], self.settings, self.rate, data).samples, digest, None, False
         except ClipTooLong as exc:
-            return index, None, digest, str(exc), self.settings.on_too_long == "fail", False
+            return index, None, digest, str(exc), self.settings.on_too_long == "fail"
         except DataError as exc:
-            return index, None, digest, str(exc), False, False
-        if stored is not None:
-            _save(stored, samples)
-        return index, samples, digest, None, False, False
-
-    def _stored(self, digest: str) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        key = hashlib.sha256(f"{digest}|{self.settings.key()}|{self.rate}".encode()).hexdigest()
-        return self.cache_dir / key[:2] / f"{key}.npy"
-
-
-def _save(path: Path, samples: np.ndarray) -> None:
-    """Write atomically (a half-written file never has the final name); a failure only costs the cache."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, samples)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not write the decoded-audio cache %s (%s)", path, exc)
+            return index, None, digest, str(exc), False
 
 
 def pad(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded (B, max length) float32 batch and the (B,) lengths."""
-    lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
-    out = torch.zeros(len(waves), int(lengths.max()) if len(waves) else 0, dtype=torch.float32)
+    """Zero-padded (B, max length) float32 batch and the (B,) lengths (filled in NumPy: torch's per-row copies
+    cost more than the decoding on a busy CPU)."""
+    lengths = np.array([len(w) for w in waves], dtype=np.int64)
+    out = np.zeros((len(waves), int(lengths.max()) if len(waves) else 0), dtype=np.float32)
     for row, wave in enumerate(waves):
-        out[row, : len(wave)] = torch.from_numpy(wave)
-    return out, lengths
+        out[row, : len(wave)] = wave
+    return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
 def _collate(items):
-    return items
+    """In the worker: the items' findings, and the readable clips (also padded into one batch)."""
+    good = [samples for _, samples, _, error, _ in items if error is None]
+    return [(index, digest, error, fatal) for index, _, digest, error, fatal in items], good, pad(good) if good else None
 
 
 class AudioBatches:
@@ -168,8 +141,9 @@ class AudioBatches:
     def __init__(self, source: AudioSource, runtime, settings: AudioSettings, rate: int, on_bad_input: str):
         self.source, self.runtime, self.settings, self.on_bad_input = source, runtime, settings, on_bad_input
         self.rate = settings.sample_rate or rate
-        cache = runtime.cache
-        self.cache_dir = cache.root / "audio" if cache is not None and cache.pixels else None
+        cache, fingerprint = runtime.cache, source.fingerprint()
+        self.store = AudioStore(cache.root, {"audio": fingerprint, "settings": settings.key(), "rate": self.rate}) \
+            if cache is not None and cache.pixels else None  # fmt: skip
         self.done = AudioPass()
 
     def order(self) -> list[int]:
@@ -180,48 +154,90 @@ class AudioBatches:
                 "on_bad_input": self.on_bad_input}  # fmt: skip
 
     def batches(self, indices: list[int], timer: Timer) -> Iterator[Batch]:
-        """Batches of `batch_size` consecutive entries of `indices`, the unreadable clips left out."""
+        """Batches of `batch_size` consecutive entries of `indices`, the unreadable clips left out. Only a pass
+        over the whole source writes the decoded-input cache; any pass reads a complete one."""
         self.done = AudioPass(timer=timer)
-        dataset = _AudioDataset(self.source, self.settings, self.rate, indices, self.cache_dir)
+        if self.store is not None and self.store.complete():
+            yield from self._stored(indices, timer)
+            return
+        writing = self.store is not None and len(indices) == len(self.source) and self.store.begin()
+        try:
+            yield from self._decoded(indices, timer, self.store if writing else None)
+        except BaseException:
+            if writing:
+                self.store.abandon()
+            raise
+        if writing:
+            self.store.finish({"bad": [list(b) for b in self.done.bad], "digests": self.done.digests})
+
+    def _decoded(self, indices: list[int], timer: Timer, store: AudioStore | None) -> Iterator[Batch]:
+        dataset = _AudioDataset(self.source, self.settings, self.rate, indices)
         loader = DataLoader(dataset, batch_size=self.runtime.batch_size, num_workers=self.runtime.num_workers,
                             collate_fn=_collate, persistent_workers=False)  # fmt: skip
         iterator, began = iter(loader), _now()
         while True:
             try:
-                items = next(iterator)
+                items, waves, padded = next(iterator)
             except StopIteration:
                 break
             finally:
                 timer.data_s += _now() - began
-            good, bad = [], []
-            for index, samples, digest, error, fatal, cached in items:
+            good = []
+            for index, digest, error, fatal in items:
                 if digest:
                     self.done.digests[index] = digest
                 if error is None:
-                    good.append((index, samples))
-                    self.done.decoded_from_cache += cached
-                    continue
-                if fatal:
-                    raise ClipTooLong(error)
-                if self.on_bad_input == "fail":
-                    raise DataError(f"{error} (set data.on_bad_input: skip to skip such clips)")
-                log.warning("skipping audio: %s", error)
-                bad.append((index, error))
-            self.done.bad += bad
-            inputs = None
-            if good:
-                copied = _now()
-                audio, lengths = pad([samples for _, samples in good])
-                if self.runtime.device.type == "cuda":
-                    audio = audio.pin_memory().to(self.runtime.device, non_blocking=True)
-                    lengths = lengths.to(self.runtime.device)
-                    sync(self.runtime.device)
-                inputs = {"audio": audio, "lengths": lengths}
-                timer.h2d_s += _now() - copied
-            ok = [index for index, _ in good]
-            self.done.ok_indices += ok
-            yield Batch(ok, inputs, bad, {i: self.done.digests[i] for i, *_ in items if i in self.done.digests})
+                    good.append(index)
+                else:
+                    self._bad(index, error, fatal)
+            if store is not None:
+                for index, samples in zip(good, waves):
+                    store.add(index, samples)
+            yield self._batch([index for index, *_ in items], good, padded, timer)
             began = _now()
+
+    def _stored(self, indices: list[int], timer: Timer) -> Iterator[Batch]:
+        """Batches cut as when decoding (`batch_size` entries of `indices`), read from the complete store."""
+        meta = self.store.meta()
+        unreadable = {int(i): str(r) for i, r in meta["bad"]}
+        for start in range(0, len(indices), self.runtime.batch_size):
+            began = _now()
+            items = indices[start : start + self.runtime.batch_size]
+            good = []
+            for index in items:
+                if str(index) in meta["digests"]:
+                    self.done.digests[index] = meta["digests"][str(index)]
+                if index in unreadable:
+                    self._bad(index, unreadable[index], False)
+                else:
+                    good.append(index)
+            padded = pad([self.store.clip(index) for index in good]) if good else None
+            self.done.decoded_from_cache += len(good)
+            timer.data_s += _now() - began
+            yield self._batch(items, good, padded, timer)
+
+    def _bad(self, index: int, error: str, fatal: bool) -> None:
+        if fatal:
+            raise ClipTooLong(error)
+        if self.on_bad_input == "fail":
+            raise DataError(f"{error} (set data.on_bad_input: skip to skip such clips)")
+        log.warning("skipping audio: %s", error)
+        self.done.bad.append((index, error))
+
+    def _batch(self, items: list[int], good: list[int], padded, timer: Timer) -> Batch:
+        inputs = None
+        if good:
+            copied = _now()
+            audio, lengths = padded
+            if self.runtime.device.type == "cuda":
+                audio = audio.pin_memory().to(self.runtime.device, non_blocking=True)
+                lengths = lengths.to(self.runtime.device)
+                sync(self.runtime.device)
+            inputs = {"audio": audio, "lengths": lengths}
+            timer.h2d_s += _now() - copied
+        self.done.ok_indices += good
+        bad = [(i, r) for i, r in self.done.bad if i in set(items)]
+        return Batch(good, inputs, bad, {i: self.done.digests[i] for i in items if i in self.done.digests})
 
 
 def _now() -> float:

@@ -172,7 +172,7 @@ def test_batches_are_padded_with_lengths_and_bad_clips_are_named_by_index(tmp_pa
         np.testing.assert_array_equal(row[: int(n)].numpy(), want)
 
 
-def test_transcribe_pass_uses_the_decoded_cache_and_the_output_cache(tmp_path: Path) -> None:
+def test_transcribe_pass_uses_the_decoded_cache_and_the_output_cache(tmp_path: Path, own_cache: Path) -> None:
     paths = []
     for n in range(5):
         sf.write(tmp_path / f"c{n}.flac", tone(22050, 0.2 + 0.05 * n, freq=200 * (n + 1)), 22050)
@@ -188,6 +188,7 @@ def test_transcribe_pass_uses_the_decoded_cache_and_the_output_cache(tmp_path: P
     other.info = ModelInfo("test", "other", None, "sha-other", 0)  # another model: decoded clips come from the cache
     second, again = transcribe(other, source, run, settings, GenerationSettings(), "skip", lambda n: None)
     assert again.decoded_from_cache == 5 and second == first
+    assert len(list((own_cache / "audio").rglob("*.float32"))) == 1  # one store for the whole source
     third_model = LengthModel()
     third, cached = transcribe(third_model, source, run, settings, GenerationSettings(), "skip", lambda n: None)
     assert cached.timer.cached and third_model.calls == [] and third == first
