@@ -43,8 +43,16 @@ runtime: {{device: cpu, batch_size: 32, num_workers: 0}}
 bootstrap: {{n: 200}}
 output: {{dir: {folder / name}}}
 benchmarks:
-  - {{name: sa_retrieval, task: audio_retrieval, data: {{format: shapes_audio, n_clips: {N_CLIPS}}}, audio: {audio}}}
-  - {{name: sa_zeroshot, task: audio_zeroshot, data: {{format: shapes_audio, n_clips: {N_CLIPS}}}, audio: {audio}}}
+  - name: sa_retrieval
+    task: audio_retrieval
+    data: {{format: shapes_audio, n_clips: {N_CLIPS}}}
+    audio: {audio}
+    bias: {{attributes: [kind]}}
+  - name: sa_zeroshot
+    task: audio_zeroshot
+    data: {{format: shapes_audio, n_clips: {N_CLIPS}}}
+    audio: {audio}
+    bias: {{attributes: [loudness]}}
   - name: sa_captions
     task: audio_captioning
     data: {{format: shapes_audio, n_clips: {N_CLIPS}, limit: 40}}
@@ -177,3 +185,19 @@ def test_an_interrupted_audio_pass_resumes_with_the_same_embeddings() -> None:
     # the chunks saved before the interrupt (two of 4 clips: the third batch was interrupted while reported) are
     # reused, the rest is embedded again; the embeddings are those of the uninterrupted pass
     assert sum(calls) == 30 - 2 * 4 and torch.equal(resumed, expected) and found.ok_indices == list(range(30))
+
+
+def test_bias_slices_by_clip_attributes_match_the_per_sample_rows(runs) -> None:
+    report, samples = _report(runs["full"])
+    attributes = load_shapes_audio("test", N_CLIPS, 0).attributes
+    sliced = report["benchmarks"]["sa_retrieval"]["bias"]["attributes"]["kind"]["sliced"]
+    rows = samples["sa_retrieval"]["t2a"]
+    for kind, value in sliced["t2a_mAP@10"]["per_group"].items():
+        ranks = np.array([r["rank"] for r in rows if attributes[r["clip_id"]]["kind"] == kind])
+        assert value == pytest.approx(np.mean(np.where(ranks <= 10, 1 / ranks, 0)))
+    assert set(sliced["t2a_R@1"]["per_group"]) == {"tone", "chirp", "noise", "clicks"}
+    zeroshot = report["benchmarks"]["sa_zeroshot"]["bias"]["attributes"]["loudness"]["sliced"]["top1"]["per_group"]
+    predictions = samples["sa_zeroshot"]["predictions"]
+    for loudness, value in zeroshot.items():
+        hits = [r["prediction"] == r["label"] for r in predictions if attributes[r["clip_id"]]["loudness"] == loudness]
+        assert value == pytest.approx(np.mean(hits))

@@ -11,12 +11,13 @@ from mmeval.data.audio_formats import audio_dataset_summary, load_audio_data
 from mmeval.engine.audio_passes import encode_audio
 from mmeval.engine.runner import encode_texts
 from mmeval.errors import DataError
-from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics, higher_is_better
+from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics, higher_is_better, map_at_k
 from mmeval.metrics.retrieval import RetrievalRanks, saturated_recall_warnings
 from mmeval.metrics.stats.bootstrap import Statistic, add_intervals, mean
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.tasks.audio_retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
+from mmeval.tasks.bias_block import attribute_columns, sliced_only
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     data = ctx.load_data(load_audio_data, bench.data, "captions")
     if not data.texts:
         raise DataError(f"{data.source}: no captions to retrieve with")
+    if bench.bias is not None:  # an attribute on no clip: said before any model work
+        attribute_columns(data.ids, data.attributes, bench.bias)
     load_s = time.perf_counter() - started
 
     task = progress.add_task(f"{bench.name}: clips", total=len(data.ids))
@@ -70,6 +73,16 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     )
     if block is not None:
         extra["bootstrap"] = block
+    if bench.bias is not None:
+        ok_ids = [data.ids[i] for i in clips.ok_indices]
+
+        def score(rows: np.ndarray) -> dict[str, float]:
+            sub = ranks.t2i[rows]
+            out = {f"t2a_R@{k}": float(np.mean(sub <= k)) for k in bench.recall_k}
+            out[f"t2a_mAP@{bench.map_k}"] = map_at_k(sub, bench.map_k)
+            return out
+
+        extra["bias"] = sliced_only(bench.bias, [ok_ids[o] for o in owner], data.attributes, score, higher_is_better)
     metric_s = time.perf_counter() - metric_start
 
     dataset = audio_dataset_summary(data, clips, len(kept_texts))

@@ -6,6 +6,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from mmeval.config.audio import AudioSettings
 from mmeval.config.benchmark import BenchmarkConfig
+from mmeval.config.bias import BiasConfig
 from mmeval.tasks.zeroshot_classification.config import check_list
 
 
@@ -16,6 +17,7 @@ class AudioZeroShotConfig(BenchmarkConfig):
     temperature: float | None = Field(None, gt=0, description="audio zero-shot: logit scale for softmax / ECE "
                                       "(default: the model's logit_scale.exp(), else 100)")  # fmt: skip
     audio: AudioSettings = Field(default_factory=AudioSettings, description="how clips are decoded")
+    bias: BiasConfig | None = Field(None, description="metrics and fairness by per-clip attributes")
 
     @field_validator("classnames", "templates")
     @classmethod

@@ -20,6 +20,7 @@ from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.tasks.audio_zeroshot import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
+from mmeval.tasks.bias_block import attribute_columns, classification_bias
 from mmeval.tasks.zeroshot_classification.run import DEFAULT_TEMPERATURE, class_embeddings, model_logit_scale
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if temperature is None:
         scale = model_logit_scale(model)
         temperature, temperature_from = (scale, "model logit_scale") if scale else (DEFAULT_TEMPERATURE, "default")
+    if bench.bias is not None:  # an attribute on no clip: said before any model work
+        attribute_columns(data.ids, data.attributes, bench.bias)
     load_s = time.perf_counter() - started
 
     task = progress.add_task(f"{bench.name}: clips", total=len(data.ids))
@@ -97,6 +100,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         extra["warnings"] = warnings
     if block is not None:
         extra["bootstrap"] = block
+    if bench.bias is not None:
+        extra["bias"] = classification_bias(
+            bench.bias, ids, data.attributes, labels, predictions, classes,
+            lambda rows: metrics.single_label_metrics(scores[rows], labels[rows], temperature),
+        )  # fmt: skip
     metric_s = time.perf_counter() - metric_start
 
     dataset = {**audio_dataset_summary(data, clips, len(prompts)), "n_classes": len(classes)}
