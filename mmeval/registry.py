@@ -65,7 +65,7 @@ MODELS: dict[str, Entry] = {
         "mmeval.models.hf_clap:load",
         "a transformers ClapModel folder (save_pretrained, with its processor): audio-text embeddings",
         ("audio_text_encoder",),
-        "audio",
+        "hf",
     ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
