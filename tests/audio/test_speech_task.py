@@ -142,5 +142,5 @@ def test_speech_recognition_task_matches_jiwer_on_its_own_rows(tmp_path: Path) -
     assert speakers["en-us"]["wer"] == pytest.approx(jiwer.wer(refs[:5], hyps[:5]))  # colour -> color: 1 substitution
     assert speakers["en-gb"]["wer"] == pytest.approx(jiwer.wer(refs[5:], hyps[5:]))
     assert speakers["en-gb"]["wer"] > speakers["en-us"]["wer"]  # the acoustic model is US English
-    assert result.extra["audio"]["resampler"].startswith("soxr_hq") and result.extra["normalizers"]["basic"]
+    assert result.dataset["decoder"]["resampler"].startswith("soxr_hq") and result.extra["normalizers"]["basic"]
     assert result.metrics["wer"]["ci95"][0] <= result.metrics["wer"]["value"] <= result.metrics["wer"]["ci95"][1]

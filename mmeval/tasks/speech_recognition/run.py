@@ -53,7 +53,7 @@ def dataset_block(data: SpeechData, clips: AudioPass, seconds: float) -> dict[st
             "n_skipped_clips": len(clips.bad),
             "skipped_clips": [{"id": data.ids[i], "reason": reason} for i, reason in clips.bad],
             "audio_seconds": seconds, "source": data.source, "sha256": digest.hexdigest(),
-            "decoded_from_cache": clips.decoded_from_cache}  # fmt: skip
+            "decoded_from_cache": clips.decoded_from_cache, "decoder": clips.decoder}  # fmt: skip
 
 
 def _ratio_statistic(errors: dict[str, np.ndarray], lengths: dict[str, np.ndarray]):
@@ -94,7 +94,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     hypotheses = [text for text, _ in outputs]
     references = [data.texts[i] for i in clips.ok_indices]
     seconds = float(sum(s for _, s in outputs))
-    extra: dict[str, Any] = {"audio": clips.decoder, "empty_references": EMPTY_REFERENCES,
+    extra: dict[str, Any] = {"empty_references": EMPTY_REFERENCES,
                              "normalizers": {n.name: n.version for n in normalisers}}  # fmt: skip
     rows = [{"id": data.ids[i], "speaker": data.speakers[i], "seconds": s, "reference": data.texts[i],
              "hypothesis": text} for i, (text, s) in zip(clips.ok_indices, outputs)]  # fmt: skip
