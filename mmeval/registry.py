@@ -124,6 +124,8 @@ DATA_FORMATS: dict[str, Entry] = {
                        holds="audio captions"),
     "clotho": Entry("mmeval.data.audio_formats:load_clotho", "a Clotho captions CSV + a folder of its clips",
                     holds="audio captions"),
+    "hf_audio": Entry("mmeval.data.audio_formats:load_hf_audio", "a Hugging Face dataset with an Audio column and "
+                      "captions (caption_column) or labels (label_column)", holds="audio captions or class labels"),
     "esc50": Entry("mmeval.data.audio_formats:load_esc50", "ESC-50 meta CSV with folds (or UrbanSound8K's) + "
                    "its audio folder", holds="audio class labels"),
 }

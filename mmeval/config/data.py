@@ -45,6 +45,7 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "audiocaps": ({"annotations", "root"}, {"file_pattern", "on_bad_input"}),
     "clotho": ({"annotations", "root"}, {"on_bad_input"}),
     "esc50": ({"annotations", "root"}, {"folds", "on_bad_input"}),
+    "hf_audio": ({"path"}, {"split", "audio_column", "caption_column", "label_column", "on_bad_input"}),
 }
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode"}
 

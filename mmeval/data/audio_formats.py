@@ -178,3 +178,53 @@ def audio_dataset_summary(
     if getattr(data, "split_note", ""):
         out["split_note"] = data.split_note
     return out
+
+
+def load_hf_audio(cfg: Any, want: str = "captions") -> AudioCaptionData | AudioClassData:
+    """`format: hf_audio`: a Hugging Face dataset with an Audio column (read undecoded: bytes or a path) and a
+    caption column (a string or a list of strings per clip, e.g. Clotho / AudioCaps on the hub) or, for
+    zero-shot, a label column (a ClassLabel, or strings)."""
+    import datasets
+
+    from mmeval.data.hf import open_hf_dataset
+
+    dataset = open_hf_dataset(cfg.path, cfg.split)
+    column = (cfg.label_column or "label") if want == "labels" else cfg.caption_column
+    for field_name, name in (("audio_column", cfg.audio_column), ("label_column" if want == "labels" else
+                                                                  "caption_column", column)):  # fmt: skip
+        if name not in dataset.column_names:
+            raise DataError(f"{cfg.path}: data.{field_name} '{name}' is not a column; columns: "
+                            f"{', '.join(dataset.column_names)}")  # fmt: skip
+    if isinstance(dataset.features[cfg.audio_column], datasets.Audio):
+        dataset = dataset.cast_column(cfg.audio_column, datasets.Audio(decode=False))
+    paths, blobs, ids = [], [], []
+    for row, value in enumerate(dataset[cfg.audio_column]):
+        if not isinstance(value, dict) or not (value.get("bytes") or value.get("path")):
+            raise DataError(f"{cfg.path}[row {row}]: data.audio_column '{cfg.audio_column}' must be an Audio column")
+        name, blob = value.get("path") or f"row-{row}.wav", value.get("bytes")
+        # in-memory clips are named by row (keeping the file name's suffix, which picks the decoder)
+        paths.append(Path(f"{cfg.path}[row {row}] {Path(name).name}") if blob is not None else Path(name))
+        blobs.append(blob)
+        ids.append(str(row))
+    from mmeval.io.audio_loading import AudioSource
+
+    source = AudioSource(paths, ids, blobs)
+    values = dataset[column]
+    if want == "labels":
+        feature = dataset.features[column]
+        if isinstance(feature, datasets.ClassLabel):
+            classes, labels = list(feature.names), [int(v) for v in values]
+        else:
+            classes = sorted({str(v) for v in values})
+            labels = [classes.index(str(v)) for v in values]
+        return AudioClassData(source, labels, classes, ids, f"Hugging Face dataset {cfg.path}",
+                              listing_digest("hf_audio", cfg.path, ids, labels, classes))  # fmt: skip
+    captions = []
+    for row, value in enumerate(values):
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise DataError(f"{cfg.path}[row {row}]: data.caption_column '{column}' must hold a string or a list of "
+                            f"strings, got {type(value).__name__}")  # fmt: skip
+        captions.append([t.strip() for t in texts if t.strip()])
+    return AudioCaptionData(source, captions, ids, f"Hugging Face dataset {cfg.path}",
+                            listing_digest("hf_audio", cfg.path, ids, captions))  # fmt: skip

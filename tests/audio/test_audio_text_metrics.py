@@ -198,3 +198,28 @@ def test_urbansound8k_layout_reads_fold_folders(tmp_path) -> None:
     data = load_esc50(SimpleNamespace(annotations=meta, root=tmp_path, folds=None))
     assert data.classnames == ["air conditioner", "gun shot"] and data.labels == [0, 1]
     assert str(data.audio.paths[0]).endswith("fold3/1-0-0.wav")
+
+
+def test_hf_audio_captions_and_class_labels(tmp_path) -> None:
+    import datasets
+
+    from mmeval.data.audio_formats import load_hf_audio
+
+    ids, scenes, paths = shapes_audio.clip_files("test", 4, 0, tmp_path / "clips")
+    captions = [shapes_audio.scene_captions(s) for s in scenes]
+    classes = list(shapes_audio.SOUND_CLASSES)
+    table = datasets.Dataset.from_dict({"audio": [str(p) for p in paths], "captions": captions,
+                                        "sound": [classes.index(s.sound) for s in scenes]})  # fmt: skip
+    table = table.cast_column("audio", datasets.Audio()).cast_column("sound", datasets.ClassLabel(names=classes))
+    table.save_to_disk(str(tmp_path / "hf"))
+    cfg = SimpleNamespace(path=str(tmp_path / "hf"), split=None, audio_column="audio", caption_column="captions",
+                          label_column="sound")  # fmt: skip
+    data = load_hf_audio(cfg, "captions")
+    assert data.captions == captions and len(data.audio) == 4
+    for index in range(4):  # the clips themselves, embedded or by path
+        blob = data.audio.read(index)
+        assert blob == paths[index].read_bytes()
+    labels = load_hf_audio(cfg, "labels")
+    assert labels.classnames == classes and labels.labels == [classes.index(s.sound) for s in scenes]
+    with pytest.raises(DataError, match="data.caption_column 'text' is not a column"):
+        load_hf_audio(SimpleNamespace(**{**vars(cfg), "caption_column": "text"}), "captions")
