@@ -205,7 +205,7 @@ def test_hf_audio_captions_and_class_labels(tmp_path) -> None:
 
     from mmeval.data.audio_formats import load_hf_audio
 
-    ids, scenes, paths = shapes_audio.clip_files("test", 4, 0, tmp_path / "clips")
+    _, scenes, paths = shapes_audio.clip_files("test", 4, 0, tmp_path / "clips")
     captions = [shapes_audio.scene_captions(s) for s in scenes]
     classes = list(shapes_audio.SOUND_CLASSES)
     table = datasets.Dataset.from_dict({"audio": [str(p) for p in paths], "captions": captions,
