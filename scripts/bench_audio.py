@@ -70,8 +70,8 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
     def loaded(runtime) -> list[np.ndarray]:
         loader = AudioBatches(AudioSource(paths), runtime, AudioSettings(), rate, "skip")
         out = []
-        for batch in loader.batches(loader.order(), Timer()):
-            audio, lengths = batch.inputs["audio"], batch.inputs["lengths"]
+        for done in loader.batches(loader.order(), Timer()):
+            audio, lengths = done.inputs["audio"], done.inputs["lengths"]
             out += [audio[r, : int(n)].numpy() for r, n in enumerate(lengths)]
         return out
 

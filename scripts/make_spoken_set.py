@@ -68,14 +68,14 @@ def grammar() -> str:
         "<size> = small | large;",
         "<colorword> = color | colour;",
         "<background> = white | light gray | beige | black | dark gray | navy;",
-        "<question> = is there (a | an) <color> <kind>"
-        " | how many shapes are there | how many objects are in the image"
-        " | how many <color> shapes are there | how many <kinds> are there"
-        " | what <colorword> is the <kind> | is the <kind> small or large"
-        " | what shape is the <color> one | which shape is <color>"
-        " | what <colorword> is the background;",
-        "<command> = show me the <color> <kind> | point to the <size> <kind>"
-        " | move the <color> <kind> to the (left | right) | count the <color> shapes | remove all the <kinds>;",
+        ("<question> = is there (a | an) <color> <kind>"
+         " | how many shapes are there | how many objects are in the image"
+         " | how many <color> shapes are there | how many <kinds> are there"
+         " | what <colorword> is the <kind> | is the <kind> small or large"
+         " | what shape is the <color> one | which shape is <color>"
+         " | what <colorword> is the background;"),
+        ("<command> = show me the <color> <kind> | point to the <size> <kind>"
+         " | move the <color> <kind> to the (left | right) | count the <color> shapes | remove all the <kinds>;"),
         "public <utterance> = <question> | <command>;",
     ]
     return "\n".join(lines) + "\n"
@@ -119,7 +119,7 @@ def main() -> None:
                          "pitch": pitch, **{k: v for k, v in item.items() if k != "text"}})  # fmt: skip
     (args.out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (args.out / "shapes.jsgf").write_text(grammar())
-    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout.strip()
     (args.out / "README.md").write_text(
         f"# spoken-shapes\n\n{len(rows)} utterances ({sum(r['kind'] == 'question' for r in rows)} shapes_vqa questions, "
         f"{sum(r['kind'] == 'command' for r in rows)} commands), 16 kHz mono FLAC, made by "

@@ -87,7 +87,7 @@ def _limit(settings: AudioSettings, rate: int) -> int | None:
     """Frames to read at most (truncate: the limit; skip / fail: one past it, enough to tell)."""
     if settings.max_seconds is None:
         return None
-    return int(math.floor(settings.max_seconds * rate)) + (0 if settings.on_too_long == "truncate" else 1)
+    return math.floor(settings.max_seconds * rate) + (0 if settings.on_too_long == "truncate" else 1)
 
 
 def _cut(path: Path, mono: np.ndarray, rate: int, settings: AudioSettings, info: dict[str, Any]) -> np.ndarray:
@@ -95,7 +95,7 @@ def _cut(path: Path, mono: np.ndarray, rate: int, settings: AudioSettings, info:
         return mono
     if settings.on_too_long == "truncate":
         info["truncated_to_s"] = settings.max_seconds
-        return mono[: int(math.floor(settings.max_seconds * rate))]
+        return mono[: math.floor(settings.max_seconds * rate)]
     raise ClipTooLong(f"{path}: clip is {info['duration_s']:.2f} s, over audio.max_seconds = "
                       f"{settings.max_seconds:g} (audio.on_too_long: {settings.on_too_long})")  # fmt: skip
 

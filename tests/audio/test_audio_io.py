@@ -16,10 +16,10 @@ from mmeval.config.audio import AudioSettings
 from mmeval.config.run import RuntimeConfig
 from mmeval.engine.audio_passes import transcribe
 from mmeval.engine.runtime import resolve_runtime
+from mmeval.engine.timing import Timer
 from mmeval.errors import DataError
 from mmeval.io.audio import ClipTooLong, describe_decoder, read_audio
 from mmeval.io.audio_loading import AudioBatches, AudioSource
-from mmeval.engine.timing import Timer
 from mmeval.models.base import GenerationSettings, ModelInfo
 
 

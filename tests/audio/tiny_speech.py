@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import transformers
 
-
 SPECIAL = ["<|startoftranscript|>", "<|en|>", "<|fr|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
            "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
 

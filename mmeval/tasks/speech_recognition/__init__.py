@@ -6,8 +6,8 @@ from mmeval.tasks.spec import TaskSpec, first_present
 from mmeval.tasks.speech_recognition.config import SpeechRecognitionConfig
 
 METRICS = {
-    "wer": (False, "corpus word error rate (S + D + I) / N under the benchmark's first normaliser (jiwer's "
-                   "alignment; empty references add insertions only)"),
+    "wer": (False, ("corpus word error rate (S + D + I) / N under the benchmark's first normaliser (jiwer's "
+                    "alignment; empty references add insertions only)")),
     "cer": (False, "corpus character error rate, the same over characters (spaces included, as jiwer)"),
     "wer_<normaliser>": (False, "corpus WER under each further normaliser (none, basic, whisper_en)"),
     "cer_<normaliser>": (False, "corpus CER under each further normaliser"),
