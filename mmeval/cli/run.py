@@ -269,10 +269,12 @@ def _data_problems(cfg) -> list[str]:
             problems.append(f"benchmarks[{n}].data: {exc}")
             continue
         missing = missing_images(data)
-        note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
-        if missing and bench.data.on_bad_image == "fail":
-            problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
-                            "(set data.on_bad_image: skip to skip them)")
+        kind, knob = ("clip", "on_bad_input") if getattr(data, "audio", None) is not None else ("image", "on_bad_image")
+        note = f", {len(missing)} {kind} file(s) missing, e.g. {missing[0]}" if missing else ""
+        if missing and getattr(bench.data, knob) == "fail":
+            where = "data.images" if kind == "image" else "data"
+            problems.append(f"benchmarks[{n}].{where}: {len(missing)} {kind} file(s) missing, e.g. {missing[0]} "
+                            f"(set data.{knob}: skip to skip them)")
         stderr.print(f"benchmark '{bench.name}': {summary}{note}", markup=False, highlight=False)
     return problems
 

@@ -43,6 +43,11 @@ class SpokenQuestions:
     def image_ids(self) -> list[Any]:
         return self.questions.image_ids
 
+    @property
+    def audio(self) -> Any:
+        """The question clips (what `mmeval validate` checks for missing files)."""
+        return self.speech.audio
+
 
 def load_spoken(cfg) -> SpokenQuestions:
     """The manifest's question clips, each linked (image_id, question_id) to its shapes_vqa question."""
