@@ -93,13 +93,16 @@ def test_validate_names_missing_clip_files(tmp_path) -> None:
     csv.write_text("file_name,caption_1\nthere.wav,a tone\ngone.wav,a beep\n")
     (tmp_path / "there.wav").write_bytes(b"RIFF")
     for policy, code in (("skip", 0), ("fail", 2)):
-        config = write_yaml(tmp_path / "run.yaml", f"""
+        config = write_yaml(
+            tmp_path / "run.yaml",
+            f"""
 model: {{type: reference_audio}}
 benchmarks:
   - name: c
     task: audio_retrieval
     data: {{format: clotho, annotations: {csv}, root: {tmp_path}, on_bad_input: {policy}}}
-""")
+""",
+        )
         done = CliRunner().invoke(app, ["validate", "-c", str(config)])
         out = " ".join(done.output.split())
         assert done.exit_code == code and f"1 clip file(s) missing, e.g. {tmp_path / 'gone.wav'}" in out, out
