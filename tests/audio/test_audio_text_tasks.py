@@ -24,7 +24,7 @@ from mmeval.engine.audio_passes import encode_audio
 from mmeval.engine.runtime import resolve_runtime
 from mmeval.models.reference_audio import DEMO_CHECKPOINT, load_folder
 
-N_CLIPS = 120
+N_CLIPS = 80
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ benchmarks:
     bias: {{attributes: [loudness]}}
   - name: sa_captions
     task: audio_captioning
-    data: {{format: shapes_audio, n_clips: {N_CLIPS}, limit: 40}}
+    data: {{format: shapes_audio, n_clips: {N_CLIPS}, limit: 24}}
     metrics: [Bleu, ROUGE_L, CIDEr]
     tokenizer: python
 """,
