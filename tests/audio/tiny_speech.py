@@ -43,6 +43,7 @@ def save_whisper(folder: Path, seed: int = 0, init_std: float = 0.1, head: float
     model = transformers.WhisperForConditionalGeneration(config)
     with torch.no_grad():
         model.model.decoder.layer_norm.weight.mul_(head)  # the head is tied to the embeddings
+        model.model.encoder.layer_norm.weight.mul_(8.0)  # louder encoder states: transcripts follow the audio
     generation = model.generation_config
     generation.decoder_start_token_id = ids["<|startoftranscript|>"]
     generation.eos_token_id = ids["<|endoftext|>"]
