@@ -236,7 +236,8 @@ class AudioBatches:
             inputs = {"audio": audio, "lengths": lengths}
             timer.h2d_s += _now() - copied
         self.done.ok_indices += good
-        bad = [(i, r) for i, r in self.done.bad if i in set(items)]
+        covered = set(items)
+        bad = [(i, r) for i, r in self.done.bad[-len(items):] if i in covered]  # this batch's: the last ones
         return Batch(good, inputs, bad, {i: self.done.digests[i] for i in items if i in self.done.digests})
 
 
