@@ -49,6 +49,24 @@ MODELS: dict[str, Entry] = {
         ("captioner", "answerer"),
         "hf",
     ),
+    "hf_whisper": Entry("mmeval.models.hf_whisper:load", "a transformers Whisper folder (save_pretrained): batched "
+                        "generate, language and task from the config", ("speech_recognizer",), "audio"),
+    "hf_ctc": Entry("mmeval.models.hf_ctc:load", "a transformers CTC model folder (wav2vec2 / HuBERT style, with "
+                    "its processor): greedy CTC decoding", ("speech_recognizer",), "audio"),
+    "pocketsphinx": Entry("mmeval.models.pocketsphinx_adapter:load", "CMU PocketSphinx with its shipped US-English "
+                          "model, or a JSGF grammar / language model from the config", ("speech_recognizer",), "audio"),
+    "reference_audio": Entry(
+        "mmeval.models.reference_audio:load",
+        "mmeval's own small audio-text dual encoder trained on shapes_audio (captions by nearest bank caption)",
+        ("audio_text_encoder", "audio_captioner"),
+        "audio",
+    ),
+    "hf_clap": Entry(
+        "mmeval.models.hf_clap:load",
+        "a transformers ClapModel folder (save_pretrained, with its processor): audio-text embeddings",
+        ("audio_text_encoder",),
+        "hf",
+    ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
@@ -64,6 +82,11 @@ TASKS: dict[str, str] = {
     "zeroshot_classification": "mmeval.tasks.zeroshot_classification:TASK",
     "vqa": "mmeval.tasks.vqa:TASK",
     "multiple_choice": "mmeval.tasks.multiple_choice:TASK",
+    "speech_recognition": "mmeval.tasks.speech_recognition:TASK",
+    "audio_retrieval": "mmeval.tasks.audio_retrieval:TASK",
+    "audio_zeroshot": "mmeval.tasks.audio_zeroshot:TASK",
+    "audio_captioning": "mmeval.tasks.audio_captioning:TASK",
+    "spoken_vqa": "mmeval.tasks.spoken_vqa:TASK",
 }
 TASK_ENTRY_POINTS = "mmeval.tasks"
 
@@ -85,6 +108,26 @@ DATA_FORMATS: dict[str, Entry] = {
                         "questions about mmeval's synthetic shapes scenes (built in, offline; 3 per scene)", holds="VQA questions"),
     "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images", holds="multiple-choice questions"),
     "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer", holds="multiple-choice questions"),
+    # Speech formats (speech_recognition): clips with one reference transcript each.
+    "librispeech": Entry("mmeval.data.speech_formats:load_librispeech", "LibriSpeech-style folders: <root>/**/*.trans.txt "
+                         "+ FLAC clips", holds="transcripts"),
+    "nemo": Entry("mmeval.data.speech_formats:load_nemo", "a NeMo JSONL manifest (audio_filepath, text)", holds="transcripts"),
+    "hf_speech": Entry("mmeval.data.speech_formats:load_hf_speech", "a Hugging Face dataset with an Audio column and "
+                       "a transcript column", holds="transcripts"),
+    "spoken_shapes": Entry("mmeval.data.speech_formats:load_spoken_shapes", "mmeval's shipped spoken shapes questions "
+                           "and commands (espeak-ng, 16 kHz FLAC; built in, offline)", holds="transcripts"),
+    # Audio-scene formats (audio_retrieval, audio_zeroshot, audio_captioning).
+    "shapes_audio": Entry("mmeval.data.audio_formats:load_shapes_audio", "mmeval's synthetic audio scenes: tones, "
+                          "chirps, noise bursts, clicks (built in, offline; FLAC written on first use)",
+                          holds="audio captions or class labels"),
+    "audiocaps": Entry("mmeval.data.audio_formats:load_audiocaps", "an AudioCaps CSV + a folder of its clips",
+                       holds="audio captions"),
+    "clotho": Entry("mmeval.data.audio_formats:load_clotho", "a Clotho captions CSV + a folder of its clips",
+                    holds="audio captions"),
+    "hf_audio": Entry("mmeval.data.audio_formats:load_hf_audio", "a Hugging Face dataset with an Audio column and "
+                      "captions (caption_column) or labels (label_column)", holds="audio captions or class labels"),
+    "esc50": Entry("mmeval.data.audio_formats:load_esc50", "ESC-50 meta CSV with folds (or UrbanSound8K's) + "
+                   "its audio folder", holds="audio class labels"),
 }
 
 

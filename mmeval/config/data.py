@@ -35,6 +35,17 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "mc": ({"annotations", "images"}, set()),
     "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
                          "answer_column", "question_id_column"}),
+    # speech (audio-speech helper)
+    "librispeech": ({"root"}, {"on_bad_input"}),
+    "nemo": ({"annotations"}, {"on_bad_input"}),
+    "hf_speech": ({"path"}, {"split", "audio_column", "text_column", "on_bad_input"}),
+    "spoken_shapes": (set(), {"on_bad_input"}),
+    # audio scenes (audio-text helper)
+    "shapes_audio": (set(), {"split", "n_clips", "seed", "label_column", "on_bad_input"}),
+    "audiocaps": ({"annotations", "root"}, {"file_pattern", "on_bad_input"}),
+    "clotho": ({"annotations", "root"}, {"on_bad_input"}),
+    "esc50": ({"annotations", "root"}, {"folds", "on_bad_input"}),
+    "hf_audio": ({"path"}, {"split", "audio_column", "caption_column", "label_column", "on_bad_input"}),
 }
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode", "max_bad_fraction"}
 
@@ -88,6 +99,14 @@ class DataConfig(_Strict):
     max_bad_fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="with on_bad_image: skip, fail the "
                                            "benchmark when more than this fraction of its images is unreadable")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
+    on_bad_input: Literal["skip", "fail"] = Field("skip", description="audio formats: a corrupt, missing, "
+                                                  "empty or over-long clip: skip it (counted, named) or fail")
+    audio_column: str = Field("audio", description="hf_speech: the Audio column")
+    text_column: str = Field("text", description="hf_speech: the transcript column")
+    n_clips: int = Field(400, gt=0, description="shapes_audio: number of synthetic clips")
+    file_pattern: str | None = Field(None, description="audiocaps: clip file name from the CSV columns "
+                                     "(default {youtube_id}.wav)")
+    folds: list[int] | None = Field(None, description="esc50: the folds to evaluate (default: all)")
     decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
                                                   "when running on CUDA and the model's preprocessing allows it")
 

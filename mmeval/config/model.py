@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -33,6 +33,12 @@ class ModelConfig(_Strict):
     entry: str | None = Field(None, description="plugin: 'package.module:factory' building the model")
     options: dict[str, Any] = Field(default_factory=dict, description="plugin: keyword arguments for the factory")
     name: str | None = Field(None, description="label used in reports (default: derived)")
+    language: str | None = Field(None, description="hf_whisper: the spoken language, e.g. en (None: detected)")
+    asr_task: Literal["transcribe", "translate"] = Field("transcribe", description="hf_whisper: transcribe or translate")
+    grammar: Path | None = Field(None, description="pocketsphinx: a JSGF grammar file (instead of the language model)")
+    lm: Path | None = Field(None, description="pocketsphinx: an ARPA / binary language model (default: its en-us)")
+    dictionary: Path | None = Field(None, description="pocketsphinx: a pronunciation dictionary (default: its en-us)")
+    acoustic_model: Path | None = Field(None, description="pocketsphinx: an acoustic model folder (default: en-us)")
 
     @field_validator("entry")
     @classmethod
@@ -76,13 +82,22 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_clip": ({"checkpoint"}, set()),
     "hf_captioner": ({"checkpoint"}, set()),
     "plugin": ({"entry"}, {"checkpoint", "options"}),
+    "reference_audio": (set(), {"checkpoint"}),
+    "hf_clap": ({"checkpoint"}, set()),
+    "hf_whisper": ({"checkpoint"}, {"language", "asr_task"}),
+    "hf_ctc": ({"checkpoint"}, set()),
+    "pocketsphinx": (set(), {"grammar", "lm", "dictionary", "acoustic_model"}),
 }
 _COMMON_MODEL_FIELDS = {"type", "name"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "reference": ("folder", "a folder with config.json and model.safetensors"),
     "hf_clip": ("folder", "a folder saved with save_pretrained"),
     "hf_captioner": ("folder", "a folder saved with save_pretrained"),
+    "hf_whisper": ("folder", "a folder saved with save_pretrained"),
+    "hf_ctc": ("folder", "a folder saved with save_pretrained"),
     "open_clip": ("file", "a state-dict file"),
+    "reference_audio": ("folder", "a folder with config.json, model.safetensors and captions.json"),
+    "hf_clap": ("folder", "a folder saved with save_pretrained"),
 }
 
 

@@ -48,7 +48,7 @@ def check_data(cfg) -> DataCheck:
             found.problems.append(f"benchmarks[{n}].data: {exc}")
             continue
         try:  # as `run` checks them: fails under on_bad_image: fail or past max_bad_fraction, with suggestions
-            missing = check_image_files(data, bench.data, warn=False)
+            missing = check_image_files(data, bench.data, warn=False) or _missing_media(data, bench.data)
         except MmevalError as exc:
             found.problems.append(f"benchmarks[{n}].data: {exc}")
             continue
@@ -59,3 +59,17 @@ def check_data(cfg) -> DataCheck:
         found.loaded[bench_key(bench)] = data
         found.seconds[bench_key(bench)] = time.perf_counter() - started
     return found
+
+
+def _missing_media(data, cfg) -> str | None:
+    """Missing clip files of a non-image benchmark (audio, video): a DataError under `on_bad_input: fail`, else
+    the one-line note; None when every file is there (or the data has no files)."""
+    from mmeval.data.loaders import missing_images
+
+    missing = missing_images(data)
+    if not missing:
+        return None
+    message = f"{len(missing):,} clip file(s) missing, e.g. {missing[0]}"
+    if getattr(cfg, "on_bad_input", "skip") == "fail":
+        raise MmevalError(f"{message} (set data.on_bad_input: skip to skip them)")
+    return message

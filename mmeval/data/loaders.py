@@ -25,10 +25,16 @@ def shapes_from_config(cfg) -> RetrievalData:
 
 
 def missing_images(data: RetrievalData) -> list[str]:
-    """Image files that do not exist (file-based formats only), for `mmeval validate`."""
+    """Image (or audio clip) files that do not exist (file-based formats only), for `mmeval validate`."""
     from mmeval.io.images import FileImages, SubsetImages
 
-    source = data.images
+    audio = getattr(data, "audio", None)  # audio data: clip files (in-memory clips have no file to miss)
+    if audio is not None and hasattr(audio, "paths"):
+        blobs = getattr(audio, "blobs", None) or [None] * len(audio.paths)
+        return [str(p) for p, blob in zip(audio.paths, blobs) if blob is None and not p.is_file()]
+    source = getattr(data, "images", None)
+    if source is None:
+        return []
     indices = range(len(source))
     if isinstance(source, SubsetImages):
         source, indices = source.source, source.indices

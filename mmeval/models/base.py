@@ -154,3 +154,54 @@ def capabilities_of(model: Any) -> set[str]:
     if declared is not None:
         return set(declared)
     return {name for name, protocol in CAPABILITIES.items() if isinstance(model, protocol)}
+
+
+# --- audio (issue #16) -------------------------------------------------------------------------------------------
+# Waveforms arrive as a zero-padded float batch `audio: Tensor[B, N]` (mono, at the model's `sample_rate`) plus
+# `lengths: Tensor[B]` (valid samples per row); padding must never change a row's output (batch independence).
+
+
+@runtime_checkable
+class AudioTextEncoder(Protocol):
+    """Capability `audio_text_encoder`: clips and texts embedded into one shared space (CLAP-style)."""
+
+    info: ModelInfo
+    module: torch.nn.Module
+    sample_rate: int
+
+    def tokenize(self, texts: list[str]) -> Tokens: ...
+
+    def encode_text(self, tokens: Tokens) -> torch.Tensor: ...
+
+    def encode_audio(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
+
+
+CAPABILITIES["audio_text_encoder"] = AudioTextEncoder
+
+
+@runtime_checkable
+class SpeechRecognizer(Protocol):
+    """Capability `speech_recognizer`: one transcript per clip of a batch (deterministic, batch-independent)."""
+
+    info: ModelInfo
+    module: torch.nn.Module
+    sample_rate: int
+
+    def transcribe(self, audio: torch.Tensor, lengths: torch.Tensor, settings: GenerationSettings) -> list[str]: ...
+
+
+CAPABILITIES["speech_recognizer"] = SpeechRecognizer
+
+
+@runtime_checkable
+class AudioCaptioner(Protocol):
+    """Capability `audio_captioner`: a caption for each clip of a batch (deterministic, batch-independent)."""
+
+    info: ModelInfo
+    module: torch.nn.Module
+    sample_rate: int
+
+    def generate_audio(self, audio: torch.Tensor, lengths: torch.Tensor, settings: GenerationSettings) -> list[str]: ...
+
+
+CAPABILITIES["audio_captioner"] = AudioCaptioner

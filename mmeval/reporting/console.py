@@ -131,9 +131,9 @@ def results_table(report: dict[str, Any]) -> Table:
     for bench_name, bench in benches.items():
         table.add_column(bench_name, justify="right")
         ok = bench["status"] == "complete"
-        rows["images / texts"].append(
-            f"{bench['dataset']['n_images']} / {bench['dataset']['n_texts']}" if ok else f"[red]{bench['status']}[/]"
-        )
+        data = bench.get("dataset") or {}
+        inputs = f"{data['n_clips']} clips" if "n_clips" in data else data.get("n_images")  # audio: clips, not images
+        rows["images / texts"].append(f"{inputs} / {data.get('n_texts')}" if ok else f"[red]{bench['status']}[/]")
     for position, bench in enumerate(benches.values()):
         for metric, entry in bench.get("metrics", {}).items():
             rows.setdefault(metric, [""] * len(benches))[position] = _with_interval(metric, entry)
