@@ -46,7 +46,10 @@ def file_images(data) -> tuple[list[Any], list[Path]] | None:
     generated scenes), which have no files to check."""
     from mmeval.io.images import FileImages, SubsetImages
 
-    source, indices = data.images, range(len(data.images))
+    source = getattr(data, "images", None)  # audio / video data have clips instead
+    if source is None:
+        return None
+    indices = range(len(source))
     if isinstance(source, SubsetImages):
         source, indices = source.source, source.indices
     if not isinstance(source, FileImages):

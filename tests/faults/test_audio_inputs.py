@@ -78,7 +78,17 @@ def test_bad_clips_are_skipped_counted_and_named_and_the_rest_is_scored(tmp_path
 
 
 def test_on_bad_input_fail_stops_with_one_line_naming_the_clip(tmp_path: Path) -> None:
+    """A missing clip is found before the model loads (no report); a corrupt one fails its benchmark in the run."""
     manifest, _ = faulty_manifest(tmp_path / "clips")
+    done = mmeval(tmp_path, "run", "-c", write_config(tmp_path, "fail", manifest, on_bad_input="fail"))
+    assert done.returncode == 2, shown(done)
+    lines = error_lines(done)
+    assert len(lines) == 1 and "clip file(s) missing, e.g." in lines[0] and "missing.flac" in lines[0], lines
+    assert "set data.on_bad_input: skip" in lines[0]
+    assert not (tmp_path / "reports-fail").exists() or not list((tmp_path / "reports-fail").glob("*.json"))
+
+    rows = [line for line in manifest.read_text().splitlines() if "missing.flac" not in line]
+    manifest.write_text("\n".join(rows) + "\n")
     done = mmeval(tmp_path, "run", "-c", write_config(tmp_path, "fail", manifest, on_bad_input="fail"))
     assert done.returncode == 2, shown(done)
     lines = error_lines(done)
