@@ -170,8 +170,7 @@ def audio_dataset_summary(
     for index in sorted(done.digests):
         value = done.digests[index]
         digest.update(value if isinstance(value, bytes) else str(value).encode())
-    # n_images / n_texts: required by the report schema (written before audio); 0 images, as speech_recognition
-    out = {"n_images": 0, "n_texts": n_texts or 0, "n_clips": len(done.ok_indices), "n_skipped_clips": len(done.bad),
+    out = {"n_texts": n_texts or 0, "n_clips": len(done.ok_indices), "n_skipped_clips": len(done.bad),
            "skipped_clips": [{"clip_id": data.ids[i], "reason": reason} for i, reason in done.bad],
            "source": data.source, "sha256": digest.hexdigest(), "decoder": done.decoder,
            "decoded_from_cache": done.decoded_from_cache}  # fmt: skip

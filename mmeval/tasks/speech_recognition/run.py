@@ -49,7 +49,7 @@ def dataset_block(data: SpeechData, clips: AudioPass, seconds: float) -> dict[st
     digest = hashlib.sha256(data.annotation_digest.encode())
     for index in sorted(clips.digests):
         digest.update(bytes.fromhex(clips.digests[index]))
-    return {"n_images": 0, "n_texts": len(clips.ok_indices), "n_clips": len(clips.ok_indices),
+    return {"n_texts": len(clips.ok_indices), "n_clips": len(clips.ok_indices),
             "n_skipped_clips": len(clips.bad),
             "skipped_clips": [{"id": data.ids[i], "reason": reason} for i, reason in clips.bad],
             "audio_seconds": seconds, "source": data.source, "sha256": digest.hexdigest(),
