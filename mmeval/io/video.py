@@ -204,8 +204,9 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
     for group in groups:
         if plan:
             key = max((k for k in keys if k <= group[0]), default=0)
-            target = packets[key].dts if packets[key].dts is not None else packets[key].pts
-            container.seek(target, backward=True, any_frame=False, stream=stream)
+            # by pts: demuxers index keyframes at (about) their presentation time; seeking to the dts, which
+            # B-frames put earlier, lands on the keyframe before (measured with MP4 / H.264)
+            container.seek(packets[key].pts, backward=True, any_frame=False, stream=stream)
         want = {pts_of[i] for i in group}
         last = max(want)
         frames, first = container.decode(stream), None
