@@ -56,6 +56,16 @@ MODELS: dict[str, Entry] = {
     ),
 }
 
+# Capabilities a model gets from another one it has: an image-text encoder embeds videos by pooling its frame
+# embeddings (mmeval.models.frame_pooling), which video tasks apply themselves.
+DERIVED_CAPABILITIES: dict[str, str] = {"video_text_encoder": "image_text_encoder"}
+
+
+def can_serve(has: set[str] | tuple[str, ...], needs: str) -> bool:
+    """Whether a model with capabilities `has` can run a task that `needs` one (directly or derived)."""
+    return needs in has or DERIVED_CAPABILITIES.get(needs) in has
+
+
 # The built-in tasks: name -> the TaskSpec in the task's folder (imported only when the task is used). Tasks
 # from outside mmeval come from the entry point group `mmeval.tasks` or a "package.module:attr" `task:` value.
 TASKS: dict[str, str] = {

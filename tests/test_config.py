@@ -224,7 +224,7 @@ def test_shapes_format_needs_no_files(workdir: Path) -> None:
         ({"type": "open_clip", "arch": "ViT-B-32", "checkpoint": "checkpoints/vitb32.pt", "pretrained": "openai"},
          ["model.pretrained: set 'checkpoint' or 'pretrained', not both"]),
         ({"type": "reference", "arch": "ViT-B-32"},
-         ["model.arch: not used by model type 'reference' (it reads: checkpoint, name); remove it"]),
+         ["model.arch: not used by model type 'reference' (it reads: checkpoint, name, video_pooling); remove it"]),
         ({"type": "hf_clip"}, ["model.checkpoint: required for model type 'hf_clip' (checkpoint file or folder)"]),
         ({"type": "open_clip", "arch": "ViT-B-32", "checkpoint": "data/coco"},
          ["model.checkpoint: model type 'open_clip' needs a state-dict file, got a folder: {cwd}/data/coco"]),
@@ -281,8 +281,8 @@ def test_bad_device_string(workdir: Path, device: str) -> None:
         (lambda raw: raw["benchmarks"][0].pop("data"),
          "benchmarks[0].data: required key is missing (where the images and texts come from: format and its fields)"),
         (lambda raw: raw.update(model="open_clip"),
-         "model: expected a mapping with keys: type, arch, checkpoint, pretrained, arch_config, entry, options, name "
-         "(got 'open_clip')"),
+         "model: expected a mapping with keys: type, arch, checkpoint, pretrained, arch_config, entry, options, name, "
+         "video_pooling (got 'open_clip')"),
     ],
 )
 def test_bad_values_say_what_was_expected(workdir: Path, edit: Callable, expected: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -33,6 +33,8 @@ class ModelConfig(_Strict):
     entry: str | None = Field(None, description="plugin: 'package.module:factory' building the model")
     options: dict[str, Any] = Field(default_factory=dict, description="plugin: keyword arguments for the factory")
     name: str | None = Field(None, description="label used in reports (default: derived)")
+    video_pooling: Literal["mean", "max"] | None = Field(
+        None, description="video tasks with an image-text model: pool its frame embeddings by mean (default) or max")
 
     @field_validator("entry")
     @classmethod
@@ -77,7 +79,7 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_captioner": ({"checkpoint"}, set()),
     "plugin": ({"entry"}, {"checkpoint", "options"}),
 }
-_COMMON_MODEL_FIELDS = {"type", "name"}
+_COMMON_MODEL_FIELDS = {"type", "name", "video_pooling"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "reference": ("folder", "a folder with config.json and model.safetensors"),
     "hf_clip": ("folder", "a folder saved with save_pretrained"),
