@@ -71,11 +71,11 @@ class HFVideoLM:
         return self._render(wrapper.replace("{question}", question))
 
     def describe_prompts(self, settings: GenerationSettings) -> dict[str, str]:
-        """The rendered prompts for the report: captioning (when an instruction is set) and the answer template."""
-        described = {"answer": self.answer_prompt("{question}", settings)}
+        """The rendered prompt(s) these settings give, for the report: "caption" for an instruction, "answer"
+        (with its `{question}` slot) for a wrapper or no prompt at all."""
         if settings.prompt and "{question}" not in settings.prompt:
-            described["caption"] = self.caption_prompt(settings)
-        return described
+            return {"caption": self.caption_prompt(settings)}
+        return {"answer": self.answer_prompt("{question}", settings)}
 
     def _render(self, text: str) -> str:
         count = text.count(self._video_token)
