@@ -40,6 +40,7 @@ class HFVideoLM:
     """`video_captioner` and `video_answerer` over a transformers video LM and its processor."""
 
     capabilities: tuple[str, ...] = ("video_captioner", "video_answerer")
+    frames_expected: int | None = None  # any number of frames (Qwen2-VL's processor repeats the last to an even count)
 
     def __init__(self, model, processor, info: ModelInfo, image_transform):
         self.module = model
@@ -221,7 +222,7 @@ def load(cfg, trust_checkpoint: bool = False) -> HFVideoLM:
         "hf_video_lm", cfg.name or folder.name, folder, model, loaded_with=loaded_with, model_type=model_type,
         architectures=config.architectures, model_class=type(model).__name__, generation_config=generation,
         chat_template=bool(getattr(processor, "chat_template", None)), video_token=processor.video_token,
-        frames_expected=None,  # any number; Qwen2-VL's processor repeats the last frame to an even count
+        frames_expected=None,
         frame_size=list(size) if size else None, processor=_facts(processor, transform), padding="left",
     )
     return HFVideoLM(model.eval(), processor, info, transform)
