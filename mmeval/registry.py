@@ -54,6 +54,24 @@ MODELS: dict[str, Entry] = {
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
         ("image_text_encoder", "captioner", "answerer"),
     ),
+    # Video models (issue #15); image-text models also serve video retrieval by pooling frames (frame_pooling).
+    "hf_xclip": Entry(
+        "mmeval.models.hf_xclip:load",
+        "a transformers X-CLIP (XCLIPModel) folder saved with save_pretrained: a native video-text encoder",
+        ("video_text_encoder",),
+        "hf",
+    ),
+    "hf_video_lm": Entry(
+        "mmeval.models.hf_video_lm:load",
+        "a transformers LLaVA-OneVision, LLaVA-NeXT-Video or Qwen2-VL folder (save_pretrained): video captions and answers",
+        ("video_captioner", "video_answerer"),
+        "hf",
+    ),
+    "video_plugin": Entry(
+        "mmeval.models.video_plugin:load",
+        "your own 'module:factory' returning a video encoder, captioner or answerer (checked when loaded)",
+        ("video_text_encoder", "video_captioner", "video_answerer"),
+    ),
 }
 
 # Capabilities a model gets from another one it has: an image-text encoder embeds videos by pooling its frame
