@@ -33,6 +33,9 @@ class ModelConfig(_Strict):
     entry: str | None = Field(None, description="plugin: 'package.module:factory' building the model")
     options: dict[str, Any] = Field(default_factory=dict, description="plugin: keyword arguments for the factory")
     name: str | None = Field(None, description="label used in reports (default: derived)")
+    frame_size: int | tuple[int, int] | None = Field(
+        None, description="hf_video_lm, native-resolution models (Qwen2-VL): frames resized to this side or "
+                          "[height, width] (default 336)")
     video_pooling: Literal["mean", "max"] | None = Field(
         None, description="video tasks with an image-text model: pool its frame embeddings by mean (default) or max")
 
@@ -41,6 +44,14 @@ class ModelConfig(_Strict):
     def _entry_shape(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
             raise ValueError(f"expected 'package.module:factory', got {value!r}")
+        return value
+
+    @field_validator("frame_size")
+    @classmethod
+    def _positive_frame_size(cls, value: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        sides = (value,) if isinstance(value, int) else value or ()
+        if any(side < 1 for side in sides):
+            raise ValueError(f"expected positive pixel sizes, got {value}")
         return value
 
     @field_validator("type")
@@ -74,17 +85,24 @@ class ModelConfig(_Strict):
 # Which fields each adapter reads (required, optional); a field the adapter would ignore is an error.
 _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "reference": (set(), {"checkpoint"}),
+    "reference_video": (set(), {"checkpoint"}),
     "open_clip": ({"arch"}, {"checkpoint", "pretrained", "arch_config"}),
     "hf_clip": ({"checkpoint"}, set()),
     "hf_captioner": ({"checkpoint"}, set()),
     "plugin": ({"entry"}, {"checkpoint", "options"}),
+    "hf_xclip": ({"checkpoint"}, set()),
+    "hf_video_lm": ({"checkpoint"}, {"frame_size"}),
+    "video_plugin": ({"entry"}, {"checkpoint", "options"}),
 }
 _COMMON_MODEL_FIELDS = {"type", "name", "video_pooling"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "reference": ("folder", "a folder with config.json and model.safetensors"),
+    "reference_video": ("folder", "a folder with config.json and model.safetensors"),
     "hf_clip": ("folder", "a folder saved with save_pretrained"),
     "hf_captioner": ("folder", "a folder saved with save_pretrained"),
     "open_clip": ("file", "a state-dict file"),
+    "hf_xclip": ("folder", "a folder saved with save_pretrained"),
+    "hf_video_lm": ("folder", "a folder saved with save_pretrained"),
 }
 
 
