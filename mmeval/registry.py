@@ -113,6 +113,18 @@ DATA_FORMATS: dict[str, Entry] = {
                         "questions about mmeval's synthetic shapes scenes (built in, offline; 3 per scene)", holds="VQA questions"),
     "mc": Entry("mmeval.data.vqa_data:load_mc", "a JSON / CSV / TSV of questions with lettered options + images", holds="multiple-choice questions"),
     "hf_mc": Entry("mmeval.data.vqa_data:load_hf_mc", "a Hugging Face dataset with image, question, options, answer", holds="multiple-choice questions"),
+    # Video formats: loader(cfg, want) for want in captions | questions | choice_questions | classes.
+    "msrvtt": Entry("mmeval.data.video_formats:load_msrvtt", "MSR-VTT JSON (+ 1k-A CSV) + video folder", holds="video captions"),
+    "msvd": Entry("mmeval.data.video_formats:load_msvd", "MSVD captions (txt `vid caption` or corpus CSV) + video folder", holds="video captions"),
+    "didemo": Entry("mmeval.data.video_formats:load_didemo", "DiDeMo JSON (paragraph per video) + video folder", holds="video captions"),
+    "video_manifest": Entry("mmeval.data.video_manifest:load_video_manifest", "a JSON / JSONL / CSV of videos with captions, questions or labels",
+                            holds="video captions, questions or class labels"),
+    "frame_folders": Entry("mmeval.data.video_manifest:load_frame_folders", "videos as folders of frame images (+ a manifest)",
+                           holds="video captions, questions or class labels"),
+    "hf_video": Entry("mmeval.data.video_manifest:load_hf_video", "a Hugging Face dataset with a video path column",
+                      holds="video captions, questions or class labels"),
+    "shapes_video": Entry("mmeval.data.video_manifest:load_shapes_video", "mmeval's synthetic moving-shapes MP4 clips (built in, offline)",
+                          holds="video captions, questions or class labels"),
 }
 
 

@@ -35,6 +35,15 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "mc": ({"annotations", "images"}, set()),
     "hf_mc": ({"path"}, {"split", "image_column", "image_id_column", "question_column", "options_column",
                          "answer_column", "question_id_column"}),
+    # Video formats (mmeval/data/video_formats.py, video_manifest.py): captions, questions or class labels per video.
+    "msrvtt": ({"videos"}, {"annotations", "split_csv", "split", "video_pattern"}),
+    "msvd": ({"annotations", "videos"}, {"video_pattern"}),
+    "didemo": ({"annotations", "videos"}, {"video_pattern"}),
+    "video_manifest": ({"annotations"}, {"videos", "classnames"}),
+    "frame_folders": ({"root"}, {"annotations", "classnames"}),
+    "hf_video": ({"path"}, {"split", "video_column", "caption_column", "question_column", "answers_column",
+                            "options_column", "label_column", "videos", "classnames"}),
+    "shapes_video": (set(), {"split", "n_videos", "seed"}),
 }
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode"}
 
@@ -75,6 +84,13 @@ class DataConfig(_Strict):
     image_size: int = Field(64, gt=0, description="shapes, shapes_vqa: rendered size in pixels")
     on_bad_image: Literal["skip", "fail"] = Field("fail", description="a corrupt or missing image: skip or fail")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
+    videos: Path | None = Field(None, description="video formats: the folder of video files")
+    split_csv: Path | None = Field(None, description="msrvtt: the 1k-A list (key,vid_key,video_id,sentence)")
+    video_pattern: str | None = Field(None, description="msrvtt, msvd, didemo: video file name from {video_id} "
+                                      "(defaults {video_id}.mp4, {video_id}.avi, {video})")
+    video_column: str = Field("video", description="hf_video: the column of video file paths")
+    n_videos: int = Field(200, gt=0, description="shapes_video: number of clips")
+    classnames: list[str] | None = Field(None, description="video_manifest, frame_folders, hf_video: class order")
     decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
                                                   "when running on CUDA and the model's preprocessing allows it")
 
@@ -85,12 +101,12 @@ class DataConfig(_Strict):
             raise ValueError(unknown_name_message("data format", value, DATA_FORMATS))
         return value
 
-    @field_validator("annotations", "questions")
+    @field_validator("annotations", "questions", "split_csv")
     @classmethod
     def _annotations_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "file")
 
-    @field_validator("images", "root")
+    @field_validator("images", "root", "videos")
     @classmethod
     def _images_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "folder")

@@ -22,6 +22,7 @@ Why this shape:
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +73,8 @@ def read_clip(path: str | Path, sampling: FrameSampling,
     `strategy` forces seeking or one forward pass (for tests and the benchmark); `threads` is FFmpeg's decoding
     threads per call (1 in DataLoader workers, which already run one video per process)."""
     path = Path(path)
+    if path.is_dir():
+        return read_frame_folder(path, sampling)
     try:
         container = av.open(str(path))
     except FileNotFoundError as exc:  # av.error.FileNotFoundError is one too
@@ -272,3 +275,39 @@ def _info(stream, duration: float, count: int, frames: np.ndarray, rotation: int
     return {"duration": round(duration, 6), "fps": round(count / duration, 6) if duration > 0 else None,
             "frames": count, "width": int(frames.shape[2]), "height": int(frames.shape[1]),
             "rotation": rotation if rotation % 90 == 0 else 0, "codec": stream.codec_context.name}  # fmt: skip
+
+
+FRAME_FOLDER_FPS = 25.0  # a folder of frames has no timestamps: its frames are taken as shown at this rate
+_FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def read_frame_folder(path: Path, sampling: FrameSampling, fps: float = FRAME_FOLDER_FPS) -> Clip:
+    """A video stored as one image per frame (sorted by file name, natural order: frame2 before frame10), shown
+    at `fps`; sampled as a video file is, decoding only the sampled images."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted((f for f in path.iterdir() if f.suffix.lower() in _FRAME_SUFFIXES), key=_natural)
+    if not files:
+        raise VideoDecodeError(f"{path}: no frame images ({', '.join(sorted(_FRAME_SUFFIXES))}) in the folder")
+    times = np.arange(len(files)) / fps
+    duration = len(files) / fps
+    wanted = _frame_indices(times, target_times(sampling, duration, fps, path.name), path, duration)
+    arrays = {}
+    for i in sorted(set(wanted.tolist())):
+        try:
+            with Image.open(files[i]) as image:
+                arrays[i] = np.asarray(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise VideoDecodeError(f"{files[i]}: cannot decode the frame image ({exc})") from exc
+    sizes = {a.shape for a in arrays.values()}
+    if len(sizes) > 1:
+        raise VideoDecodeError(f"{path}: frame images of different sizes ({', '.join(map(str, sorted(sizes)))})")
+    frames = np.stack([arrays[int(i)] for i in wanted])
+    info = {"duration": duration, "fps": fps, "frames": len(files), "width": int(frames.shape[2]),
+            "height": int(frames.shape[1]), "rotation": 0, "codec": "frames", "strategy": "frames",
+            "decoded": len(arrays)}  # fmt: skip
+    return Clip(frames, times[wanted], info)
+
+
+def _natural(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,11 +71,15 @@ class VideoPass:
 
 
 def file_digest(path) -> str:
-    """sha256 hex of a file's bytes, read in 1 MiB chunks."""
+    """sha256 hex of a video file's bytes, read in 1 MiB chunks (a frame folder: its file names and bytes)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
+    files = sorted(p for p in Path(path).iterdir() if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for file in files:
+        if len(files) > 1 or file != Path(path):
+            digest.update(f"{file.name}\n".encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
