@@ -49,6 +49,11 @@ MODELS: dict[str, Entry] = {
         ("captioner", "answerer"),
         "hf",
     ),
+    "reference_video": Entry(
+        "mmeval.models.reference_video:load",
+        "mmeval's shapes image encoder + a trained temporal module; captions and answers by retrieval",
+        ("video_text_encoder", "video_captioner", "video_answerer"),
+    ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
@@ -92,6 +97,10 @@ TASKS: dict[str, str] = {
     "zeroshot_classification": "mmeval.tasks.zeroshot_classification:TASK",
     "vqa": "mmeval.tasks.vqa:TASK",
     "multiple_choice": "mmeval.tasks.multiple_choice:TASK",
+    "video_retrieval": "mmeval.tasks.video_retrieval:TASK",
+    "video_captioning": "mmeval.tasks.video_captioning:TASK",
+    "video_qa": "mmeval.tasks.video_qa:TASK",
+    "video_zeroshot": "mmeval.tasks.video_zeroshot:TASK",
 }
 TASK_ENTRY_POINTS = "mmeval.tasks"
 

@@ -50,6 +50,8 @@ class FramePooledEncoder:
         self.info = dataclasses.replace(image_model.info, extra={**image_model.info.extra, "video_pooling": pool})
         self.module = image_model.module
         self.image_transform = image_model.image_transform
+        if getattr(image_model, "pixel_pipeline", None) is not None:  # uint8 frames through the workers
+            self.pixel_pipeline = image_model.pixel_pipeline
 
     def tokenize(self, texts: list[str]) -> Tokens:
         return self.image_model.tokenize(texts)
