@@ -178,7 +178,8 @@ def _frame_transform(folder: Path, processor, model_type: str, size: tuple[int, 
 def _facts(processor, transform) -> dict[str, Any]:
     from PIL import Image
 
-    keys = ("size", "crop_size", "image_mean", "image_std", "resample", "patch_size", "merge_size", "temporal_patch_size")
+    keys = ("size", "crop_size", "image_mean", "image_std", "resample", "patch_size", "merge_size",
+            "temporal_patch_size")
     return {**processor_facts(processor.video_processor, keys),
             "frame_shape": list(transform(Image.new("RGB", (64, 48))).shape)}
 
@@ -198,7 +199,8 @@ def load(cfg, trust_checkpoint: bool = False) -> HFVideoLM:
     try:
         config = transformers.AutoConfig.from_pretrained(folder, **trusted)
     except Exception as exc:  # unknown model_type, malformed JSON
-        raise ModelLoadError(f"model.checkpoint: cannot read {folder}/config.json ({describe_load_error(exc)})") from exc
+        raise ModelLoadError(f"model.checkpoint: cannot read {folder}/config.json "
+                             f"({describe_load_error(exc)})") from exc
     model_type = config.model_type
     if model_type not in FAMILIES:
         raise ModelLoadError(f"model.checkpoint: {folder} holds a '{model_type}' model; hf_video_lm reads "
@@ -213,7 +215,8 @@ def load(cfg, trust_checkpoint: bool = False) -> HFVideoLM:
     except ModelLoadError:
         raise
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
-        raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
+        raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers "
+                             f"({describe_load_error(exc)})") from exc
     check_weights_fit(folder, loading)
     transform = _frame_transform(folder, processor, model_type, size)
     generation = {k: v for k, v in model.generation_config.to_diff_dict().items()  # what decoding inherits

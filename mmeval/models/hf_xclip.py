@@ -118,7 +118,8 @@ def load(cfg, trust_checkpoint: bool = False) -> XClipEncoder:
     try:
         config = transformers.AutoConfig.from_pretrained(folder, **trusted)
     except Exception as exc:  # unknown model_type, malformed JSON
-        raise ModelLoadError(f"model.checkpoint: cannot read {folder}/config.json ({describe_load_error(exc)})") from exc
+        raise ModelLoadError(f"model.checkpoint: cannot read {folder}/config.json "
+                             f"({describe_load_error(exc)})") from exc
     if config.model_type != "xclip":
         raise ModelLoadError(f"model.checkpoint: {folder} holds a '{config.model_type}' model, not X-CLIP "
                              "(model_type 'xclip'); image-text models go through hf_clip, which a video task "
@@ -132,7 +133,8 @@ def load(cfg, trust_checkpoint: bool = False) -> XClipEncoder:
     except ModelLoadError:
         raise
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError variously
-        raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers ({describe_load_error(exc)})") from exc
+        raise ModelLoadError(f"model.checkpoint: cannot load {folder} with transformers "
+                             f"({describe_load_error(exc)})") from exc
     check_weights_fit(folder, loading)
     vision = config.vision_config
     info = ModelInfo.of_checkpoint(

@@ -64,7 +64,8 @@ def load(cfg, trust_checkpoint: bool = False) -> Any:
                              f"got {expected!r}")
     info = model.info
     if info.adapter == "plugin" and info.extra.get("entry") == cfg.entry:  # the info mmeval made for it
-        model.info = dataclasses.replace(info, adapter="video_plugin", extra={**info.extra, "frames_expected": expected})
+        extra = {**info.extra, "frames_expected": expected}
+        model.info = dataclasses.replace(info, adapter="video_plugin", extra=extra)
     return model
 
 

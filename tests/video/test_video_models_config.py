@@ -42,12 +42,12 @@ def test_fields_each_video_adapter_reads(workdir: Path) -> None:
                for p in _problems({"type": "hf_video_lm", "checkpoint": "lm", "frame_size": [32, 0]}))
     assert (f"model.checkpoint: model type 'hf_video_lm' needs a folder saved with save_pretrained, got a file: "
             f"{workdir}/weights.bin") in _problems({"type": "hf_video_lm", "checkpoint": "weights.bin"})
-    assert "model.entry: required for model type 'video_plugin' ('package.module:factory' building the model)" \
+    assert "model.entry: required for model type 'video_plugin' (plugin: 'package.module:factory' building the model)" \
         in _problems({"type": "video_plugin"})  # fmt: skip
 
 
 def test_an_image_task_is_refused_for_a_video_only_model(workdir: Path) -> None:
     assert _problems({"type": "hf_video_lm", "checkpoint": "lm", "frame_size": [32, 48]}) == [
-        "task: task 'retrieval' needs a model with capability 'image_text_encoder', but model type 'hf_video_lm' "
+        "benchmarks[0].task: task 'retrieval' needs a model with capability 'image_text_encoder', but model type 'hf_video_lm' "
         "provides: video_captioner, video_answerer"
     ]

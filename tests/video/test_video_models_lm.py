@@ -57,7 +57,8 @@ def _direct(folder: Path, clips, prompts: list[str], settings: GenerationSetting
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams,
                                  do_sample=False)
-        outputs.append(processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip())
+        new = out[:, inputs["input_ids"].shape[1]:]
+        outputs.append(processor.batch_decode(new, skip_special_tokens=True)[0].strip())
     return outputs
 
 

@@ -123,7 +123,8 @@ def test_a_video_encoder_plugin_with_a_default_info(plugins: Path) -> None:
     model = load(_cfg("my_video_plugin:make_encoder", checkpoint=checkpoint, dim=5))
     assert isinstance(model, VideoTextEncoder) and capabilities_of(model) == {"video_text_encoder"}
     info = model.info
-    assert (info.adapter, info.name, info.checkpoint) == ("video_plugin", "my_video_plugin:make_encoder", str(checkpoint))
+    assert (info.adapter, info.name) == ("video_plugin", "my_video_plugin:make_encoder")
+    assert info.checkpoint == str(checkpoint)
     assert info.sha256 == sha256_of_path(checkpoint) and info.n_parameters == 3 * 5 + 5
     assert info.extra == {"entry": "my_video_plugin:make_encoder", "options": {"dim": 5}, "frames_expected": None}
     frames = _frames(model, [2, 6])

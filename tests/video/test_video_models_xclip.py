@@ -53,8 +53,8 @@ def test_video_and_text_embeddings_equal_transformers(xclip) -> None:
     clips = noise_videos(3, size=(40, 48), seed=1)
     with torch.inference_mode():
         ours = adapter.encode_video(_frames(adapter, clips))
-        theirs = torch.cat([reference.get_video_features(**processor(videos=list(clip), return_tensors="pt")).pooler_output
-                            for clip in clips])  # fmt: skip
+        theirs = torch.cat([reference.get_video_features(**processor(videos=list(clip), return_tensors="pt"))
+                            .pooler_output for clip in clips])  # fmt: skip
         single = adapter.encode_video(_frames(adapter, clips[1:2]))
     assert ours.shape == (3, 16)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

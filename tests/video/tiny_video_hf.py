@@ -114,8 +114,8 @@ def save_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     specials = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
     tokenizer = byte_tokenizer(extra_special=specials)
     start, end, image_id, video_id = tokenizer.convert_tokens_to_ids(list(specials))
-    text = _text(len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                 rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
+    text = _text(len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                 pad_token_id=tokenizer.pad_token_id, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
     vision = {"depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": QWEN_PATCH,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "initializer_range": INIT_STD}
     config = transformers.Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=image_id,
@@ -129,7 +129,8 @@ def save_qwen2_vl(folder: Path, seed: int = 0) -> Path:
         image_processor=transformers.Qwen2VLImageProcessor(**common),
         video_processor=transformers.Qwen2VLVideoProcessor(**common),
         tokenizer=tokenizer,
-        chat_template=_template("<|vision_start|><|video_pad|><|vision_end|>", "<|vision_start|><|image_pad|><|vision_end|>"),
+        chat_template=_template("<|vision_start|><|video_pad|><|vision_end|>",
+                                "<|vision_start|><|image_pad|><|vision_end|>"),
     )
     return _save(folder, model, processor)
 
