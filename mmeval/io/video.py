@@ -203,7 +203,7 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
     keys = [i for i, p in enumerate(packets) if p.key]
     groups = plan or [needed]
     out: dict[int, np.ndarray] = {}
-    decoded, rotation = 0, 0
+    decoded, rotation, ctx = 0, 0, stream.codec_context
     for group in groups:
         if plan:
             key = max((k for k in keys if k <= group[0]), default=0)
@@ -211,10 +211,12 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
             # B-frames put earlier, lands on the keyframe before (measured with MP4 / H.264)
             container.seek(packets[key].pts, backward=True, any_frame=False, stream=stream)
         want = {pts_of[i] for i in group}
-        last = max(want)
-        frames, first = container.decode(stream), None
-        try:
-            for frame in frames:
+        last, first, finished = max(want), None, False
+        for packet in container.demux(stream):
+            # Frames no other frame refers to (most B-frames) are skipped unless sampled: FFmpeg's skip_frame,
+            # set per packet before it is decoded; the sampled frames and their references decode as usual.
+            ctx.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in want else "NONREF"
+            for frame in packet.decode():
                 decoded += 1
                 if frame.pts is None:
                     continue
@@ -224,9 +226,11 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
                     out[frame.pts] = frame.to_ndarray(format="rgb24")
                     want.discard(frame.pts)
                 if not want or frame.pts >= last:
+                    finished = True
                     break
-        finally:
-            frames.close()
+            if finished:
+                break
+        ctx.skip_frame = "DEFAULT"
         if want:
             if plan and (first is None or first > min(want)):  # the seek landed after the frame: scan instead
                 container.seek(0, backward=True, any_frame=False, stream=stream)
