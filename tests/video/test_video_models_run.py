@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 from tiny_video_hf import FRAMES, save_llava_onevision, save_xclip  # noqa: E402  (builds with transformers)
 
-SHAPES = {"format": "shapes_video", "n_videos": 6, "split": "test"}
+SHAPES = {"format": "shapes_video", "n_videos": 4, "split": "test"}
 FRAMES_CFG = {"frames": FRAMES, "mode": "uniform"}
 
 
@@ -69,7 +69,7 @@ def test_a_video_lm_answers_and_captions_the_same_at_any_batch_size(tmp_path: Pa
     for bench in ("qa", "caps"):
         assert _saved(tmp_path, report, bench) == _saved(tmp_path, again.report, bench)
     answers = [row["answer"] for row in _saved(tmp_path, report, "qa")]
-    assert len(answers) > 6 and len(set(answers)) > 1
+    assert len(answers) > 4 and len(set(answers)) > 1
 
 
 def test_xclip_retrieval_and_a_refused_frame_count(tmp_path: Path) -> None:
