@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import av
+import av.logging
 import numpy as np
 
 from mmeval.config.video import FrameSampling
@@ -75,22 +76,31 @@ def read_clip(path: str | Path, sampling: FrameSampling,
     path = Path(path)
     if path.is_dir():
         return read_frame_folder(path, sampling)
-    try:
-        container = av.open(str(path))
-    except FileNotFoundError as exc:  # av.error.FileNotFoundError is one too
-        raise VideoDecodeError(f"{path}: video file not found") from exc
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"{path}: not a readable video container ({_reason(exc)})") from exc
-    try:
-        return _read(container, path, sampling, strategy, threads)
-    except av.FFmpegError as exc:
-        raise VideoDecodeError(f"{path}: decoding failed ({_reason(exc)}); the file may be corrupt") from exc
-    finally:
-        container.close()
+    # FFmpeg's own messages go through PyAV's logging, captured: the latest one explains an error (e.g. "moov atom
+    # not found"), the rest (concealed decoding errors) would only clutter the run's output
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # else a message repeated from the previous video is held back
+    with av.logging.Capture() as logs:
+        try:
+            container = av.open(str(path))
+        except FileNotFoundError as exc:  # av.error.FileNotFoundError is one too
+            raise VideoDecodeError(f"{path}: video file not found") from exc
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise VideoDecodeError(f"{path}: not a readable video container ({_reason(exc, logs)})") from exc
+        try:
+            return _read(container, path, sampling, strategy, threads)
+        except av.FFmpegError as exc:
+            raise VideoDecodeError(f"{path}: decoding failed ({_reason(exc, logs)}); the file is corrupt or "
+                                   "truncated") from exc  # fmt: skip
+        finally:
+            container.close()
 
 
-def _reason(exc: BaseException) -> str:
-    return str(exc).split(": '")[0] if isinstance(exc, av.FFmpegError) else str(exc)
+def _reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
+    """PyAV's error text, without the errno and file name it repeats, and FFmpeg's latest logged explanation."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    said = next((m.strip().splitlines()[0] for _, _, m in reversed(logs) if m.strip()), None)
+    return f"{text}: {said}" if said else text
 
 
 def _read(container, path: Path, sampling: FrameSampling, strategy: str, threads: int) -> Clip:
@@ -203,7 +213,7 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
     keys = [i for i, p in enumerate(packets) if p.key]
     groups = plan or [needed]
     out: dict[int, np.ndarray] = {}
-    decoded, rotation, ctx = 0, 0, stream.codec_context
+    decoded, rotation, ctx, failure = 0, 0, stream.codec_context, None
     for group in groups:
         if plan:
             key = max((k for k in keys if k <= group[0]), default=0)
@@ -216,7 +226,12 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
             # Frames no other frame refers to (most B-frames) are skipped unless sampled: FFmpeg's skip_frame,
             # set per packet before it is decoded; the sampled frames and their references decode as usual.
             ctx.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in want else "NONREF"
-            for frame in packet.decode():
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:  # a damaged packet: go on, as FFmpeg's tools do; judged below
+                failure = failure or (getattr(exc, "strerror", None) or str(exc))
+                continue
+            for frame in frames:
                 decoded += 1
                 if frame.pts is None:
                     continue
@@ -235,10 +250,13 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
             if plan and (first is None or first > min(want)):  # the seek landed after the frame: scan instead
                 container.seek(0, backward=True, any_frame=False, stream=stream)
                 return _decode(container, stream, path, packets, needed, [])
+            why = f"; first decoding error: {failure}" if failure else ""
+            if decoded == 0:
+                raise VideoDecodeError(f"{path}: no decodable video frames ({len(packets)} packets{why})")
             missing = min(want)
             raise VideoDecodeError(f"{path}: truncated or corrupt: the frame at "
                                    f"{(missing - pts_of[0]) * float(stream.time_base):.3f} s could not be decoded "
-                                   f"({len(out)} of {len(needed)} sampled frames decoded)")  # fmt: skip
+                                   f"({len(out)} of {len(needed)} sampled frames decoded{why})")  # fmt: skip
     return out, decoded, rotation
 
 
