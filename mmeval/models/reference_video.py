@@ -205,6 +205,11 @@ class VideoReferenceModel:
                 "captioning": "retrieval from a caption bank" if self.config.captions else None,
                 "answering": "retrieval over answer candidates" if self.config.answers else None}  # fmt: skip
 
+    def video_question_template(self, style: str) -> str:
+        """The bare question, for both styles: answers are picked from the candidates (a multiple-choice
+        answer is an option's text, which the task maps to its letter)."""
+        return "{question}"
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return tokenize(texts, self._vocab, self.config.context_length)
 

@@ -17,6 +17,7 @@ from mmeval.metrics.caption.scores import score_captions
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import caption_statistic
 from mmeval.models.base import GenerationSettings
+from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import caption_subset_scorer, captioning_bias, check_attributes
 from mmeval.tasks.coco_captions.run import TOKENIZERS
@@ -30,8 +31,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Caption every readable video once, save the captions, then score them against the references."""
     started = time.perf_counter()
     settings = GenerationSettings(**bench.generation.model_dump())
-    if hasattr(model, "check_settings"):
+    if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
+    check_frame_count(model, bench.frames.frames)
     data, _ = ctx.load_data(load_captions, bench)
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     load_s = time.perf_counter() - started
@@ -42,7 +44,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if not ctx.passes_done():
         return None
     ids = [data.videos.ids[i] for i in videos.ok_indices]
-    extra: dict[str, Any] = {"video": video_block(bench.frames, videos)}
+    extra: dict[str, Any] = {"video": video_block(bench.frames, videos, _describe(model))}
+    prompts = recorded_prompts(model, settings)
+    if prompts is not None:
+        extra["prompts"] = prompts
     if ctx.save_artifact is not None:
         extra["predictions_file"] = ctx.save_artifact(
             "captions", [{"video_id": v, "caption": c} for v, c in zip(ids, captions)]).name
@@ -78,3 +83,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     per_sample = {"captions": [{"video_id": v, "caption": caption_of[v],
                                 **{name: float(values[v]) for name, values in per_video.items()}} for v in scored]}
     return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra, timers={"generate": videos.timer})
+
+
+def _describe(model) -> dict[str, Any] | None:
+    describe = getattr(model, "describe_video", None)
+    return describe() if describe is not None else None

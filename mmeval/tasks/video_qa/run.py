@@ -22,6 +22,7 @@ from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import choice_statistic, vqa_statistic
 from mmeval.metrics.vqa import normalize_answer
 from mmeval.models.base import GenerationSettings
+from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, sliced_only
 from mmeval.tasks.video_block import load_choice_questions, load_questions, video_block, video_dataset
@@ -58,6 +59,9 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     started = time.perf_counter()
     template = _template(model, bench)
     settings = GenerationSettings(**bench.generation.model_dump())
+    if hasattr(model, "check_answer_settings"):  # refuse settings the model cannot use before reading data
+        model.check_answer_settings(settings)
+    check_frame_count(model, bench.frames.frames)
     data, _ = ctx.load_data(load_data, bench)
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     if not data.questions:
@@ -83,7 +87,12 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if not asked:
         raise DataError(f"{data.split_note}: no readable video with a question")
     metric_start = time.perf_counter()
-    extra: dict[str, Any] = {"video": video_block(bench.frames, videos), "prompt_template": template}
+    describe = getattr(model, "describe_video", None)
+    extra: dict[str, Any] = {"video": video_block(bench.frames, videos, describe() if describe else None),
+                             "prompt_template": template}
+    prompts = recorded_prompts(model, settings)
+    if prompts is not None:
+        extra["prompts"] = prompts
     qid = lambda q: data.question_ids[q] if data.question_ids else q  # noqa: E731
     vid = lambda q: data.videos.ids[data.video_index[q]]  # noqa: E731
     rows = [{"question_id": qid(q), "video_id": vid(q), "type": data.types[q], "question": data.questions[q],

@@ -23,6 +23,7 @@ from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_fr
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.models.frame_pooling import as_video_encoder
+from mmeval.models.video_plugin import check_frame_count
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
 from mmeval.tasks.video_block import load_captions, video_block, video_dataset
@@ -41,6 +42,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Evaluate `model` on the video retrieval benchmark `bench`."""
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
+    check_frame_count(model, bench.frames.frames)  # a model that takes a fixed number of frames: refuse early
     data, _ = ctx.load_data(load_captions, bench)
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     if not data.texts:

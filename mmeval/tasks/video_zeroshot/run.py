@@ -21,6 +21,7 @@ from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
 from mmeval.models.frame_pooling import as_video_encoder
+from mmeval.models.video_plugin import check_frame_count
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, classification_bias
 from mmeval.tasks.video_block import load_classes, video_block, video_dataset
@@ -35,6 +36,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Evaluate `model` on the zero-shot video classification benchmark `bench`."""
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
+    check_frame_count(model, bench.frames.frames)  # a model that takes a fixed number of frames: refuse early
     data, _ = ctx.load_data(load_classes, bench)
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     classes = list(bench.classnames or data.classnames)
