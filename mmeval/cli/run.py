@@ -268,7 +268,12 @@ def _data_problems(cfg) -> list[str]:
         except MmevalError as exc:
             problems.append(f"benchmarks[{n}].data: {exc}")
             continue
-        missing = missing_images(data)
+        if hasattr(data, "videos"):  # video forms (mmeval/data/video_data.py) list their files as videos
+            from mmeval.data.video_manifest import missing_videos
+
+            missing = missing_videos(data)
+        else:
+            missing = missing_images(data)
         note = f", {len(missing)} image file(s) missing, e.g. {missing[0]}" if missing else ""
         if missing and bench.data.on_bad_image == "fail":
             problems.append(f"benchmarks[{n}].data.images: {len(missing)} image file(s) missing, e.g. {missing[0]} "
