@@ -175,6 +175,21 @@ def _frame_transform(folder: Path, processor, model_type: str, size: tuple[int, 
     return FixedSizeFrames(video_processor, *size)
 
 
+def _check_processor(folder: Path, processor, transform, model_type: str) -> None:
+    """Try the processor on a two-frame clip in a one-placeholder prompt, so a processor saved without its
+    settings fails here, naming the folder, and not in the middle of a run."""
+    from PIL import Image
+
+    frame = transform(Image.new("RGB", (64, 48)))
+    try:
+        processor(text=[processor.video_token], videos=[torch.stack([frame, frame])], return_tensors="pt",
+                  **ALREADY_PREPARED)
+    except Exception as exc:  # e.g. num_image_tokens or patch_size missing from processor_config.json
+        raise ModelLoadError(f"model.checkpoint: the processor in {folder} cannot place a video in a prompt for its "
+                             f"'{model_type}' model ({type(exc).__name__}: {describe_load_error(exc)}); save the "
+                             "model's processor there with processor.save_pretrained") from exc
+
+
 def _facts(processor, transform) -> dict[str, Any]:
     from PIL import Image
 
@@ -219,6 +234,7 @@ def load(cfg, trust_checkpoint: bool = False) -> HFVideoLM:
                              f"({describe_load_error(exc)})") from exc
     check_weights_fit(folder, loading)
     transform = _frame_transform(folder, processor, model_type, size)
+    _check_processor(folder, processor, transform, model_type)
     generation = {k: v for k, v in model.generation_config.to_diff_dict().items()  # what decoding inherits
                   if not k.startswith("_") and k not in _NOT_DECODING}
     info = ModelInfo.of_checkpoint(

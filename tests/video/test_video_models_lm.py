@@ -4,6 +4,8 @@ through mmeval. The reference is transformers called directly on the same folder
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,12 +36,21 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+_BUILT: dict[str, tuple[str, Path, HFVideoLM]] = {}
+
+
+def _build(name: str, tmp_path_factory) -> tuple[str, Path, HFVideoLM]:
+    """Each family's folder and loaded adapter, built once for the module."""
+    if name not in _BUILT:
+        folder = GENERATIVE[name](tmp_path_factory.mktemp("video_lm") / name)
+        frame_size = SIZE if name == "qwen2_vl" else None
+        _BUILT[name] = name, folder, load(SimpleNamespace(checkpoint=folder, name=None, frame_size=frame_size))
+    return _BUILT[name]
+
+
 @pytest.fixture(scope="module", params=sorted(GENERATIVE))
 def family(request, tmp_path_factory) -> tuple[str, Path, HFVideoLM]:
-    name = request.param
-    folder = GENERATIVE[name](tmp_path_factory.mktemp("video_lm") / name)
-    frame_size = SIZE if name == "qwen2_vl" else None
-    return name, folder, load(SimpleNamespace(checkpoint=folder, name=None, frame_size=frame_size))
+    return _build(request.param, tmp_path_factory)
 
 
 def _frames(model: HFVideoLM, clips) -> torch.Tensor:
@@ -145,6 +156,26 @@ def test_other_folders_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelLoadError, match=r"holds a 'llava' model; hf_video_lm reads llava_onevision"):
         load(SimpleNamespace(checkpoint=save_llava(tmp_path / "llava"), name=None))
+
+
+def test_a_processor_saved_without_its_settings_is_refused_at_load(tmp_path_factory, tmp_path: Path) -> None:
+    _, folder, _ = _build("llava_onevision", tmp_path_factory)
+    broken = Path(shutil.copytree(folder, tmp_path / "broken"))
+    config = json.loads((broken / "processor_config.json").read_text())
+    config.pop("num_image_tokens")
+    (broken / "processor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"the processor in .*broken cannot place a video in a prompt for its "
+                                             r"'llava_onevision' model \(TypeError"):
+        load(SimpleNamespace(checkpoint=broken, name=None, frame_size=None))
+
+
+def test_an_odd_frame_count_repeats_the_last_frame_for_qwen2_vl(tmp_path_factory) -> None:
+    """Qwen2-VL patches frames in pairs; its processor repeats the last frame of an odd count (documented)."""
+    _, _, model = _build("qwen2_vl", tmp_path_factory)
+    frames = _frames(model, noise_videos(2, frames=3, size=(SIZE, SIZE), seed=5))
+    settings = GenerationSettings(max_new_tokens=5, prompt="Describe.")
+    padded = torch.cat([frames, frames[:, -1:]], dim=1)
+    assert model.generate_video(frames, settings) == model.generate_video(padded, settings)
 
 
 def test_frames_of_the_wrong_shape_are_refused(family) -> None:
