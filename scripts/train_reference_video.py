@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import random
 import re
 import sys
@@ -98,7 +99,8 @@ def train_variant(temporal: str, base_module, feats: torch.Tensor, train: dict[s
                   answers: list[str], args) -> VideoReferenceModule:  # fmt: skip
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    cfg = VideoReferenceConfig(vocab=vocab, base="../shapes-clip", base_sha256=sha256_of_path(DEMO_CHECKPOINT),
+    base = os.path.relpath(DEMO_CHECKPOINT, args.out.resolve())  # "../shapes-clip" for the shipped folder
+    cfg = VideoReferenceConfig(vocab=vocab, base=base, base_sha256=sha256_of_path(DEMO_CHECKPOINT),
                                name="shapes-video" if temporal == "transformer" else "shapes-video-meanpool",
                                temporal=temporal, captions=sorted({c for caps in train["captions"] for c in caps}),
                                answers=answers)  # fmt: skip

@@ -224,3 +224,17 @@ def test_resume_of_the_videos_pass_is_bit_identical(tmp_path):
         resumed = Counting()
         assert torch.equal(encode(resumed), expected)
     assert resumed.rows == (N_VIDEOS - 2 * 2) * 4  # two finished batches of 2 videos x 4 frames were kept
+
+
+def test_capabilities_are_checked_before_any_work():
+    from mmeval.errors import MmevalError
+
+    base = {"runtime": {"device": "cpu"}, "output": {"dir": "reports"}}
+    with pytest.raises(MmevalError, match=r"task 'video_captioning' needs a model with capability 'video_captioner'"):
+        validate_mapping({**base, "model": {"type": "reference"},
+                          "benchmarks": [{"name": "c", "task": "video_captioning", "data": SHAPES}]})
+    # an image-text encoder runs the embedding tasks through frame pooling
+    cfg = validate_mapping({**base, "model": {"type": "reference"},
+                            "benchmarks": [{"name": "r", "task": "video_retrieval", "data": SHAPES},
+                                           {"name": "z", "task": "video_zeroshot", "data": SHAPES}]})
+    assert [b.task for b in cfg.benchmarks] == ["video_retrieval", "video_zeroshot"]
