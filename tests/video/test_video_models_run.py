@@ -34,10 +34,10 @@ def quiet_and_small(tmp_path_factory):
     torch.set_num_threads(before)
 
 
-def _run(tmp_path: Path, model: dict, benchmarks: list[dict], name: str, batch_size: int = 4):
+def _run(tmp_path: Path, model: dict, benchmarks: list[dict], name: str, batch_size: int = 4, workers: int = 0):
     cfg = validate_mapping({
         "model": model, "benchmarks": benchmarks,
-        "runtime": {"device": "cpu", "batch_size": batch_size, "num_workers": 0, "cache": "off"},
+        "runtime": {"device": "cpu", "batch_size": batch_size, "num_workers": workers, "cache": "off"},
         "output": {"dir": str(tmp_path / "reports"), "name": name}, "bootstrap": {"n": 0},
     })  # fmt: skip
     return run_config(cfg)
@@ -75,7 +75,8 @@ def test_a_video_lm_answers_and_captions_the_same_at_any_batch_size(tmp_path: Pa
 def test_xclip_retrieval_and_a_refused_frame_count(tmp_path: Path) -> None:
     folder = save_xclip(tmp_path / "xclip")
     model = {"type": "hf_xclip", "checkpoint": str(folder)}
-    done = _run(tmp_path, model, [{"name": "r", "task": "video_retrieval", "frames": FRAMES_CFG, "data": SHAPES}], "x")
+    retrieval = [{"name": "r", "task": "video_retrieval", "frames": FRAMES_CFG, "data": SHAPES}]
+    done = _run(tmp_path, model, retrieval, "x", workers=1)  # frames made by the model's transform in a worker
     assert not done.errors, done.errors
     bench = done.report["benchmarks"]["r"]
     assert done.report["model"]["extra"]["text_scoring"].startswith("text embeddings without X-CLIP's")
