@@ -7,6 +7,7 @@ import ast
 import re
 from pathlib import Path
 
+from mmeval.models.base import CAPABILITIES
 from mmeval.registry import TASKS, task_spec
 from mmeval.tasks.spec import TaskSpec
 
@@ -89,5 +90,5 @@ def test_every_builtin_task_folder_declares_its_spec() -> None:
         for attribute in ("run", "load_data", "paired"):
             assert callable(spec.load(attribute)), (name, attribute)
         assert spec.metrics and all(isinstance(better, bool) for better, _ in spec.metrics.values())
-        assert spec.needs in ("image_text_encoder", "captioner", "answerer")
+        assert spec.needs in CAPABILITIES  # a protocol of mmeval.models.base
         assert "task" in spec.config.model_fields and "data" in spec.config.model_fields
