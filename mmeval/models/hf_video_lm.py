@@ -207,6 +207,9 @@ def load(cfg, trust_checkpoint: bool = False) -> HFVideoLM:
 
     hf_logging.set_verbosity_error()  # its load report would repeat, at length, what the errors below say
 
+    if not hasattr(transformers, "BaseVideoProcessor"):  # video processors arrived in transformers 4.52
+        raise ModelLoadError(f"model.type: hf_video_lm needs transformers >= 4.52 (video processors); installed: "
+                             f"{transformers.__version__}")
     folder = Path(cfg.checkpoint)
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise ModelLoadError(f"model.checkpoint: {folder} is not a save_pretrained folder (no config.json)")

@@ -72,12 +72,12 @@ class XClipEncoder:
         return {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
 
     def encode_text(self, tokens: Tokens) -> torch.Tensor:
-        return self.module.get_text_features(**tokens).pooler_output
+        return _pooled(self.module.get_text_features(**tokens))
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) frames -> (B, D) clip embeddings (vision tower, projection, MIT)."""
         self.check_frames(frames.shape[1])
-        return self.module.get_video_features(pixel_values=frames).pooler_output
+        return _pooled(self.module.get_video_features(pixel_values=frames))
 
     def encode_video_with_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip embeddings (B, D) and the frame-averaged patch features (B, P, D) the prompt generator reads.
@@ -101,6 +101,11 @@ class XClipEncoder:
         texts = texts + self.module.prompts_generator(texts, context)
         videos = torch.nn.functional.normalize(video_embeds, dim=-1)
         return torch.einsum("bd,bkd->bk", videos, torch.nn.functional.normalize(texts, dim=-1))
+
+
+def _pooled(output) -> torch.Tensor:
+    """transformers 5 returns an output object with the projected features as `pooler_output`; 4.x a tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
 def load(cfg, trust_checkpoint: bool = False) -> XClipEncoder:
