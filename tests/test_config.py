@@ -282,7 +282,7 @@ def test_bad_device_string(workdir: Path, device: str) -> None:
          "benchmarks[0].data: required key is missing (where the images and texts come from: format and its fields)"),
         (lambda raw: raw.update(model="open_clip"),
          "model: expected a mapping with keys: type, arch, checkpoint, pretrained, arch_config, entry, options, name, "
-         "video_pooling (got 'open_clip')"),
+         "frame_size, video_pooling (got 'open_clip')"),
     ],
 )
 def test_bad_values_say_what_was_expected(workdir: Path, edit: Callable, expected: str) -> None:
