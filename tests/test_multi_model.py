@@ -23,6 +23,7 @@ from mmeval.engine.evaluate import run_config
 from mmeval.engine.multi import run_models
 from mmeval.errors import ConfigError, MmevalError
 from mmeval.models.reference import save_reference
+from mmeval.registry import MODELS
 from mmeval.models.reference_arch import SPECIAL_TOKENS, ReferenceCLIP, ReferenceConfig
 from mmeval.tasks.retrieval import run as retrieval
 
@@ -236,8 +237,8 @@ def test_config_errors_name_the_list_entry_and_the_pattern(tmp_path: Path) -> No
     problems = _problems(tmp_path, [{"type": "reference"}, {"type": "referense"},
                                     {"type": "open_clip", "checkpoint": str(pattern)}])
     assert problems == [
-        ("model[1].type: unknown model type 'referense'. Did you mean 'reference'? Available: hf_captioner, "
-         "hf_clip, open_clip, plugin, reference"),
+        ("model[1].type: unknown model type 'referense'. Did you mean 'reference'? Available: "
+         + ", ".join(sorted(MODELS))),
         f"model[2].checkpoint: no file or folder matches the pattern {pattern}",
         "model[2].arch: required for model type 'open_clip' (an open_clip architecture name, e.g. ViT-B-32)"]
     assert _problems(tmp_path, [{"type": "reference", "name": "x"}, {"type": "reference", "name": "x"}]) == [
