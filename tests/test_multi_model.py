@@ -23,8 +23,8 @@ from mmeval.engine.evaluate import run_config
 from mmeval.engine.multi import run_models
 from mmeval.errors import ConfigError, MmevalError
 from mmeval.models.reference import save_reference
-from mmeval.registry import MODELS
 from mmeval.models.reference_arch import SPECIAL_TOKENS, ReferenceCLIP, ReferenceConfig
+from mmeval.registry import MODELS
 from mmeval.tasks.retrieval import run as retrieval
 
 VOCAB = [*SPECIAL_TOKENS, "a", "box", "on", "red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
