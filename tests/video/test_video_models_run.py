@@ -13,6 +13,7 @@ import torch
 
 from mmeval.config.run import validate_mapping
 from mmeval.engine.evaluate import run_config
+from mmeval.reporting.report import validate_report
 
 transformers = pytest.importorskip("transformers")
 
@@ -40,7 +41,9 @@ def _run(tmp_path: Path, model: dict, benchmarks: list[dict], name: str, batch_s
         "runtime": {"device": "cpu", "batch_size": batch_size, "num_workers": workers, "cache": "off"},
         "output": {"dir": str(tmp_path / "reports"), "name": name}, "bootstrap": {"n": 0},
     })  # fmt: skip
-    return run_config(cfg)
+    outcome = run_config(cfg)
+    validate_report(outcome.report)  # the adapters' model facts fit the report schema
+    return outcome
 
 
 def _saved(tmp_path: Path, report: dict, bench: str) -> list[dict]:
