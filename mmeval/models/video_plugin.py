@@ -27,7 +27,7 @@ from typing import Any
 
 from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models import plugin
-from mmeval.models.base import GenerationSettings, ModelInfo, capabilities_of
+from mmeval.models.base import CAPABILITIES, GenerationSettings, ModelInfo, capabilities_of
 
 VIDEO_CAPABILITIES = ("video_text_encoder", "video_captioner", "video_answerer")
 
@@ -53,7 +53,7 @@ def load(cfg, trust_checkpoint: bool = False) -> Any:
     found = capabilities_of(model)
     if not found & set(VIDEO_CAPABILITIES):
         needs = "; ".join(f"{name} needs {', '.join(plugin._needs(protocol))}"
-                          for name, protocol in _video_protocols().items())
+                          for name, protocol in CAPABILITIES.items() if name in VIDEO_CAPABILITIES)
         hint = " (an image-text encoder plugin goes in as type: plugin; video tasks pool its frames)" \
             if "image_text_encoder" in found else ""  # fmt: skip
         raise ModelLoadError(f"video_plugin {cfg.entry} returned a {type(model).__name__} with "
@@ -63,13 +63,8 @@ def load(cfg, trust_checkpoint: bool = False) -> Any:
         raise ModelLoadError(f"video_plugin {cfg.entry}: frames_expected must be a positive int or None, "
                              f"got {expected!r}")
     info = model.info
-    if info.adapter == "plugin" and info.extra.get("entry") == cfg.entry:  # the info mmeval made for it
+    if isinstance(info, ModelInfo):  # the frame count goes into the report's model facts
         extra = {**info.extra, "frames_expected": expected}
-        model.info = dataclasses.replace(info, adapter="video_plugin", extra=extra)
+        made_here = info.adapter == "plugin" and info.extra.get("entry") == cfg.entry  # the info plugin.load made
+        model.info = dataclasses.replace(info, adapter="video_plugin" if made_here else info.adapter, extra=extra)
     return model
-
-
-def _video_protocols() -> dict[str, type]:
-    from mmeval.models.base import CAPABILITIES
-
-    return {name: CAPABILITIES[name] for name in VIDEO_CAPABILITIES}

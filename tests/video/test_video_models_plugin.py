@@ -136,6 +136,7 @@ def test_a_captioner_answerer_plugin_keeps_its_info_and_prompts(plugins: Path) -
     model = load(_cfg("my_video_plugin:make_narrator", name="story"))
     assert capabilities_of(model) == {"video_captioner", "video_answerer"}
     assert (model.info.adapter, model.info.name) == ("mine", "story")
+    assert model.info.extra == {"frames_expected": None}
     settings = GenerationSettings(prompt="Q: {question}")
     assert model.generate_video(_frames(model, [3, 9], count=5), settings) == ["5 frames, width 3", "5 frames, width 9"]
     assert model.answer_video(_frames(model, [1]), ["why?"], settings) == ["WHY?"]
