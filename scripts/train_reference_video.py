@@ -9,7 +9,7 @@ once (8 frames, uniform sampling, through the same PyAV decoder as evaluation). 
 CLIP's symmetric InfoNCE over (video, one of its captions); a 4-way choice between the clip's motion query and
 its three other-direction counterfactuals; and, for the retrieval answerer, a choice among "<question> <answer>"
 texts over every candidate answer. The same recipe is trained a second time with `temporal: mean` (the
-order-blind ablation) for the comparison the script prints; only the temporal model is saved.
+order-blind ablation: appearance only) for the comparison the script prints; only the temporal model is saved.
 
 Measured on the held-out test split (features of the same decoder): text -> video R@1 over every caption, and
 motion-only pairwise accuracy (the clip's motion query scored above one other-direction counterfactual; ties
@@ -42,7 +42,12 @@ from mmeval.models.base import sha256_of_path  # noqa: E402
 from mmeval.models.frame_pooling import pool_frames  # noqa: E402
 from mmeval.models.reference import DEMO_CHECKPOINT, ImageTransform, load_reference_module  # noqa: E402
 from mmeval.models.reference_arch import PAD, tokenize  # noqa: E402
-from mmeval.models.reference_video import VideoReferenceConfig, VideoReferenceModule, save_video_reference  # noqa: E402
+from mmeval.models.reference_video import (  # noqa: E402
+    VideoReferenceConfig,
+    VideoReferenceModule,
+    frame_tokens,
+    save_video_reference,
+)
 
 WORD = re.compile(r"[a-z0-9]+")
 ZEROSHOT_TEMPLATES = ("a video of a shape {}.", "something {}.", "a shape {}.")
@@ -58,15 +63,16 @@ def frame_pixels(paths: list[Path], sampling: FrameSampling, transform: ImageTra
 
 @torch.no_grad()
 def features(visual, pixels: torch.Tensor, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per frame: the [CLS] feature (N, T, width) and the base model's projected embedding (N, T, D)."""
-    cls, emb = [], []
+    """Per frame: the tokens (N, T, 1 + patches, width) and the base model's projected embedding (N, T, D)."""
+    out, emb = [], []
     for start in range(0, len(pixels), batch):
         chunk = pixels[start:start + batch]
         n, t = chunk.shape[:2]
-        tokens = visual.tokens(chunk.reshape(n * t, *chunk.shape[2:]))
-        cls.append(tokens[:, 0].reshape(n, t, -1))
-        emb.append(visual.embed(tokens).reshape(n, t, -1))
-    return torch.cat(cls), torch.cat(emb)
+        flat = chunk.reshape(n * t, *chunk.shape[2:])
+        tokens = frame_tokens(visual, flat)
+        out.append(tokens.reshape(n, t, *tokens.shape[1:]))
+        emb.append(visual(flat).reshape(n, t, -1))
+    return torch.cat(out), torch.cat(emb)
 
 
 def texts_of(specs) -> dict[str, list]:
@@ -101,7 +107,7 @@ def train_variant(temporal: str, base_module, feats: torch.Tensor, train: dict[s
     rng = random.Random(args.seed)
     base = os.path.relpath(DEMO_CHECKPOINT, args.out.resolve())  # "../shapes-clip" for the shipped folder
     cfg = VideoReferenceConfig(vocab=vocab, base=base, base_sha256=sha256_of_path(DEMO_CHECKPOINT),
-                               name="shapes-video" if temporal == "transformer" else "shapes-video-meanpool",
+                               name="shapes-video" if temporal == "difference" else "shapes-video-meanpool",
                                temporal=temporal, captions=sorted({c for caps in train["captions"] for c in caps}),
                                answers=answers)  # fmt: skip
     module = VideoReferenceModule(cfg, base_module.visual)
@@ -209,14 +215,14 @@ def main() -> None:
     results["frame-mean pooling of shapes-clip (image model as is)"] = measure(
         pool_frames(test_emb, "mean"),
         lambda texts: F.normalize(base_module.text(tokenize(texts, base_ids, base_cfg.context_length)), dim=-1), test)
-    for temporal in ("transformer",) if args.no_ablation else ("mean", "transformer"):
+    for temporal in ("difference",) if args.no_ablation else ("mean", "difference"):
         module = train_variant(temporal, base_module, train_cls, train, vocab, answers, args)
         ids = {w: i for i, w in enumerate(vocab)}
-        label = "shapes-video (temporal transformer)" if temporal == "transformer" else \
+        label = "shapes-video (motion map + frame mean)" if temporal == "difference" else \
             "ablation: mean of frame features, same training"
         with torch.no_grad():
             results[label] = measure(module.temporal(test_cls), lambda texts: encode(module, texts, ids), test)
-        if temporal == "transformer":
+        if temporal == "difference":
             save_video_reference(module, args.out)
     results["chance"] = {"t2v_R@1": 1 / args.n_test, "motion_pairwise_acc": 0.5}
     summary = {"trained_on": f"shapes_video train split, {args.n_train} clips, seed {args.seed}",
