@@ -20,7 +20,6 @@ itself (`mmeval.models.frame_pooling`, its own text tower). Deterministic: seede
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -35,14 +34,14 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mmeval.config.video import FrameSampling  # noqa: E402
-from mmeval.data import shapes_video as sv  # noqa: E402
-from mmeval.io.video import read_clip  # noqa: E402
-from mmeval.models.base import sha256_of_path  # noqa: E402
-from mmeval.models.frame_pooling import pool_frames  # noqa: E402
-from mmeval.models.reference import DEMO_CHECKPOINT, ImageTransform, load_reference_module  # noqa: E402
-from mmeval.models.reference_arch import PAD, tokenize  # noqa: E402
-from mmeval.models.reference_video import (  # noqa: E402
+from mmeval.config.video import FrameSampling
+from mmeval.data import shapes_video as sv
+from mmeval.io.video import read_clip
+from mmeval.models.base import sha256_of_path
+from mmeval.models.frame_pooling import pool_frames
+from mmeval.models.reference import DEMO_CHECKPOINT, ImageTransform, load_reference_module
+from mmeval.models.reference_arch import PAD, tokenize
+from mmeval.models.reference_video import (
     VideoReferenceConfig,
     VideoReferenceModule,
     frame_tokens,
@@ -221,7 +220,8 @@ def main() -> None:
         label = "shapes-video (motion map + frame mean)" if temporal == "difference" else \
             "ablation: mean of frame features, same training"
         with torch.no_grad():
-            results[label] = measure(module.temporal(test_cls), lambda texts: encode(module, texts, ids), test)
+            results[label] = measure(module.temporal(test_cls),
+                                     lambda texts, module=module, ids=ids: encode(module, texts, ids), test)
         if temporal == "difference":
             save_video_reference(module, args.out)
     results["chance"] = {"t2v_R@1": 1 / args.n_test, "motion_pairwise_acc": 0.5}

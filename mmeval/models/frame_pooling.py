@@ -39,7 +39,7 @@ class FramePooledEncoder:
     """`VideoTextEncoder` over an `ImageTextEncoder`: texts as the image model embeds them, videos as the pool
     of their frames' image embeddings. Frames of all videos of a batch go through `encode_image` in one call."""
 
-    capabilities = {"video_text_encoder"}
+    capabilities = frozenset({"video_text_encoder"})
 
     def __init__(self, image_model: ImageTextEncoder, pool: str = DEFAULT_POOLING):
         if pool not in POOLINGS:

@@ -112,7 +112,7 @@ class TemporalHead(nn.Module):
         self.proj = nn.Linear(cfg.width, cfg.embed_dim, bias=False)
         if cfg.temporal == "difference":  # created after the appearance layers: the ablation's init is unchanged
             self.motion = nn.Linear(3, cfg.embed_dim, bias=False)
-        side = int(round(math.sqrt(cfg.patches)))
+        side = round(math.sqrt(cfg.patches))
         axis = torch.linspace(-1.0, 1.0, side)
         self.register_buffer("grid", torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(-1, 2),
                              persistent=False)  # (patches, 2): x then y of each patch centre, in [-1, 1]

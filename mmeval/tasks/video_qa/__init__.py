@@ -6,8 +6,8 @@ from mmeval.tasks.spec import TaskSpec, first_present
 from mmeval.tasks.video_qa.config import VideoQAConfig
 
 METRICS = {
-    "exact_match": (True, "open: fraction of answers equal to an accepted answer after the VQA normalisation "
-                          "(punctuation, lower case, number words to digits, articles, contractions)"),
+    "exact_match": (True, ("open: fraction of answers equal to an accepted answer after the VQA normalisation "
+                           "(punctuation, lower case, number words to digits, articles, contractions)")),
     "exact_match_<type>": (True, "open: exact_match over the questions of one type"),
     "mc_accuracy": (True, "choice: fraction of questions whose chosen option (letter or option text) is right"),
     "unparseable_rate": (False, "choice: fraction of answers from which no option could be read"),

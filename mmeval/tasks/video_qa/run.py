@@ -93,8 +93,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     prompts = recorded_prompts(model, settings)
     if prompts is not None:
         extra["prompts"] = prompts
-    qid = lambda q: data.question_ids[q] if data.question_ids else q  # noqa: E731
-    vid = lambda q: data.videos.ids[data.video_index[q]]  # noqa: E731
+    qid = lambda q: data.question_ids[q] if data.question_ids else q
+    vid = lambda q: data.videos.ids[data.video_index[q]]
     rows = [{"question_id": qid(q), "video_id": vid(q), "type": data.types[q], "question": data.questions[q],
              "answer": answers[q]} for q in asked]  # fmt: skip
     if bench.style == "open":
@@ -102,7 +102,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         types = [data.types[q] for q in asked]
         values = _open_scores(correct, types)
         statistic = vqa_statistic(correct, types)
-        renamed = lambda counts: {k.replace("vqa_accuracy", "exact_match"): v for k, v in statistic(counts).items()}  # noqa: E731
+        renamed = lambda counts: {k.replace("vqa_accuracy", "exact_match"): v for k, v in statistic(counts).items()}
         extra["normalisation"] = NORMALISATION
         for row, ok, q in zip(rows, correct, asked):
             row.update(accepted=data.answers[q], correct=ok)

@@ -10,7 +10,7 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
     ra, rb = rows_of(a, "answers"), rows_of(b, "answers")
     if ra is None or rb is None:
         return no_test("no per-question answers")
-    key = lambda r: r.get("question_id")  # noqa: E731
+    key = lambda r: r.get("question_id")
     if metric in ("exact_match", "mc_accuracy"):
         return single(ra, rb, key, lambda r: float(r["correct"]))
     if metric.startswith("exact_match_"):

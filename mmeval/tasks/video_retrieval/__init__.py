@@ -15,8 +15,8 @@ METRICS = {
     "v2t_mean_rank": (False, "mean 1-based rank of the video's best-ranked caption"),
     "v2t_median_rank": (False, "median 1-based rank of the video's best-ranked caption"),
     "rsum": (True, "sum of the six recall@k values (0-1 scale each, so at most 6)"),
-    "dsl_t2v_R@k": (True, "rerank: dual_softmax only: t2v R@k after dual-softmax re-ranking (uses the test set's "
-                          "pairing: every query at once)"),
+    "dsl_t2v_R@k": (True, ("rerank: dual_softmax only: t2v R@k after dual-softmax re-ranking (uses the test set's "
+                           "pairing: every query at once)")),
     "dsl_v2t_R@k": (True, "rerank: dual_softmax only: v2t R@k after dual-softmax re-ranking"),
     "dsl_rsum": (True, "rerank: dual_softmax only: rsum after re-ranking"),
 }
