@@ -10,7 +10,8 @@ Why this shape:
   decodes forward, or, when the needed frames are dense enough that this decodes about as much, it decodes one
   forward pass from the start and stops after the last needed frame. The packet index gives the exact cost of
   both (frames to decode), so the choice is made per clip (`strategy: auto`); both give identical frames
-  (tests/video/test_video_io.py). Only kept frames are converted to RGB.
+  (tests/video/test_video_io.py). Only kept frames are converted to RGB, by one reused
+  scaler context.
 - Rotation metadata (the display matrix of phone videos) is applied, as FFmpeg's command-line tools do by
   default; `Clip.info["rotation"]` records it. Odd widths / heights are kept as they are (no crop or pad): the
   model's transform resizes. Colours are FFmpeg's swscale YUV -> RGB (the stream's colour matrix when tagged,
@@ -30,12 +31,20 @@ from typing import Any, Literal
 import av
 import av.logging
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from mmeval.config.video import FrameSampling
 from mmeval.errors import DataError
 
 _EPS = 1e-6  # seconds: an instant on a frame boundary belongs to the frame starting there
 _SEEK_OVERHEAD = 2  # frames: the cost of one seek (decoder flush + demuxer repositioning), in decoded frames
+# One per process: it keeps FFmpeg's scaler context between frames of one geometry, where `frame.to_ndarray`
+# sets one up per frame (measured 0.05 vs 0.1-0.5 ms per 64x64 frame); the pixels are the same.
+_RGB = VideoReformatter()
+
+
+def _rgb(frame) -> np.ndarray:
+    return _RGB.reformat(frame, format="rgb24").to_ndarray()
 
 
 class VideoDecodeError(DataError):
@@ -238,7 +247,7 @@ def _decode(container, stream, path: Path, packets: list[_Packet], needed: list[
                 first = frame.pts if first is None else first
                 rotation = frame.rotation or rotation
                 if frame.pts in want:
-                    out[frame.pts] = frame.to_ndarray(format="rgb24")
+                    out[frame.pts] = _rgb(frame)
                     want.discard(frame.pts)
                 if not want or frame.pts >= last:
                     finished = True
@@ -277,7 +286,7 @@ def _read_unindexed(container, stream, path: Path, sampling: FrameSampling) -> C
     duration = float(t[-1] + (np.median(np.diff(t)) if len(t) > 1 else rate_step))
     wanted = _frame_indices(t, target_times(sampling, duration, _native_fps(len(t), duration), path.name),
                             path, duration)  # fmt: skip
-    arrays = {int(i): _rotate(kept[order[i]].to_ndarray(format="rgb24"), rotation) for i in set(wanted.tolist())}
+    arrays = {int(i): _rotate(_rgb(kept[order[i]]), rotation) for i in set(wanted.tolist())}
     frames = np.stack([arrays[int(i)] for i in wanted])
     info = _info(stream, duration, len(t), frames, rotation)
     info.update(strategy="scan-all", decoded=len(kept))
