@@ -28,6 +28,7 @@ from mmeval.metrics.caption.scores import score_captions
 from mmeval.models.frame_pooling import FramePooledEncoder
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder
 from mmeval.models.reference_video import DEMO_VIDEO_CHECKPOINT, load_video_folder
+from mmeval.reporting.report import validate_report
 
 ROOT = Path(__file__).resolve().parents[2]
 N_VIDEOS = 24
@@ -93,6 +94,7 @@ def run_outputs(tmp_path_factory) -> tuple[dict, dict, Path]:
     })  # fmt: skip
     outcome = run_config(cfg)
     assert not outcome.errors, outcome.errors
+    validate_report(outcome.report)
     return outcome.report, json.loads(outcome.samples_path.read_text()), outcome.report_path
 
 
@@ -119,6 +121,13 @@ def test_captioning_scores_equal_pycocoevalcap_code_and_mmeval_score(run_outputs
     (entry,) = scored["benchmarks"].values()
     for name, value in expected.items():
         assert entry["metrics"][name]["value"] == pytest.approx(value, abs=1e-12)
+    # the HTML report: the best and worst captions, by CIDEr
+    page = tmp_path / "video.html"
+    done = CliRunner().invoke(app, ["report", str(report_path), "--html", str(page)])
+    assert done.exit_code == 0, done.output
+    html = page.read_text()
+    best = sorted(samples["cap"]["captions"], key=lambda row: (-row["CIDEr"], str(row["video_id"])))[0]
+    assert "Best and worst video captions" in html and best["caption"] in html
 
 
 def temporal_bank() -> set[str]:

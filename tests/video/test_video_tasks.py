@@ -21,6 +21,7 @@ from mmeval.data.shapes_video import load_shapes_video_captions, load_shapes_vid
 from mmeval.engine.evaluate import run_config
 from mmeval.io.video import read_clip
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder
+from mmeval.reporting.report import validate_report
 from mmeval.tasks.video_retrieval.rerank import dual_softmax, ranks_from_scores
 
 N_VIDEOS = 8
@@ -47,6 +48,7 @@ def _run(folder: Path, model: dict, benchmarks: list[dict], name: str, cache: st
     })  # fmt: skip
     outcome = run_config(cfg)
     assert not outcome.errors, outcome.errors
+    validate_report(outcome.report)  # the published report schema holds for video benchmarks
     return outcome.report, json.loads(outcome.samples_path.read_text()), outcome.report_path
 
 
@@ -173,7 +175,7 @@ def test_compare_gate_and_html_on_two_video_reports(pooled_runs, tmp_path):
     text = json.dumps(compared)
     assert "t2v_R@1" in text and "top1" in text and "p_value" in text
     rules = tmp_path / "gate.yaml"
-    rules.write_text("rules:\n  - name: recall\n    metric: ret/t2v_R@1\n    min: 2.0\n"
+    rules.write_text("resamples: 500\nrules:\n  - name: recall\n    metric: ret/t2v_R@1\n    min: 2.0\n"
                      "  - name: no drop\n    metric: ret/t2v_R@5\n    significant: true\n")
     gated = runner.invoke(app, ["gate", "--candidate", str(max_path), "--baseline", str(mean_path), "-r", str(rules)])
     assert gated.exit_code == 1, gated.output  # min 2.0 cannot hold: the gate reads the video metric and fails
