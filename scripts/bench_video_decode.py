@@ -13,8 +13,10 @@ mmeval are checked to be identical. Throughput: sampled frames/s and videos/s (w
 path time. CPU seconds of the process are reported too: on a shared machine they measure the decoding work more
 steadily than wall time.
 
-Peak memory: each path runs once more, untimed, under tracemalloc: the peak of Python objects and NumPy arrays
-(the decoded frames a path holds at once); FFmpeg's own buffers are not traced (the same for every path).
+  * decode-all: decode every frame, convert only the sampled ones (mmeval's converter): how much of the gain
+    is decoding fewer frames rather than converting fewer.
+Peak memory: each path runs once more, untimed, while another process polls this one's resident set (/proc,
+every 2 ms): how far it rose above its level before the pass (the frames a path holds at once).
 
 Sets: the demo's clips (shapes_video test split: 64x64, 32 frames at 10 fps, keyframe every second) and longer
 generated clips (--long-frames frames at 30 fps, 320x240 like MSR-VTT, a textured camera pan, keyframe every 30
@@ -27,11 +29,13 @@ frames: a typical 1 s GOP), where seeking pays off; both written under --workdir
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import json
 import statistics
 import sys
+import subprocess
 import time
-import tracemalloc
 from pathlib import Path
 
 import av
@@ -41,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmeval.config.video import FrameSampling  # noqa: E402
 from mmeval.data import shapes_video  # noqa: E402
-from mmeval.io.video import read_clip, target_times  # noqa: E402
+from mmeval.io.video import _rgb, read_clip, target_times  # noqa: E402
 
 
 def naive_clip(path: Path, sampling: FrameSampling) -> np.ndarray:
@@ -55,6 +59,20 @@ def naive_clip(path: Path, sampling: FrameSampling) -> np.ndarray:
     instants = target_times(sampling, duration, len(times) / duration, path.name)
     picks = np.clip(np.searchsorted(times, instants + 1e-6, side="right") - 1, 0, len(times) - 1)
     return np.stack([decoded[i][1] for i in picks])
+
+
+def decode_all_clip(path: Path, sampling: FrameSampling) -> np.ndarray:
+    """Decode every frame but convert only the sampled ones (with mmeval's reused scaler): isolates what
+    decoding fewer frames saves from what converting fewer frames saves."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        decoded = list(container.decode(stream))
+    times = np.array([float(f.time) for f in decoded]) - float(decoded[0].time)
+    duration = float(times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 0.04))
+    instants = target_times(sampling, duration, len(times) / duration, path.name)
+    picks = np.clip(np.searchsorted(times, instants + 1e-6, side="right") - 1, 0, len(times) - 1)
+    return np.stack([_rgb(decoded[i]) for i in picks])
 
 
 def demo_clips(workdir: Path, n: int) -> list[Path]:
@@ -91,6 +109,8 @@ def run_path(kind: str, paths: list[Path], sampling: FrameSampling, workers: int
     """One pass of `kind` over `paths`; returns the number of sampled frames delivered."""
     if kind == "naive":
         return sum(len(naive_clip(p, sampling)) for p in paths)
+    if kind == "decode-all":
+        return sum(len(decode_all_clip(p, sampling)) for p in paths)
     if kind.startswith("mmeval-"):
         strategy = kind.split("-", 1)[1]
         return sum(len(read_clip(p, sampling, strategy=strategy).frames) for p in paths)
@@ -119,22 +139,44 @@ def loader_pass(paths: list[Path], sampling: FrameSampling, workers: int) -> int
     return sum(batch.inputs.shape[0] * batch.inputs.shape[1] for batch in loader.batches(loader.order(), Timer()))
 
 
-def peak_traced_mb(kind: str, paths: list[Path], sampling: FrameSampling, workers: int) -> float:
-    """Peak memory traced by tracemalloc during one untimed pass (MiB): Python objects and NumPy arrays (the
-    decoded frames a path holds), not FFmpeg's own buffers; for the loader, the main process's batches."""
-    tracemalloc.start()
+_POLLER = """
+import sys, time
+page, pid, peak = int(sys.argv[2]), sys.argv[1], 0
+def rss():
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * page
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+import select
+while not select.select([sys.stdin], [], [], 0.002)[0]:
+    peak = max(peak, rss())
+print(peak)
+"""
+
+
+def peak_rss_mb(kind: str, paths: list[Path], sampling: FrameSampling, workers: int) -> float:
+    """How far this process's resident set rose above its level before one untimed pass (MiB): another process
+    polls /proc/<pid>/statm every 2 ms (a thread here would be forked into the loader's workers, which can
+    deadlock). The frames a path holds at once; for the loader, the main process's batches (its workers are
+    other processes)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    gc.collect()
+    with open(f"/proc/{os.getpid()}/statm") as handle:
+        before = int(handle.read().split()[1]) * page
+    poller = subprocess.Popen([sys.executable, "-c", _POLLER, str(os.getpid()), str(page)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    poller.stdout.readline()  # polling has started
     try:
         run_path(kind, paths, sampling, workers)
-        return tracemalloc.get_traced_memory()[1] / 2**20
     finally:
-        tracemalloc.stop()
+        peak, _ = poller.communicate("stop\n")
+    return max(int(peak) - before, 0) / 2**20
 
 
 def bench_set(name: str, paths: list[Path], sampling: FrameSampling, repeats: int, workers: int) -> dict:
     for p in paths[:5]:  # same frames, or the comparison means nothing
         if not np.array_equal(naive_clip(p, sampling), read_clip(p, sampling).frames):
             raise SystemExit(f"{p}: mmeval's frames differ from the naive path's")
-    kinds = ["naive", "mmeval-auto", "mmeval-seek", "mmeval-scan", "loader"]
+    kinds = ["naive", "decode-all", "mmeval-auto", "mmeval-seek", "mmeval-scan", "loader"]
     for kind in kinds:  # warm-up, untimed: imports, first-call set-up
         run_path(kind, paths[:2], sampling, workers)
     times: dict[str, list[float]] = {k: [] for k in kinds}
@@ -156,7 +198,7 @@ def bench_set(name: str, paths: list[Path], sampling: FrameSampling, repeats: in
                       # (the loader's work happens in its workers: its CPU figure is not comparable)
                       "cpu_s": round(median_cpu, 4),
                       "cpu_ratio_vs_naive": round(statistics.median(cpu["naive"]) / median_cpu, 2) if kind != "loader" else None,
-                      "peak_traced_mb": round(peak_traced_mb(kind, paths, sampling, workers), 1)}  # fmt: skip
+                      "peak_rss_mb": round(peak_rss_mb(kind, paths, sampling, workers), 1)}  # fmt: skip
     info = read_clip(paths[0], sampling).info
     return {"set": name, "videos": len(paths), "frames_per_video": info["frames"], "size": f"{info['width']}x{info['height']}",
             "sampled_frames": sampling.frames, "decoded_per_video_auto": info["decoded"], "strategy_auto": info["strategy"],
@@ -183,11 +225,11 @@ def main() -> None:
         print(f"\n{result['set']}: {result['videos']} videos, {result['frames_per_video']} frames each, {result['size']}; "
               f"auto decodes {result['decoded_per_video_auto']} frames per video ({result['strategy_auto']})")
         print(f"  {'path':<12} {'median s':>9} {'frames/s':>10} {'videos/s':>9} {'x naive':>8} {'CPU s':>7} "
-              f"{'CPU x naive':>12} {'peak MiB':>10}")  # fmt: skip
+              f"{'CPU x naive':>12} {'peak +MiB':>10}")  # fmt: skip
         for kind, row in result["rows"].items():
             cpu_ratio = "-" if row["cpu_ratio_vs_naive"] is None else f"{row['cpu_ratio_vs_naive']:.2f}"
             print(f"  {kind:<12} {row['median_s']:>9.3f} {row['frames_per_s']:>10.1f} {row['videos_per_s']:>9.2f} "
-                  f"{row['ratio_vs_naive']:>8.2f} {row['cpu_s']:>7.3f} {cpu_ratio:>12} {row['peak_traced_mb']:>10.1f}")
+                  f"{row['ratio_vs_naive']:>8.2f} {row['cpu_s']:>7.3f} {cpu_ratio:>12} {row['peak_rss_mb']:>10.1f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
