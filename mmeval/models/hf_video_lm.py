@@ -32,6 +32,9 @@ from mmeval.models.hf_video_frames import (
 # model_type -> whether its processor picks a size per video (native resolution: frames resized to frame_size)
 FAMILIES: dict[str, bool] = {"llava_onevision": False, "llava_next_video": False, "qwen2_vl": True}
 DEFAULT_FRAME_SIZE = 336  # native-resolution families: 12 x 28 px, 144 merged tokens per 2-frame step in Qwen2-VL
+# Families transformers has but this adapter refuses, and why (rather than run them with wrong inputs).
+_UNSUPPORTED = {"qwen2_5_vl": "its time-aware M-RoPE needs each clip's sampled fps (second_per_grid_ts), which "
+                              "mmeval's frame batches do not carry"}
 _NOT_DECODING = {"transformers_version", "use_cache", "output_attentions", "output_hidden_states"}
 _CAPTION_EXAMPLE = "Describe the video in one sentence."
 
@@ -221,8 +224,9 @@ def load(cfg, trust_checkpoint: bool = False) -> HFVideoLM:
                              f"({describe_load_error(exc)})") from exc
     model_type = config.model_type
     if model_type not in FAMILIES:
+        why = f" ({model_type} is not supported: {_UNSUPPORTED[model_type]})" if model_type in _UNSUPPORTED else ""
         raise ModelLoadError(f"model.checkpoint: {folder} holds a '{model_type}' model; hf_video_lm reads "
-                             f"{', '.join(FAMILIES)} (video inputs through their processors)")
+                             f"{', '.join(FAMILIES)} (video inputs through their processors){why}")
     native = FAMILIES[model_type]
     size = _frame_size(cfg, model_type, native)
     try:

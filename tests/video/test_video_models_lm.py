@@ -156,6 +156,12 @@ def test_other_folders_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelLoadError, match=r"holds a 'llava' model; hf_video_lm reads llava_onevision"):
         load(SimpleNamespace(checkpoint=save_llava(tmp_path / "llava"), name=None))
+    qwen25 = tmp_path / "qwen25"
+    qwen25.mkdir()
+    (qwen25 / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    with pytest.raises(ModelLoadError, match=r"qwen2_5_vl is not supported: its time-aware M-RoPE needs each clip's "
+                                             r"sampled fps"):
+        load(SimpleNamespace(checkpoint=qwen25, name=None))
 
 
 def test_a_processor_saved_without_its_settings_is_refused_at_load(tmp_path_factory, tmp_path: Path) -> None:
