@@ -172,7 +172,7 @@ def test_broken_checkpoints_are_one_clear_error(tmp_path):
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=r"is not the one this model was trained on"):
         load_video_folder(broken)
-    config["temporal_heads"], config["unknown"] = 4, 1
+    config["unknown"] = 1
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=r"unknown key\(s\): unknown"):
         load_video_folder(broken)
