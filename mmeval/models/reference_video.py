@@ -41,7 +41,7 @@ from torch import nn
 from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models.base import GenerationSettings, ModelInfo, sha256_of_path
 from mmeval.models.reference import ImageTransform, load_reference_module
-from mmeval.models.reference_arch import ReferenceConfig, TextTower, tokenize
+from mmeval.models.reference_arch import PAD, ReferenceConfig, TextTower, tokenize
 from mmeval.models.safe_load import SAFETENSORS
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -252,13 +252,28 @@ class VideoReferenceModel:
         return self.module.temporal(self.module.frame_features(frames))
 
     def _texts(self, texts: list[str], device: torch.device) -> torch.Tensor:
-        return F.normalize(self.module.text(self.tokenize(texts).to(device)).float(), dim=-1)
+        """Normalised embeddings of `texts`, each distinct text encoded once, padding cut to the longest."""
+        unique = sorted(set(texts))
+        tokens = self.tokenize(unique)
+        used = int((tokens != PAD).sum(dim=1).max()) if len(unique) else 1
+        embedded = F.normalize(self.module.text(tokens[:, :used].to(device)).float(), dim=-1)
+        where = {text: i for i, text in enumerate(unique)}
+        return embedded[torch.tensor([where[t] for t in texts], device=device)]
+
+    def _videos(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised video embeddings; a row equal to the one before it (a video asked several questions
+        comes as consecutive copies) is not encoded again."""
+        same = [i > 0 and torch.equal(frames[i], frames[i - 1]) for i in range(frames.shape[0])]
+        keep = [i for i, repeated in enumerate(same) if not repeated]
+        encoded = F.normalize(self.encode_video(frames[keep].float()).float(), dim=-1)
+        source = torch.cumsum(torch.tensor([not r for r in same]), dim=0) - 1
+        return encoded[source.to(encoded.device)]
 
     def generate_video(self, frames: torch.Tensor, settings: GenerationSettings) -> list[str]:
         """The bank caption nearest to each video (settings other than a prompt do not apply to retrieval)."""
         _no_prompt(self, settings)
         with torch.inference_mode(), torch.autocast(frames.device.type, enabled=False):
-            videos = F.normalize(self.encode_video(frames.float()).float(), dim=-1)
+            videos = self._videos(frames)
             if self._bank is None or self._bank.device != videos.device:
                 self._bank = self._texts(self.config.captions, videos.device)
             best = (videos @ self._bank.T).argmax(dim=1)
@@ -271,12 +286,10 @@ class VideoReferenceModel:
             raise ValueError(f"{frames.shape[0]} videos but {len(questions)} questions")
         candidates = self.config.answers
         with torch.inference_mode(), torch.autocast(frames.device.type, enabled=False):
-            videos = F.normalize(self.encode_video(frames.float()).float(), dim=-1)
-            out = []
-            for row, question in enumerate(questions):
-                texts = self._texts([f"{question} {a}" for a in candidates], videos.device)
-                out.append(candidates[int((texts @ videos[row]).argmax())])
-        return out
+            videos = self._videos(frames)
+            texts = self._texts([f"{q} {a}" for q in questions for a in candidates], videos.device)
+            scores = torch.einsum("bkd,bd->bk", texts.reshape(len(questions), len(candidates), -1), videos)
+        return [candidates[i] for i in scores.argmax(dim=1).tolist()]
 
 
 def _no_prompt(model: VideoReferenceModel, settings: GenerationSettings) -> None:
