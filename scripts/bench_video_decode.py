@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import json
+import os
 import statistics
-import sys
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -43,9 +43,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmeval.config.video import FrameSampling  # noqa: E402
-from mmeval.data import shapes_video  # noqa: E402
-from mmeval.io.video import _rgb, read_clip, target_times  # noqa: E402
+from mmeval.config.video import FrameSampling
+from mmeval.data import shapes_video
+from mmeval.io.video import _rgb, read_clip, target_times
 
 
 def naive_clip(path: Path, sampling: FrameSampling) -> np.ndarray:
@@ -222,14 +222,18 @@ def main() -> None:
                          long_clips(args.workdir, args.long_videos, args.long_frames), sampling, args.repeats, args.workers)]  # fmt: skip
     print(f"PyAV {av.__version__}; {args.frames} frames per clip (uniform, middle); medians of {args.repeats} repeats")
     for result in results:
-        print(f"\n{result['set']}: {result['videos']} videos, {result['frames_per_video']} frames each, {result['size']}; "
-              f"auto decodes {result['decoded_per_video_auto']} frames per video ({result['strategy_auto']})")
+        print(
+            f"\n{result['set']}: {result['videos']} videos, {result['frames_per_video']} frames each, {result['size']}; "
+            f"auto decodes {result['decoded_per_video_auto']} frames per video ({result['strategy_auto']})"
+        )
         print(f"  {'path':<12} {'median s':>9} {'frames/s':>10} {'videos/s':>9} {'x naive':>8} {'CPU s':>7} "
               f"{'CPU x naive':>12} {'peak +MiB':>10}")  # fmt: skip
         for kind, row in result["rows"].items():
             cpu_ratio = "-" if row["cpu_ratio_vs_naive"] is None else f"{row['cpu_ratio_vs_naive']:.2f}"
-            print(f"  {kind:<12} {row['median_s']:>9.3f} {row['frames_per_s']:>10.1f} {row['videos_per_s']:>9.2f} "
-                  f"{row['ratio_vs_naive']:>8.2f} {row['cpu_s']:>7.3f} {cpu_ratio:>12} {row['peak_rss_mb']:>10.1f}")
+            print(
+                f"  {kind:<12} {row['median_s']:>9.3f} {row['frames_per_s']:>10.1f} {row['videos_per_s']:>9.2f} "
+                f"{row['ratio_vs_naive']:>8.2f} {row['cpu_s']:>7.3f} {cpu_ratio:>12} {row['peak_rss_mb']:>10.1f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -79,7 +79,12 @@ def _draw_spec(rng: random.Random) -> ClipSpec:
     if rng.random() < 0.4:
         other = rng.choice([k for k in KINDS if k != kind])
         far = 0.15 if cross > 0.5 else 0.85  # across the motion, away from the moving shape's path
-        still = (other, rng.choice([c for c in COLORS if c not in (color, new_color)]), far, round(rng.uniform(0.2, 0.8), 3))
+        still = (
+            other,
+            rng.choice([c for c in COLORS if c not in (color, new_color)]),
+            far,
+            round(rng.uniform(0.2, 0.8), 3),
+        )
     return ClipSpec(kind, color, rng.choice(tuple(BACKGROUNDS)), rng.choice(DIRECTIONS), speed, rng.choice(EVENTS),
                     new_color, cross, along, still)  # fmt: skip
 
@@ -147,7 +152,7 @@ def encoder_name() -> str:
     try:
         av.codec.Codec("libx264", "w")
         return "libx264"
-    except Exception:  # av raises UnknownCodecError (a ValueError) or an FFmpegError, by version
+    except (ValueError, av.FFmpegError):  # av raises UnknownCodecError (a ValueError) or an FFmpegError, by version
         return "mpeg4"
 
 
@@ -184,7 +189,9 @@ def default_folder() -> Path:
     return default_cache_dir() / "shapes_video" / f"{VERSION}-{encoder_name()}"
 
 
-def clip_paths(split: str, n_videos: int, seed: int = 0, folder: Path | None = None) -> tuple[list[ClipSpec], list[Path]]:
+def clip_paths(
+    split: str, n_videos: int, seed: int = 0, folder: Path | None = None
+) -> tuple[list[ClipSpec], list[Path]]:
     """The specs of the split's first `n_videos` clips and their MP4 files, written now if missing."""
     if n_videos < 1:
         raise DataError(f"shapes_video: n_videos must be at least 1, got {n_videos}")
@@ -192,7 +199,9 @@ def clip_paths(split: str, n_videos: int, seed: int = 0, folder: Path | None = N
     specs = [split_spec(split, seed, i) for i in range(n_videos)]
     paths = []
     for i, spec in enumerate(specs):
-        path = folder / f"seed{seed}" / split / f"{split}-{i:05d}-{hashlib.sha1(repr(spec).encode()).hexdigest()[:8]}.mp4"
+        path = (
+            folder / f"seed{seed}" / split / f"{split}-{i:05d}-{hashlib.sha1(repr(spec).encode()).hexdigest()[:8]}.mp4"
+        )
         if not path.exists():
             try:
                 write_mp4(render_frames(spec), path)
@@ -213,8 +222,8 @@ def _name(spec: ClipSpec, rng: random.Random) -> str:
 def clip_captions(spec: ClipSpec) -> list[str]:
     """Five different captions, all true of the clip, each naming the shape's colour and kind and the direction."""
     rng = random.Random(repr(spec))
-    d = lambda: rng.choice(_DIR_WORDS[spec.direction])  # noqa: E731
-    s = lambda: rng.choice(_SPEED_WORDS[spec.speed])  # noqa: E731
+    d = lambda: rng.choice(_DIR_WORDS[spec.direction])
+    s = lambda: rng.choice(_SPEED_WORDS[spec.speed])
     bg = spec.background
     captions = [
         f"a {_name(spec, rng)} moves {d()}",

@@ -94,8 +94,12 @@ def load_msrvtt(cfg, want: str) -> VideoCaptionData:
     order: list[str] = []
     if cfg.annotations is not None:
         raw = read_json(cfg.annotations)
-        if not isinstance(raw, dict) or not isinstance(raw.get("videos"), list) or not isinstance(raw.get("sentences"), list):
-            raise DataError(f"{cfg.annotations}: expected MSR-VTT's {{\"videos\": [...], \"sentences\": [...]}}")
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("videos"), list)
+            or not isinstance(raw.get("sentences"), list)
+        ):
+            raise DataError(f'{cfg.annotations}: expected MSR-VTT\'s {{"videos": [...], "sentences": [...]}}')
         videos = [v for v in raw["videos"] if isinstance(v, dict) and "video_id" in v]
         splits = sorted({str(v.get("split")) for v in videos})
         if cfg.split is not None and cfg.split_csv is None:
@@ -132,7 +136,9 @@ def load_msvd(cfg, want: str) -> VideoCaptionData:
         require_columns(path, rows, ("VideoID", "Start", "End", "Description"))
         for row in rows:
             if row.get("Language", "English") == "English" and (row.get("Description") or "").strip():
-                captions.setdefault(f"{row['VideoID']}_{row['Start']}_{row['End']}", []).append(row["Description"].strip())
+                captions.setdefault(f"{row['VideoID']}_{row['Start']}_{row['End']}", []).append(
+                    row["Description"].strip()
+                )
     else:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -157,11 +163,15 @@ def load_didemo(cfg, want: str) -> VideoCaptionData:
     only_captions("didemo", want)
     raw = read_json(cfg.annotations)
     if not isinstance(raw, list):
-        raise DataError(f"{cfg.annotations}: expected a JSON list of {{\"video\", \"description\", ...}} objects")
+        raise DataError(f'{cfg.annotations}: expected a JSON list of {{"video", "description", ...}} objects')
     parts: dict[str, list[str]] = {}
     for k, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("video"), str) or not isinstance(item.get("description"), str):
-            raise DataError(f"{cfg.annotations}: item {k}: expected {{\"video\": str, \"description\": str, ...}}")
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("video"), str)
+            or not isinstance(item.get("description"), str)
+        ):
+            raise DataError(f'{cfg.annotations}: item {k}: expected {{"video": str, "description": str, ...}}')
         parts.setdefault(item["video"], []).append(item["description"].strip())
     order = list(parts)
     pattern = cfg.video_pattern or "{video}"

@@ -50,7 +50,7 @@ def take_first_videos(data, n: int):
         return VideoClassData(videos, data.labels[:n], data.classnames, ids, attrs, data.split_note + f", first {n}",
                               data.annotation_digest)  # fmt: skip
     qs = [q for q, v in enumerate(data.video_index) if v < n]
-    pick = lambda values: [values[q] for q in qs] if values else values  # noqa: E731
+    pick = lambda values: [values[q] for q in qs] if values else values
     return VideoQAData(videos, pick(data.questions), pick(data.answers), pick(data.types), pick(data.video_index),
                        pick(data.choices), ids, pick(data.question_ids), attrs, data.split_note + f", first {n}",
                        data.annotation_digest)  # fmt: skip
@@ -99,7 +99,9 @@ def from_records(records: list[dict[str, Any]], want: str, where: str, locate: C
     if want == "captions":
         captions: dict[str, list[str]] = {v: [] for v in order}
         for record in records:
-            captions[str(record["video"])] += _listed(record.get("caption"), False) + _listed(record.get("captions"), csv_rows)
+            captions[str(record["video"])] += _listed(record.get("caption"), False) + _listed(
+                record.get("captions"), csv_rows
+            )
         empty = [v for v in order if not captions[v]]
         if empty:
             raise DataError(f"{where}: video {empty[0]!r} has no 'caption' / 'captions' ({len(empty)} such)")
@@ -127,7 +129,9 @@ def from_records(records: list[dict[str, Any]], want: str, where: str, locate: C
         if want == "choice_questions":
             if len(options) < 2:
                 raise DataError(f"{where}: record {k}: a multiple-choice question needs 'choices' (2 or more)")
-            if len(answer) != 1 or (answer[0] not in options and not (answer[0].isdigit() and int(answer[0]) < len(options))):
+            if len(answer) != 1 or (
+                answer[0] not in options and not (answer[0].isdigit() and int(answer[0]) < len(options))
+            ):
                 raise DataError(f"{where}: record {k}: 'answer' must be one of the choices or its 0-based index")
             answer = [answer[0] if answer[0] in options else options[int(answer[0])]]
             choices.append(options)
@@ -165,7 +169,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
     raw = read_json(path)
     records = raw.get("videos", raw.get("records")) if isinstance(raw, dict) else raw
     if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON list of records (or {{\"videos\": [...]}})")
+        raise DataError(f'{path}: expected a JSON list of records (or {{"videos": [...]}})')
     return records, False
 
 

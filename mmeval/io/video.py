@@ -23,6 +23,7 @@ Why this shape:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +39,19 @@ from mmeval.errors import DataError
 
 _EPS = 1e-6  # seconds: an instant on a frame boundary belongs to the frame starting there
 _SEEK_OVERHEAD = 2  # frames: the cost of one seek (decoder flush + demuxer repositioning), in decoded frames
-# One per process: it keeps FFmpeg's scaler context between frames of one geometry, where `frame.to_ndarray`
-# sets one up per frame (measured 0.05 vs 0.1-0.5 ms per 64x64 frame); the pixels are the same.
-_RGB = VideoReformatter()
+# One per process (made on first use in it: a scaler made before a DataLoader fork would be shared with the
+# workers): it keeps FFmpeg's scaler context between frames of one geometry, where `frame.to_ndarray` sets one
+# up per frame (measured 0.05 vs 0.1-0.5 ms per 64x64 frame); the pixels are the same. One scaler thread: no
+# thread pool to lose in a fork, and the workers already run one video per process.
+_RGB: dict[int, VideoReformatter] = {}
 
 
 def _rgb(frame) -> np.ndarray:
-    return _RGB.reformat(frame, format="rgb24").to_ndarray()
+    reformatter = _RGB.get(os.getpid())
+    if reformatter is None:
+        _RGB.clear()
+        reformatter = _RGB[os.getpid()] = VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 class VideoDecodeError(DataError):

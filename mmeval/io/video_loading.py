@@ -104,7 +104,7 @@ class _VideoDataset(Dataset):
             return index, None, "", f"{path}: cannot read the video file ({exc})"
         try:
             frames = torch.stack([self.per_frame(Image.fromarray(frame)) for frame in clip.frames])
-        except Exception as exc:  # a transform that chokes on one video must not kill the worker
+        except Exception as exc:  # noqa: BLE001 - a transform that chokes on one video must not kill the worker
             return index, None, file_hash, f"{path}: preprocessing failed ({exc})"
         return index, frames, file_hash, None
 
@@ -178,7 +178,7 @@ class VideoBatches:
             return (3, *self.pipeline.size)
         try:
             return tuple(self.model.image_transform(Image.new("RGB", (64, 48))).shape)
-        except Exception:  # a transform that needs real content: run without the decoded-frame cache
+        except Exception:  # noqa: BLE001 - a transform that needs real content: no decoded-frame cache
             return None
 
     def _decoded(self, indices: list[int], store) -> Iterator[Batch]:

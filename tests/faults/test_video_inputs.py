@@ -137,10 +137,12 @@ def test_mmeval_run_fails_one_benchmark_in_one_line_or_skips_and_names_bad_video
     config = write_config(tmp_path, "videos", [bench("strict", "fail"), bench("lenient", "skip")])
     done = mmeval(tmp_path, "run", "-c", config)
     assert done.returncode == 2, shown(done)
-    assert error_lines(done) == [f"benchmark 'strict': {folder / 'notes.mp4'}: {CONTAINER} "
-                                 "(set data.on_bad_image: skip to skip such videos)"], shown(done)  # fmt: skip
+    line = f"benchmark 'strict': {folder / 'notes.mp4'}: {CONTAINER} (set data.on_bad_image: skip to skip such videos)"
+    assert error_lines(done) == [line], shown(done)
     report = complete_report(tmp_path / "reports-videos", "videos")
     lenient = report["benchmarks"]["lenient"]
     skipped = lenient["dataset"]["skipped_videos"]
     assert lenient["dataset"]["n_videos"] == 3 and lenient["dataset"]["n_skipped_videos"] == 3
-    assert [s["reason"] for s in skipped] == [f"{folder / n}: {expected[n]}" for n in ("notes.mp4", "zeroed.mp4", "missing.mp4")]
+    assert [s["reason"] for s in skipped] == [
+        f"{folder / n}: {expected[n]}" for n in ("notes.mp4", "zeroed.mp4", "missing.mp4")
+    ]

@@ -43,7 +43,9 @@ def test_msrvtt_json_by_split_and_the_1k_a_csv(folder: Path) -> None:
                       {"video_id": "video0", "caption": "a cat", "sen_id": 1},
                       {"video_id": "video1", "caption": "someone is singing", "sen_id": 2},
                       {"video_id": "video2", "caption": "cars race", "sen_id": 3}]}))  # fmt: skip
-    test = load_video_data(data(format="msrvtt", annotations=annotations, videos=folder / "videos", split="test"), "captions")
+    test = load_video_data(
+        data(format="msrvtt", annotations=annotations, videos=folder / "videos", split="test"), "captions"
+    )
     assert isinstance(test, VideoCaptionData)
     assert test.ids == ["video1", "video2"] and test.captions == [["a man sings", "someone is singing"], ["cars race"]]
     assert test.videos.paths == [folder / "videos" / "video1.mp4", folder / "videos" / "video2.mp4"]
@@ -52,10 +54,14 @@ def test_msrvtt_json_by_split_and_the_1k_a_csv(folder: Path) -> None:
     every = load_video_data(data(format="msrvtt", annotations=annotations, videos=folder / "videos"), "captions")
     assert every.ids == ["video0", "video1", "video2"]
     with pytest.raises(DataError, match="no videos in split 'val' \\(splits: test, train\\)"):
-        load_video_data(data(format="msrvtt", annotations=annotations, videos=folder / "videos", split="val"), "captions")
+        load_video_data(
+            data(format="msrvtt", annotations=annotations, videos=folder / "videos", split="val"), "captions"
+        )
 
     split_csv = folder / "MSRVTT_JSFUSION_test.csv"
-    split_csv.write_text("key,vid_key,video_id,sentence\nret0,msr2,video2,a red car drives\nret1,msr1,video1,a man sings\n")
+    split_csv.write_text(
+        "key,vid_key,video_id,sentence\nret0,msr2,video2,a red car drives\nret1,msr1,video1,a man sings\n"
+    )
     one_k = load_video_data(data(format="msrvtt", split_csv=split_csv, videos=folder / "videos"), "captions")
     assert one_k.ids == ["video2", "video1"] and one_k.captions == [["a red car drives"], ["a man sings"]]
     assert "1k-A" in one_k.split_note and "MSRVTT_JSFUSION_test.csv" in one_k.split_note
@@ -112,16 +118,28 @@ def test_manifest_in_json_jsonl_and_csv_for_every_form(folder: Path) -> None:
     for path in (as_json, as_jsonl):
         cfg = data(format="video_manifest", annotations=path, videos=folder / "videos")
         caps = load_video_data(cfg, "captions")
-        assert caps.captions == [["a cat"], ["a car", "a red car"]] and caps.attributes == {"video0.mp4": {"light": "day"}}
+        assert caps.captions == [["a cat"], ["a car", "a red car"]] and caps.attributes == {
+            "video0.mp4": {"light": "day"}
+        }
         qa = load_video_data(cfg, "questions")
-        assert isinstance(qa, VideoQAData) and qa.answers == [["cat", "kitten"], ["red"]] and qa.types == ["object", "color"]
+        assert (
+            isinstance(qa, VideoQAData)
+            and qa.answers == [["cat", "kitten"], ["red"]]
+            and qa.types == ["object", "color"]
+        )
         assert qa.video_index == [0, 1] and qa.choices is None
         classes = load_video_data(cfg, "classes")
-        assert isinstance(classes, VideoClassData) and classes.classnames == ["animal", "vehicle"] and classes.labels == [0, 1]
+        assert (
+            isinstance(classes, VideoClassData)
+            and classes.classnames == ["animal", "vehicle"]
+            and classes.labels == [0, 1]
+        )
     as_csv = folder / "manifest.csv"
-    as_csv.write_text("video,question,choices,answer,type,attr_light\n"
-                      "video0.mp4,which way?,left|right|up,right,direction,day\n"
-                      "video0.mp4,how many?,one|two,1,count,day\nvideo1.mp4,which way?,left|right,left,direction,night\n")
+    as_csv.write_text(
+        "video,question,choices,answer,type,attr_light\n"
+        "video0.mp4,which way?,left|right|up,right,direction,day\n"
+        "video0.mp4,how many?,one|two,1,count,day\nvideo1.mp4,which way?,left|right,left,direction,night\n"
+    )
     mc = load_video_data(data(format="video_manifest", annotations=as_csv), "choice_questions")
     assert mc.choices == [["left", "right", "up"], ["one", "two"], ["left", "right"]]
     assert mc.answers == [["right"], ["two"], ["left"]] and mc.video_index == [0, 0, 1]
@@ -202,7 +220,9 @@ def test_shapes_video_is_deterministic_with_disjoint_splits_and_true_annotations
     qa = shapes_video.load_shapes_video_qa("test", 4, folder=tmp_path, style="choice")
     assert all(a[0] in c for a, c in zip(qa.answers, qa.choices)) and qa.types == ["direction"] * 4
     classes = shapes_video.load_shapes_video_classes("test", 4, folder=tmp_path)
-    assert [classes.classnames[label] for label in classes.labels] == [f"moving {s.direction}" for s in specs["test"][:4]]
+    assert [classes.classnames[label] for label in classes.labels] == [
+        f"moving {s.direction}" for s in specs["test"][:4]
+    ]
 
 
 def test_video_format_fields_are_checked_per_format(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def numbered(n: int, height: int = 32, width: int = 32) -> np.ndarray:
 
 
 def frame_number(frame: np.ndarray) -> int:
-    return int(round(float(frame.mean()) / STEP))
+    return round(float(frame.mean()) / STEP)
 
 
 def write_vfr(path: Path, pts_ms: list[int], size: int = 32) -> None:
@@ -101,7 +101,7 @@ def test_variable_frame_rate_is_sampled_by_timestamps_not_frame_counts(tmp_path:
     path = tmp_path / "vfr.mp4"
     pts_ms = [0, 100, 150, 400, 420, 900, 1000, 1500]
     write_vfr(path, pts_ms)
-    times, frames = every_frame(path)
+    times, _ = every_frame(path)
     assert times == pytest.approx([t / 1000 for t in pts_ms])
     clip = read_clip(path, FrameSampling(frames=4))
     duration = 1.5 + 0.5  # the last frame lasts as long as the container says (here its pts gap, 500 ms)
@@ -186,7 +186,9 @@ def test_frame_sampling_config_and_key() -> None:
     assert FrameSampling().key() == "uniform8-middle"
     assert FrameSampling(frames=16, pick="random", seed=3).key() == "uniform16-random-seed3"
     assert FrameSampling(mode="fps", fps=2, frames=4, start=1).key() == "fps4-fps2-t1-end"
-    keys = {FrameSampling(**kw).key() for kw in ({}, {"frames": 4}, {"mode": "window"}, {"end": 3.0}, {"pick": "random"})}
+    keys = {
+        FrameSampling(**kw).key() for kw in ({}, {"frames": 4}, {"mode": "window"}, {"end": 3.0}, {"pick": "random"})
+    }
     assert len(keys) == 5
     with pytest.raises(ValidationError, match="fps"):
         FrameSampling(mode="fps")

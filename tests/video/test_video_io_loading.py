@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-import mmeval.io.video_loading as video_loading
 from mmeval.config.run import RuntimeConfig
 from mmeval.config.video import FrameSampling
 from mmeval.data.shapes_video import load_shapes_video_captions
 from mmeval.data.video_data import VideoSource
 from mmeval.engine.runtime import resolve_runtime
 from mmeval.errors import DataError
+from mmeval.io import video_loading
 from mmeval.io.pixels import PixelPipeline
 from mmeval.io.video import read_clip
 from mmeval.io.video_loading import encode_videos, video_report
