@@ -51,7 +51,7 @@ MODELS: dict[str, Entry] = {
     ),
     "reference_video": Entry(
         "mmeval.models.reference_video:load",
-        "mmeval's shapes image encoder + a trained temporal module; captions and answers by retrieval",
+        "mmeval's shapes image encoder + a trained motion module (frame order matters); captions and answers by retrieval",
         ("video_text_encoder", "video_captioner", "video_answerer"),
     ),
     "plugin": Entry(
