@@ -240,3 +240,20 @@ def test_capabilities_are_checked_before_any_work():
                             "benchmarks": [{"name": "r", "task": "video_retrieval", "data": SHAPES},
                                            {"name": "z", "task": "video_zeroshot", "data": SHAPES}]})
     assert [b.task for b in cfg.benchmarks] == ["video_retrieval", "video_zeroshot"]
+
+
+def test_bias_slices_of_video_retrieval_and_qa_by_loops(tmp_path):
+    """Recall and exact match sliced by a per-video attribute, through the shared bias code."""
+    report, samples, _ = _run(tmp_path, {"type": "reference_video"}, [
+        {"name": "ret", "task": "video_retrieval", "data": SHAPES, "recall_k": [1], "bias": {"attributes": ["speed"]}},
+        {"name": "qa", "task": "video_qa", "data": SHAPES, "bias": {"attributes": ["speed"]}},
+    ], "bias")  # fmt: skip
+    speed = {v: a["speed"] for v, a in load_shapes_video_captions("test", N_VIDEOS).attributes.items()}
+    recall = report["benchmarks"]["ret"]["bias"]["attributes"]["speed"]["sliced"]["t2v_R@1"]["per_group"]
+    answered = report["benchmarks"]["qa"]["bias"]["attributes"]["speed"]["sliced"]["exact_match"]["per_group"]
+    assert set(recall) == set(answered) == set(speed.values())
+    for group in recall:
+        ranks = [r["rank"] for r in samples["ret"]["t2v"] if speed[r["video_id"]] == group]
+        assert recall[group] == pytest.approx(sum(r <= 1 for r in ranks) / len(ranks))
+        correct = [r["correct"] for r in samples["qa"]["answers"] if speed[r["video_id"]] == group]
+        assert answered[group] == pytest.approx(sum(correct) / len(correct))

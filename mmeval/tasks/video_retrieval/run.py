@@ -103,8 +103,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         if bench.bias.queries:
             queries, _ = encode_texts(encoder, bench.bias.queries, runtime, lambda n: None)
             query_scores = (queries.to(video_emb.device) @ video_emb.T).float().cpu().numpy()
-        extra["bias"] = retrieval_bias(bench.bias, ok_ids, data.attributes, ranks, owner, has_caption, bench.recall_k,
-                                       query_scores)  # fmt: skip
+        extra["bias"] = _renamed(retrieval_bias(bench.bias, ok_ids, data.attributes, ranks, owner, has_caption,
+                                                bench.recall_k, query_scores))  # fmt: skip
     return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra,
                            timers={"videos": videos.timer, "texts": text_timer})
 
@@ -122,3 +122,12 @@ def _dual_softmax(bench, metrics: dict, video_emb: torch.Tensor, text_emb: torch
     return {"method": "dual_softmax", "temperature": t, "metrics_prefix": "dsl_",
             "note": "re-ranked with a softmax prior over all test queries at once: uses the test set's pairing, "
                     "not comparable with plain retrieval numbers"}
+
+
+def _renamed(block: Any) -> Any:
+    """The bias block with its image metric names (t2i_, i2t_) as video names, at every depth."""
+    if isinstance(block, dict):
+        return {(video_names({k: None}).popitem()[0] if isinstance(k, str) else k): _renamed(v) for k, v in block.items()}
+    if isinstance(block, list):
+        return [_renamed(v) for v in block]
+    return block
