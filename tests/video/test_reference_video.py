@@ -127,7 +127,7 @@ def test_captioning_scores_equal_pycocoevalcap_code_and_mmeval_score(run_outputs
     done = CliRunner().invoke(app, ["report", str(report_path), "--html", str(page)])
     assert done.exit_code == 0, done.output
     html = page.read_text()
-    best = sorted(samples["cap"]["captions"], key=lambda row: (-row["CIDEr"], str(row["video_id"])))[0]
+    best = min(samples["cap"]["captions"], key=lambda row: (-row["CIDEr"], str(row["video_id"])))
     assert "Best and worst video captions" in html and best["caption"] in html
 
 
@@ -191,3 +191,19 @@ def test_training_is_reproducible(tmp_path):
         assert done.returncode == 0, done.stderr
         outs.append((out / "model.safetensors").read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_compare_pairs_video_captions_and_answers(run_outputs):
+    """compare's paired tests over the per-video captions and per-question answers (a report against itself:
+    every sample matched, no difference)."""
+    _, _, report_path = run_outputs
+    done = CliRunner().invoke(app, ["compare", str(report_path), str(report_path), "--format", "json",
+                                    "--resamples", "100"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    rows = {(r["benchmark"], r["metric"]): r for r in json.loads(done.stdout)["rows"]}
+    qa = sv.load_shapes_video_qa("test", 8)
+    directions = qa.types.count("direction")
+    for key, n in ((("cap", "CIDEr"), 8), (("qa", "exact_match"), len(qa.questions)),
+                   (("qa", "exact_match_direction"), directions), (("mc", "mc_accuracy"), 8), (("ret", "v2t_R@1"), 8)):
+        paired = rows[key]["paired"][1]
+        assert paired["n"] == n and paired["p_value"] == 1.0 and paired["delta"] == 0.0, (key, paired)
