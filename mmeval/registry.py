@@ -66,13 +66,45 @@ MODELS: dict[str, Entry] = {
         "a transformers ClapModel folder (save_pretrained, with its processor): audio-text embeddings",
         ("audio_text_encoder",),
         "hf",
+    "reference_video": Entry(
+        "mmeval.models.reference_video:load",
+        "mmeval's shapes image encoder + a trained motion module (frame order matters); captions and answers by retrieval",
+        ("video_text_encoder", "video_captioner", "video_answerer"),
     ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
         ("image_text_encoder", "captioner", "answerer"),
     ),
+    # Video models (issue #15); image-text models also serve video retrieval by pooling frames (frame_pooling).
+    "hf_xclip": Entry(
+        "mmeval.models.hf_xclip:load",
+        "a transformers X-CLIP (XCLIPModel) folder saved with save_pretrained: a native video-text encoder",
+        ("video_text_encoder",),
+        "hf",
+    ),
+    "hf_video_lm": Entry(
+        "mmeval.models.hf_video_lm:load",
+        "a transformers LLaVA-OneVision, LLaVA-NeXT-Video or Qwen2-VL folder (save_pretrained): video captions and answers",
+        ("video_captioner", "video_answerer"),
+        "hf",
+    ),
+    "video_plugin": Entry(
+        "mmeval.models.video_plugin:load",
+        "your own 'module:factory' returning a video encoder, captioner or answerer (checked when loaded)",
+        ("video_text_encoder", "video_captioner", "video_answerer"),
+    ),
 }
+
+# Capabilities a model gets from another one it has: an image-text encoder embeds videos by pooling its frame
+# embeddings (mmeval.models.frame_pooling), which video tasks apply themselves.
+DERIVED_CAPABILITIES: dict[str, str] = {"video_text_encoder": "image_text_encoder"}
+
+
+def can_serve(has: set[str] | tuple[str, ...], needs: str) -> bool:
+    """Whether a model with capabilities `has` can run a task that `needs` one (directly or derived)."""
+    return needs in has or DERIVED_CAPABILITIES.get(needs) in has
+
 
 # The built-in tasks: name -> the TaskSpec in the task's folder (imported only when the task is used). Tasks
 # from outside mmeval come from the entry point group `mmeval.tasks` or a "package.module:attr" `task:` value.
@@ -87,6 +119,10 @@ TASKS: dict[str, str] = {
     "audio_zeroshot": "mmeval.tasks.audio_zeroshot:TASK",
     "audio_captioning": "mmeval.tasks.audio_captioning:TASK",
     "spoken_vqa": "mmeval.tasks.spoken_vqa:TASK",
+    "video_retrieval": "mmeval.tasks.video_retrieval:TASK",
+    "video_captioning": "mmeval.tasks.video_captioning:TASK",
+    "video_qa": "mmeval.tasks.video_qa:TASK",
+    "video_zeroshot": "mmeval.tasks.video_zeroshot:TASK",
 }
 TASK_ENTRY_POINTS = "mmeval.tasks"
 
@@ -128,6 +164,18 @@ DATA_FORMATS: dict[str, Entry] = {
                       "captions (caption_column) or labels (label_column)", holds="audio captions or class labels"),
     "esc50": Entry("mmeval.data.audio_formats:load_esc50", "ESC-50 meta CSV with folds (or UrbanSound8K's) + "
                    "its audio folder", holds="audio class labels"),
+    # Video formats: loader(cfg, want) for want in captions | questions | choice_questions | classes.
+    "msrvtt": Entry("mmeval.data.video_formats:load_msrvtt", "MSR-VTT JSON (+ 1k-A CSV) + video folder", holds="video captions"),
+    "msvd": Entry("mmeval.data.video_formats:load_msvd", "MSVD captions (txt `vid caption` or corpus CSV) + video folder", holds="video captions"),
+    "didemo": Entry("mmeval.data.video_formats:load_didemo", "DiDeMo JSON (paragraph per video) + video folder", holds="video captions"),
+    "video_manifest": Entry("mmeval.data.video_manifest:load_video_manifest", "a JSON / JSONL / CSV of videos with captions, questions or labels",
+                            holds="video captions, questions or class labels"),
+    "frame_folders": Entry("mmeval.data.video_manifest:load_frame_folders", "videos as folders of frame images (+ a manifest)",
+                           holds="video captions, questions or class labels"),
+    "hf_video": Entry("mmeval.data.video_manifest:load_hf_video", "a Hugging Face dataset with a video path column",
+                      holds="video captions, questions or class labels"),
+    "shapes_video": Entry("mmeval.data.video_manifest:load_shapes_video", "mmeval's synthetic moving-shapes MP4 clips (built in, offline)",
+                          holds="video captions, questions or class labels"),
 }
 
 

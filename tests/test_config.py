@@ -226,7 +226,7 @@ def test_shapes_format_needs_no_files(workdir: Path) -> None:
         ({"type": "open_clip", "arch": "ViT-B-32", "checkpoint": "checkpoints/vitb32.pt", "pretrained": "openai"},
          ["model.pretrained: set 'checkpoint' or 'pretrained', not both"]),
         ({"type": "reference", "arch": "ViT-B-32"},
-         ["model.arch: not used by model type 'reference' (it reads: checkpoint, name); remove it"]),
+         ["model.arch: not used by model type 'reference' (it reads: checkpoint, name, video_pooling); remove it"]),
         ({"type": "hf_clip"}, ["model.checkpoint: required for model type 'hf_clip' (checkpoint file or folder)"]),
         ({"type": "open_clip", "arch": "ViT-B-32", "checkpoint": "data/coco"},
          ["model.checkpoint: model type 'open_clip' needs a state-dict file, got a folder: data/coco"]),

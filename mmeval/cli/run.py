@@ -309,8 +309,8 @@ class Tokenizer(str, Enum):
 
 @app.command()
 def score(
-    annotations: Annotated[Path, typer.Option("--annotations", "-a", help="COCO captions annotation JSON.")],
-    results: Annotated[Path, typer.Option("--results", "-r", help="COCO results JSON: [{image_id, caption}].")],
+    annotations: Annotated[Path, typer.Option("--annotations", "-a", help="COCO captions annotation JSON (or MSR-VTT-style video captions).")],
+    results: Annotated[Path, typer.Option("--results", "-r", help="COCO results JSON: [{image_id, caption}] (or [{video_id, caption}]).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("reports"),
     dedup: Annotated[Optional[Dedup], typer.Option(
         "--dedup", help="Several captions for one image id: keep the first (default: refuse, naming the ids).")] = None,

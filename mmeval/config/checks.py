@@ -13,7 +13,7 @@ from mmeval.config.base import Loc, _known, format_loc
 from mmeval.config.data import _data_problems
 from mmeval.config.model import _model_entries, _model_problems
 from mmeval.errors import MmevalError
-from mmeval.registry import DATA_FORMATS, MODELS, task_names, task_spec
+from mmeval.registry import DATA_FORMATS, MODELS, can_serve, task_names, task_spec
 
 
 def cross_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
@@ -84,7 +84,7 @@ def _task_problems(bench: dict[str, Any], kinds: list[tuple[Loc, str]]) -> list[
     problems: list[tuple[Loc, str]] = []
     for loc, kind in kinds:
         can = MODELS[kind].capabilities
-        if spec.needs not in can:
+        if not can_serve(can, spec.needs):
             which = f"{format_loc(loc)} type" if len(loc) > 1 else "model type"
             problems.append((("task",), f"task '{task}' needs a model with capability '{spec.needs}', but {which} "
                                         f"'{kind}' provides: {', '.join(can)}"))

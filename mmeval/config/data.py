@@ -46,6 +46,15 @@ _FORMAT_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "clotho": ({"annotations", "root"}, {"on_bad_input"}),
     "esc50": ({"annotations", "root"}, {"folds", "on_bad_input"}),
     "hf_audio": ({"path"}, {"split", "audio_column", "caption_column", "label_column", "on_bad_input"}),
+    # Video formats (mmeval/data/video_formats.py, video_manifest.py): captions, questions or class labels per video.
+    "msrvtt": ({"videos"}, {"annotations", "split_csv", "split", "video_pattern", "on_bad_input"}),
+    "msvd": ({"annotations", "videos"}, {"video_pattern", "on_bad_input"}),
+    "didemo": ({"annotations", "videos"}, {"video_pattern", "on_bad_input"}),
+    "video_manifest": ({"annotations"}, {"videos", "classnames", "on_bad_input"}),
+    "frame_folders": ({"root"}, {"annotations", "classnames", "on_bad_input"}),
+    "hf_video": ({"path"}, {"split", "video_column", "caption_column", "question_column", "answers_column",
+                            "options_column", "label_column", "videos", "classnames", "on_bad_input"}),
+    "shapes_video": (set(), {"split", "n_videos", "seed", "on_bad_input"}),
 }
 _COMMON_DATA_FIELDS = {"format", "on_bad_image", "limit", "decode", "max_bad_fraction"}
 
@@ -99,14 +108,21 @@ class DataConfig(_Strict):
     max_bad_fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="with on_bad_image: skip, fail the "
                                            "benchmark when more than this fraction of its images is unreadable")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N images (quick runs)")
-    on_bad_input: Literal["skip", "fail"] = Field("skip", description="audio formats: a corrupt, missing, "
-                                                  "empty or over-long clip: skip it (counted, named) or fail")
+    on_bad_input: Literal["skip", "fail"] = Field("skip", description="audio and video formats: a corrupt, "
+                                                  "missing, empty or over-long clip: skip it (counted, named) or fail")
     audio_column: str = Field("audio", description="hf_speech: the Audio column")
     text_column: str = Field("text", description="hf_speech: the transcript column")
     n_clips: int = Field(400, gt=0, description="shapes_audio: number of synthetic clips")
     file_pattern: str | None = Field(None, description="audiocaps: clip file name from the CSV columns "
                                      "(default {youtube_id}.wav)")
     folds: list[int] | None = Field(None, description="esc50: the folds to evaluate (default: all)")
+    videos: Path | None = Field(None, description="video formats: the folder of video files")
+    split_csv: Path | None = Field(None, description="msrvtt: the 1k-A list (key,vid_key,video_id,sentence)")
+    video_pattern: str | None = Field(None, description="msrvtt, msvd, didemo: video file name from {video_id} "
+                                      "(defaults {video_id}.mp4, {video_id}.avi, {video})")
+    video_column: str = Field("video", description="hf_video: the column of video file paths")
+    n_videos: int = Field(200, gt=0, description="shapes_video: number of clips")
+    classnames: list[str] | None = Field(None, description="video_manifest, frame_folders, hf_video: class order")
     decode: Literal["auto", "cpu", "gpu"] = Field("auto", description="where JPEGs are decoded: auto = on the GPU "
                                                   "when running on CUDA and the model's preprocessing allows it")
 
@@ -117,12 +133,12 @@ class DataConfig(_Strict):
             raise ValueError(unknown_name_message("data format", value, DATA_FORMATS))
         return value
 
-    @field_validator("annotations", "questions")
+    @field_validator("annotations", "questions", "split_csv")
     @classmethod
     def _annotations_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "file")
 
-    @field_validator("images", "root")
+    @field_validator("images", "root", "videos")
     @classmethod
     def _images_exist(cls, value: Path | None) -> Path | None:
         return _existing(value, "folder")

@@ -39,12 +39,25 @@ class ModelConfig(_Strict):
     lm: Path | None = Field(None, description="pocketsphinx: an ARPA / binary language model (default: its en-us)")
     dictionary: Path | None = Field(None, description="pocketsphinx: a pronunciation dictionary (default: its en-us)")
     acoustic_model: Path | None = Field(None, description="pocketsphinx: an acoustic model folder (default: en-us)")
+    frame_size: int | tuple[int, int] | None = Field(
+        None, description="hf_video_lm, native-resolution models (Qwen2-VL): frames resized to this side or "
+                          "[height, width] (default 336)")
+    video_pooling: Literal["mean", "max"] | None = Field(
+        None, description="video tasks with an image-text model: pool its frame embeddings by mean (default) or max")
 
     @field_validator("entry")
     @classmethod
     def _entry_shape(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
             raise ValueError(f"expected 'package.module:factory', got {value!r}")
+        return value
+
+    @field_validator("frame_size")
+    @classmethod
+    def _positive_frame_size(cls, value: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        sides = (value,) if isinstance(value, int) else value or ()
+        if any(side < 1 for side in sides):
+            raise ValueError(f"expected positive pixel sizes, got {value}")
         return value
 
     @field_validator("type")
@@ -78,6 +91,7 @@ class ModelConfig(_Strict):
 # Which fields each adapter reads (required, optional); a field the adapter would ignore is an error.
 _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "reference": (set(), {"checkpoint"}),
+    "reference_video": (set(), {"checkpoint"}),
     "open_clip": ({"arch"}, {"checkpoint", "pretrained", "arch_config"}),
     "hf_clip": ({"checkpoint"}, set()),
     "hf_captioner": ({"checkpoint"}, set()),
@@ -87,10 +101,14 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_whisper": ({"checkpoint"}, {"language", "asr_task"}),
     "hf_ctc": ({"checkpoint"}, set()),
     "pocketsphinx": (set(), {"grammar", "lm", "dictionary", "acoustic_model"}),
+    "hf_xclip": ({"checkpoint"}, set()),
+    "hf_video_lm": ({"checkpoint"}, {"frame_size"}),
+    "video_plugin": ({"entry"}, {"checkpoint", "options"}),
 }
-_COMMON_MODEL_FIELDS = {"type", "name"}
+_COMMON_MODEL_FIELDS = {"type", "name", "video_pooling"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "reference": ("folder", "a folder with config.json and model.safetensors"),
+    "reference_video": ("folder", "a folder with config.json and model.safetensors"),
     "hf_clip": ("folder", "a folder saved with save_pretrained"),
     "hf_captioner": ("folder", "a folder saved with save_pretrained"),
     "hf_whisper": ("folder", "a folder saved with save_pretrained"),
@@ -98,6 +116,8 @@ _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)
     "open_clip": ("file", "a state-dict file"),
     "reference_audio": ("folder", "a folder with config.json, model.safetensors and captions.json"),
     "hf_clap": ("folder", "a folder saved with save_pretrained"),
+    "hf_xclip": ("folder", "a folder saved with save_pretrained"),
+    "hf_video_lm": ("folder", "a folder saved with save_pretrained"),
 }
 
 

@@ -25,8 +25,11 @@ def shapes_from_config(cfg) -> RetrievalData:
 
 
 def missing_images(data: RetrievalData) -> list[str]:
-    """Image (or audio clip) files that do not exist (file-based formats only), for `mmeval validate`."""
+    """Image (or audio clip, or video) files that do not exist (file-based formats only), for the pre-run checks."""
     from mmeval.io.images import FileImages, SubsetImages
+
+    if getattr(data, "videos", None) is not None:  # video forms (data/video_data.py): files or frame folders
+        return [str(p) for p in data.videos.paths if not p.exists()]
 
     audio = getattr(data, "audio", None)  # audio data: clip files (in-memory clips have no file to miss)
     if audio is not None and hasattr(audio, "paths"):

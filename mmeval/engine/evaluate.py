@@ -24,7 +24,7 @@ from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
 from mmeval.errors import Interrupted, MmevalError, ModelLoadError, TooManyBadInputs
 from mmeval.models import checkpoint_files
 from mmeval.models.base import capabilities_of
-from mmeval.registry import MODELS, resolve, task_spec
+from mmeval.registry import MODELS, can_serve, resolve, task_spec
 from mmeval.reporting.report import (
     add_failure,
     add_result,
@@ -70,6 +70,8 @@ def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False):
         raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{model_cfg.type}' ({first_line})") from exc
     if model_cfg.name:
         model.info.name = model_cfg.name
+    if model_cfg.video_pooling is not None:  # read by video tasks (mmeval.models.frame_pooling.as_video_encoder)
+        model.video_pooling = model_cfg.video_pooling
     return model
 
 
@@ -81,7 +83,7 @@ def missing_capability(model, task: str) -> str | None:
 def lacking(model, capability: str, who: str) -> str | None:
     """Why `model` cannot serve `who` (which needs `capability`), or None."""
     has = capabilities_of(model)
-    if capability in has:
+    if can_serve(has, capability):  # directly, or derived (video tasks pool an image model's frames)
         return None
     return (f"{who} needs a model with capability '{capability}'; {model.info.name} "
             f"({model.info.adapter}) has: {', '.join(sorted(has)) or 'none'}")

@@ -148,6 +148,65 @@ class Answerer(Protocol):
 CAPABILITIES["answerer"] = Answerer
 
 
+# --- video (issue #15): frames arrive as one float tensor (B, T, 3, H, W), each frame through `image_transform` --
+
+
+@runtime_checkable
+class VideoTextEncoder(Protocol):
+    """Capability `video_text_encoder`: videos and texts embedded into one shared space.
+
+    `image_transform` is applied to each sampled frame (PIL -> CHW float); `encode_video` takes the stacked
+    frames (B, T, 3, H, W) and returns one embedding per video (B, D). Any `ImageTextEncoder` becomes one by
+    pooling its frame embeddings (`mmeval.models.frame_pooling`).
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    def tokenize(self, texts: list[str]) -> Tokens: ...
+
+    def encode_text(self, tokens: Tokens) -> torch.Tensor: ...
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+
+CAPABILITIES["video_text_encoder"] = VideoTextEncoder
+
+
+@runtime_checkable
+class VideoCaptioner(Protocol):
+    """Capability `video_captioner`: a caption for each video (frames (B, T, 3, H, W)) of a batch.
+
+    Deterministic and batch-independent, as `Captioner.generate`.
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    def generate_video(self, frames: torch.Tensor, settings: GenerationSettings) -> list[str]: ...
+
+
+CAPABILITIES["video_captioner"] = VideoCaptioner
+
+
+@runtime_checkable
+class VideoAnswerer(Protocol):
+    """Capability `video_answerer`: a short answer to each (video, question) pair; `questions[i]` is about
+    `frames[i]`. Deterministic and batch-independent, as `Answerer.answer`.
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+
+    def answer_video(self, frames: torch.Tensor, questions: list[str], settings: GenerationSettings) -> list[str]: ...
+
+
+CAPABILITIES["video_answerer"] = VideoAnswerer
+
+
 def capabilities_of(model: Any) -> set[str]:
     """The capabilities a loaded model actually has (an adapter may offer more than one checkpoint can do)."""
     declared = getattr(model, "capabilities", None)

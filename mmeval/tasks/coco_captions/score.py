@@ -38,6 +38,8 @@ TOKENIZERS = {"auto": "ptb", "ptb": "ptb", "python": "python"}
 def read_annotations(path: Path) -> COCO:
     """COCO captions annotations through pycocotools, with the shape checked first (one clear error)."""
     raw = read_json(path)
+    if isinstance(raw, dict) and isinstance(raw.get("videos"), list) and isinstance(raw.get("sentences"), list):
+        raw = _video_as_coco(raw)  # MSR-VTT-style video captions: videos are the "images"
     if not isinstance(raw, dict) or not isinstance(raw.get("annotations"), list) or not isinstance(raw.get("images"), list):
         raise DataError(f"{path}: expected COCO captions annotations: an object with 'images' and 'annotations' lists")
     for n, image in enumerate(raw["images"]):
@@ -57,6 +59,9 @@ def read_annotations(path: Path) -> COCO:
 def read_results(path: Path, dedup: str | None) -> dict[Any, str]:
     """COCO results `[{"image_id", "caption"}]` -> {image_id: caption}; repeated ids are an error unless dedup."""
     raw = read_json(path)
+    if isinstance(raw, list):  # video caption results ([{"video_id", "caption"}], video_captioning's file)
+        raw = [{**row, "image_id": row["video_id"]} if isinstance(row, dict) and "image_id" not in row
+               and "video_id" in row else row for row in raw]
     if not isinstance(raw, list):
         raise DataError(f"{path}: expected a COCO results list [{{\"image_id\": ..., \"caption\": ...}}], "
                         f"got a JSON {type(raw).__name__}")
@@ -156,3 +161,11 @@ def _bias_block(bias: BiasConfig, references: dict[Any, list[str]], predictions:
     attributes = {i: {bias.reference_attribute: g} for i, g in zip(ids, groups)}
     return captioning_bias(bias, ids, attributes, [predictions[i] for i in ids], references,
                            caption_subset_scorer(scores))
+
+
+def _video_as_coco(raw: dict[str, Any]) -> dict[str, Any]:
+    """MSR-VTT-style `{"videos": [{"video_id"}], "sentences": [{"video_id", "caption"}]}` as COCO captions."""
+    images = [{"id": v["video_id"]} if isinstance(v, dict) and "video_id" in v else v for v in raw["videos"]]
+    annotations = [{**s, "image_id": s["video_id"]} if isinstance(s, dict) and "video_id" in s else s
+                   for s in raw["sentences"]]
+    return {"images": images, "annotations": annotations}
