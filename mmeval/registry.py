@@ -66,6 +66,7 @@ MODELS: dict[str, Entry] = {
         "a transformers ClapModel folder (save_pretrained, with its processor): audio-text embeddings",
         ("audio_text_encoder",),
         "hf",
+    ),
     "reference_video": Entry(
         "mmeval.models.reference_video:load",
         "mmeval's shapes image encoder + a trained motion module (frame order matters); captions and answers by retrieval",
