@@ -165,12 +165,8 @@ def test_object_without_capability_is_refused_with_what_it_lacks(plugins: Path) 
         "an image_text_encoder (needs info, module, image_transform, tokenize, encode_image, encode_text; "
         "lacks image_transform, tokenize, encode_text) "
         "nor a captioner (needs info, module, image_transform, generate; lacks image_transform, generate) "
-        "nor an answerer (needs info, module, image_transform, answer; lacks image_transform, answer) "
-        "nor a video_text_encoder (needs info, module, image_transform, tokenize, encode_text, encode_video; "
-        "lacks image_transform, tokenize, encode_text, encode_video) "
-        "nor a video_captioner (needs info, module, image_transform, generate_video; lacks image_transform, "
-        "generate_video) "
-        "nor a video_answerer (needs info, module, image_transform, answer_video; lacks image_transform, answer_video)"
+        "nor an answerer (needs info, module, image_transform, answer; lacks image_transform, answer)"
+        "; video and audio models have their own plugin types (model.type: video_plugin)"
     )
 
 

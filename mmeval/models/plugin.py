@@ -58,14 +58,19 @@ def _needs(protocol: type) -> list[str]:
 
 
 def _refusal(entry: str, model: Any) -> str:
-    """Why `model` has no capability: for each one, what it needs and what the object lacks."""
+    """Why `model` has no capability: for each image capability (those of `type: plugin`; video and audio have
+    their own plugin types), what it needs and what the object lacks."""
+    from mmeval.registry import MODELS
+
     parts = []
-    for name, protocol in CAPABILITIES.items():
+    for name in MODELS["plugin"].capabilities:
+        protocol = CAPABILITIES[name]
         needs = _needs(protocol)
         lacks = [member for member in needs if member != "info" and not hasattr(model, member)]
         article = "an" if name[0] in "aeiou" else "a"
         parts.append(f"{article} {name} (needs {', '.join(needs)}" + (f"; lacks {', '.join(lacks)})" if lacks else ")"))
-    return f"plugin {entry} returned a {type(model).__name__}, which is neither " + " nor ".join(parts)
+    return (f"plugin {entry} returned a {type(model).__name__}, which is neither " + " nor ".join(parts)
+            + "; video and audio models have their own plugin types (model.type: video_plugin)")
 
 
 def _check_declared(entry: str, model: Any) -> set[str]:

@@ -28,6 +28,12 @@ def load_for(want: str):
     return load
 
 
+def video_data(bench, want: str) -> Any:
+    """The benchmark's data in the form `want`, as `RunContext.load_data` hands it on (no summary): what the
+    pre-run checks loaded through `load_for(want)`, or loaded now."""
+    return load_video_data(bench.data, want)
+
+
 load_captions = load_for("captions")
 load_questions = load_for("questions")
 load_choice_questions = load_for("choice_questions")

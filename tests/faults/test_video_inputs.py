@@ -128,10 +128,13 @@ def test_mmeval_run_fails_one_benchmark_in_one_line_or_skips_and_names_bad_video
     rows = [f"{p},moving {a['direction']}" for p, a in zip(clips.videos.paths, clips.attributes.values())]
     rows += [f"{folder / name},moving left" for name in ("notes.mp4", "zeroed.mp4", "missing.mp4")]
     manifest.write_text("video,label\n" + "\n".join(rows) + "\n")
+    present = tmp_path / "present.csv"  # a missing file is found before the model loads: the strict run reads the rest
+    present.write_text("video,label\n" + "\n".join(r for r in rows if "missing.mp4" not in r) + "\n")
 
     def bench(name: str, on_bad: str) -> dict:
+        listing = present if on_bad == "fail" else manifest
         return {"name": name, "task": "video_zeroshot", "frames": {"frames": 4},
-                "data": {"format": "video_manifest", "annotations": str(manifest), "on_bad_input": on_bad,
+                "data": {"format": "video_manifest", "annotations": str(listing), "on_bad_input": on_bad,
                          "classnames": ["moving left", "moving right", "moving up", "moving down"]}}  # fmt: skip
 
     config = write_config(tmp_path, "videos", [bench("strict", "fail"), bench("lenient", "skip")])

@@ -41,7 +41,7 @@ def test_fields_each_video_adapter_reads(workdir: Path) -> None:
     assert any("model.frame_size" in p and "expected positive pixel sizes, got (32, 0)" in p
                for p in _problems({"type": "hf_video_lm", "checkpoint": "lm", "frame_size": [32, 0]}))
     assert (f"model.checkpoint: model type 'hf_video_lm' needs a folder saved with save_pretrained, got a file: "
-            f"{workdir}/weights.bin") in _problems({"type": "hf_video_lm", "checkpoint": "weights.bin"})
+            "weights.bin") in _problems({"type": "hf_video_lm", "checkpoint": "weights.bin"})
     assert "model.entry: required for model type 'video_plugin' (plugin: 'package.module:factory' building the model)" \
         in _problems({"type": "video_plugin"})  # fmt: skip
 

@@ -21,7 +21,7 @@ from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import caption_subset_scorer, captioning_bias, check_attributes
 from mmeval.tasks.coco_captions.run import TOKENIZERS
-from mmeval.tasks.video_block import load_captions, video_block, video_dataset
+from mmeval.tasks.video_block import video_block, video_data, video_dataset
 from mmeval.tasks.video_captioning import TASK
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
     check_frame_count(model, bench.frames.frames)
-    data, _ = ctx.load_data(load_captions, bench)
+    data = ctx.load_data(video_data, bench, "captions")
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     load_s = time.perf_counter() - started
 

@@ -25,7 +25,7 @@ from mmeval.models.base import GenerationSettings
 from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, sliced_only
-from mmeval.tasks.video_block import load_choice_questions, load_questions, video_block, video_dataset
+from mmeval.tasks.video_block import load_choice_questions, load_questions, video_block, video_data, video_dataset
 from mmeval.tasks.video_qa import TASK
 
 OPEN_TEMPLATE = "{question}\nAnswer the question using a single word or phrase."  # LLaVA-1.5's short-answer prompt
@@ -62,7 +62,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if hasattr(model, "check_answer_settings"):  # refuse settings the model cannot use before reading data
         model.check_answer_settings(settings)
     check_frame_count(model, bench.frames.frames)
-    data, _ = ctx.load_data(load_data, bench)
+    data = ctx.load_data(video_data, bench, "choice_questions" if bench.style == "choice" else "questions")
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     if not data.questions:
         raise DataError(f"{data.split_note}: no questions")

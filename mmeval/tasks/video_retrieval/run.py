@@ -26,7 +26,7 @@ from mmeval.models.frame_pooling import as_video_encoder
 from mmeval.models.video_plugin import check_frame_count
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
-from mmeval.tasks.video_block import load_captions, video_block, video_dataset
+from mmeval.tasks.video_block import video_block, video_data, video_dataset
 from mmeval.tasks.video_retrieval import TASK
 from mmeval.tasks.video_retrieval.rerank import dual_softmax, ranks_from_scores
 
@@ -43,7 +43,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     check_frame_count(model, bench.frames.frames)  # a model that takes a fixed number of frames: refuse early
-    data, _ = ctx.load_data(load_captions, bench)
+    data = ctx.load_data(video_data, bench, "captions")
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     if not data.texts:
         raise DataError(f"{data.split_note}: no captions to retrieve with")

@@ -24,7 +24,7 @@ from mmeval.models.frame_pooling import as_video_encoder
 from mmeval.models.video_plugin import check_frame_count
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, classification_bias
-from mmeval.tasks.video_block import load_classes, video_block, video_dataset
+from mmeval.tasks.video_block import video_block, video_data, video_dataset
 from mmeval.tasks.video_zeroshot import TASK
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     check_frame_count(model, bench.frames.frames)  # a model that takes a fixed number of frames: refuse early
-    data, _ = ctx.load_data(load_classes, bench)
+    data = ctx.load_data(video_data, bench, "classes")
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     classes = list(bench.classnames or data.classnames)
     if len(classes) != len(data.classnames):
