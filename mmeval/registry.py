@@ -74,8 +74,8 @@ MODELS: dict[str, Entry] = {
     ),
     "plugin": Entry(
         "mmeval.models.plugin:load",
-        "your own 'module:factory' returning an object with a capability (checked when loaded)",
-        ("image_text_encoder", "captioner", "answerer"),
+        "your own 'module:factory' returning an image or audio model (a capability, checked when loaded)",
+        ("image_text_encoder", "captioner", "answerer", "audio_text_encoder", "speech_recognizer", "audio_captioner"),
     ),
     # Video models (issue #15); image-text models also serve video retrieval by pooling frames (frame_pooling).
     "hf_xclip": Entry(

@@ -165,8 +165,12 @@ def test_object_without_capability_is_refused_with_what_it_lacks(plugins: Path) 
         "an image_text_encoder (needs info, module, image_transform, tokenize, encode_image, encode_text; "
         "lacks image_transform, tokenize, encode_text) "
         "nor a captioner (needs info, module, image_transform, generate; lacks image_transform, generate) "
-        "nor an answerer (needs info, module, image_transform, answer; lacks image_transform, answer)"
-        "; video and audio models have their own plugin types (model.type: video_plugin)"
+        "nor an answerer (needs info, module, image_transform, answer; lacks image_transform, answer) "
+        "nor an audio_text_encoder (needs info, module, sample_rate, tokenize, encode_text, encode_audio; "
+        "lacks sample_rate, tokenize, encode_text, encode_audio) "
+        "nor a speech_recognizer (needs info, module, sample_rate, transcribe; lacks sample_rate, transcribe) "
+        "nor an audio_captioner (needs info, module, sample_rate, generate_audio; lacks sample_rate, generate_audio)"
+        "; a video model is model.type: video_plugin"
     )
 
 

@@ -58,8 +58,8 @@ def _needs(protocol: type) -> list[str]:
 
 
 def _refusal(entry: str, model: Any) -> str:
-    """Why `model` has no capability: for each image capability (those of `type: plugin`; video and audio have
-    their own plugin types), what it needs and what the object lacks."""
+    """Why `model` has no capability: for each capability of `type: plugin` (image and audio; video models have
+    their own plugin type), what it needs and what the object lacks."""
     from mmeval.registry import MODELS
 
     parts = []
@@ -70,7 +70,7 @@ def _refusal(entry: str, model: Any) -> str:
         article = "an" if name[0] in "aeiou" else "a"
         parts.append(f"{article} {name} (needs {', '.join(needs)}" + (f"; lacks {', '.join(lacks)})" if lacks else ")"))
     return (f"plugin {entry} returned a {type(model).__name__}, which is neither " + " nor ".join(parts)
-            + "; video and audio models have their own plugin types (model.type: video_plugin)")
+            + "; a video model is model.type: video_plugin")
 
 
 def _check_declared(entry: str, model: Any) -> set[str]:
