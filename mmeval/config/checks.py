@@ -24,6 +24,8 @@ def cross_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     for n, bench in enumerate(_benchmarks(raw)):
         if isinstance(bench, dict) and isinstance(bench.get("data"), dict):
             problems += [(("benchmarks", n, "data", *loc), message) for loc, message in _data_problems(bench["data"])]
+        if isinstance(bench, dict) and isinstance(bench.get("model"), dict):  # the benchmark's own model
+            problems += [(("benchmarks", n, "model", *loc), message) for loc, message in _model_problems(bench["model"])]
     return problems + benchmark_problems(raw)
 
 
@@ -82,12 +84,17 @@ def _task_problems(bench: dict[str, Any], kinds: list[tuple[Loc, str]]) -> list[
     except MmevalError as exc:
         return [(("task",), str(exc))]
     problems: list[tuple[Loc, str]] = []
+    own = bench.get("model")
+    if isinstance(own, dict):  # a benchmark with its own model runs on it only (the run's models are not used)
+        kinds = [(("model",), own["type"])] if _known(own.get("type"), MODELS) else []
     for loc, kind in kinds:
         can = MODELS[kind].capabilities
         if spec.needs not in can:
             which = f"{format_loc(loc)} type" if len(loc) > 1 else "model type"
-            problems.append((("task",), f"task '{task}' needs a model with capability '{spec.needs}', but {which} "
-                                        f"'{kind}' provides: {', '.join(can)}"))
+            where = ("model", "type") if isinstance(own, dict) else ("task",)
+            whose = "this benchmark's model type" if isinstance(own, dict) else which
+            problems.append((where, f"task '{task}' needs a model with capability '{spec.needs}', but {whose} "
+                                    f"'{kind}' provides: {', '.join(can)}"))
     problems += _data_for_task(task, spec, bench.get("data") if isinstance(bench.get("data"), dict) else {})
     problems += spec.config.cross_problems(bench)
     return problems + _fields_of_other_tasks(task, spec, bench)

@@ -134,6 +134,9 @@ def results_table(report: dict[str, Any]) -> Table:
         rows["images / texts"].append(
             f"{bench['dataset']['n_images']} / {bench['dataset']['n_texts']}" if ok else f"[red]{bench['status']}[/]"
         )
+    if any("model" in bench for bench in benches.values()):  # some benchmarks ran on their own model
+        rows["model"] = [escape(bench["model"]["name"]) if "model" in bench else escape(model["name"])
+                         for bench in benches.values()]
     for position, bench in enumerate(benches.values()):
         for metric, entry in bench.get("metrics", {}).items():
             rows.setdefault(metric, [""] * len(benches))[position] = _with_interval(metric, entry)
