@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 from conftest import importable_module, make_coco_dataset
 from test_multi_model import tiny_reference
 
@@ -23,6 +24,8 @@ from mmeval.engine.evaluate import run_config
 from mmeval.engine.multi import run_models
 from mmeval.errors import ConfigError
 from mmeval.reporting.compare import compare, load_for_comparison
+from mmeval.reporting.console import results_table
+from mmeval.reporting.html.report import load_runs, render_html
 
 
 @pytest.fixture
@@ -64,6 +67,12 @@ def test_benchmark_runs_on_its_own_model(tmp_path: Path, world: dict) -> None:
     assert "model" not in report["benchmarks"]["plain"]
     assert report["model"]["sha256"] == alone_main.report["model"]["sha256"]  # the run's model stays on top
     assert report["config"]["benchmarks"][0]["model"]["name"] == "other"
+    console = Console(width=200, record=True)
+    console.print(results_table(report))
+    model_row = next(line for line in console.export_text().splitlines() if line.startswith("│ model "))
+    assert [cell.strip() for cell in model_row.split("│")[1:-1]] == ["model", "other", "main"]  # own, the run's
+    html = render_html(load_runs([mixed.report_path]))
+    assert "model other (reference)" in html and html.count("model main (reference)") == 0
 
 
 def test_equal_entries_share_one_load_and_one_model_is_held(tmp_path: Path, world: dict, monkeypatch) -> None:
@@ -222,3 +231,51 @@ def test_compare_says_when_benchmark_models_differ(tmp_path: Path, world: dict) 
         comparison.warnings
     same = compare(load_for_comparison([plain.report_path, plain.report_path]))
     assert not any("own model" in w for w in same.warnings)
+
+
+COUNTED = '''
+from mmeval.models.reference import load_folder
+
+CALLS = []  # rows of each image batch the benchmark model encodes
+STOP_AT = [None]  # Ctrl-C at this call (1-based), once
+
+
+class Counted:
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def encode_image(self, pixels):
+        CALLS.append(len(pixels))
+        if STOP_AT[0] == len(CALLS):
+            STOP_AT[0] = None
+            raise KeyboardInterrupt
+        return self._inner.encode_image(pixels)
+
+
+def factory(checkpoint):
+    return Counted(load_folder(checkpoint))
+'''
+
+
+def test_resume_redoes_only_the_rest_of_the_benchmark_models_pass(tmp_path: Path, world: dict, monkeypatch) -> None:
+    importable_module(tmp_path, monkeypatch, "counted_plugin", COUNTED)
+    import counted_plugin
+
+    model = {"type": "plugin", "entry": "counted_plugin:factory", "checkpoint": world["other"]["checkpoint"]}
+    raw = raw_config(tmp_path, world["main"], [bench("plain", world["data"]), bench("own", world["data"], model)],
+                     cache="pixels")  # no output cache: only the resume chunks can spare model calls
+    raw["runtime"]["chunk_size"] = 4
+    whole = run_config(validate_mapping(raw)).report
+    assert sum(counted_plugin.CALLS) == 10
+    counted_plugin.CALLS.clear()
+    counted_plugin.STOP_AT[0] = 3  # batches of 4: two chunks (8 images) kept, then Ctrl-C
+    stopped = run_config(validate_mapping(raw))
+    assert stopped.interrupted and stopped.report["benchmarks"]["own"]["status"] == "interrupted"
+    counted_plugin.CALLS.clear()
+    resumed = run_config(validate_mapping(raw), resume=True).report
+    assert counted_plugin.CALLS == [2]  # only the last 2 images encoded again by the benchmark's model
+    assert resumed["benchmarks"]["own"]["metrics"] == whole["benchmarks"]["own"]["metrics"]
+    assert resumed["benchmarks"]["plain"]["metrics"] == whole["benchmarks"]["plain"]["metrics"]
