@@ -41,7 +41,7 @@ def world(tmp_path: Path) -> dict:
 def raw_config(tmp_path: Path, model, benchmarks: list[dict], cache: str = "off", out: str = "out") -> dict:
     return {"model": model, "benchmarks": benchmarks,
             "runtime": {"device": "cpu", "batch_size": 4, "num_workers": 0, "cache": cache},
-            "output": {"dir": str(tmp_path / out)}}
+            "output": {"dir": str(tmp_path / out)}, "bootstrap": {"n": 0}}  # no intervals: faster
 
 
 def bench(name: str, data: dict, model: dict | None = None) -> dict:
@@ -226,10 +226,10 @@ def test_compare_says_when_benchmark_models_differ(tmp_path: Path, world: dict) 
     plain = run_config(validate_mapping(raw_config(tmp_path, world["main"], [bench("x", data)], out="a")))
     own = run_config(validate_mapping(raw_config(tmp_path, world["main"], [bench("x", data, world["other"])],
                                                  out="b")))
-    comparison = compare(load_for_comparison([plain.report_path, own.report_path]))
+    comparison = compare(load_for_comparison([plain.report_path, own.report_path]), n_resamples=200)
     assert any("benchmark 'x': model main in" in w and "vs other in" in w for w in comparison.warnings), \
         comparison.warnings
-    same = compare(load_for_comparison([plain.report_path, plain.report_path]))
+    same = compare(load_for_comparison([plain.report_path, plain.report_path]), n_resamples=200)
     assert not any("own model" in w for w in same.warnings)
 
 

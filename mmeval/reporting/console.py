@@ -134,9 +134,12 @@ def results_table(report: dict[str, Any]) -> Table:
         rows["images / texts"].append(
             f"{bench['dataset']['n_images']} / {bench['dataset']['n_texts']}" if ok else f"[red]{bench['status']}[/]"
         )
-    if any("model" in bench for bench in benches.values()):  # some benchmarks ran on their own model
-        rows["model"] = [escape(bench["model"]["name"]) if "model" in bench else escape(model["name"])
-                         for bench in benches.values()]
+    entries = {b.get("name"): b.get("model") for b in (report.get("config") or {}).get("benchmarks", [])
+               if isinstance(b, dict)}  # benchmarks[].model as configured: named even when it did not load
+    if any("model" in bench or entries.get(name) for name, bench in benches.items()):
+        rows["model"] = [escape(bench["model"]["name"] if "model" in bench else
+                                (entries[name].get("name") or entries[name].get("type")) if entries.get(name)
+                                else model["name"]) for name, bench in benches.items()]
     for position, bench in enumerate(benches.values()):
         for metric, entry in bench.get("metrics", {}).items():
             rows.setdefault(metric, [""] * len(benches))[position] = _with_interval(metric, entry)
