@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from functools import partial
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
