@@ -143,7 +143,7 @@ def _fields_of_other_tasks(task: str, spec: Any, bench: dict[str, Any]) -> list[
     """Settings that belong to another task: named as such, not as typos (pydantic reports real typos)."""
     own = set(spec.config.model_fields)
     others = {field for other in known_specs() for field in other.config.model_fields}
-    reads = ", ".join(sorted(own - {"name", "task", "data"}))
+    reads = ", ".join(sorted(own - {"name", "task", "data", "model"}))
     return [((key,), f"not used by task '{task}' (it reads: {reads}); remove it")
             for key in sorted(k for k in bench if isinstance(k, str) and k in others and k not in own)]
 
