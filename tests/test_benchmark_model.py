@@ -40,7 +40,7 @@ def world(tmp_path: Path) -> dict:
 
 def raw_config(tmp_path: Path, model, benchmarks: list[dict], cache: str = "off", out: str = "out") -> dict:
     return {"model": model, "benchmarks": benchmarks,
-            "runtime": {"device": "cpu", "batch_size": 4, "num_workers": 0, "cache": cache},
+            "runtime": {"device": "cpu", "batch_size": 16, "num_workers": 0, "cache": cache},
             "output": {"dir": str(tmp_path / out)}, "bootstrap": {"n": 0}}  # no intervals: faster
 
 
@@ -267,7 +267,7 @@ def test_resume_redoes_only_the_rest_of_the_benchmark_models_pass(tmp_path: Path
     model = {"type": "plugin", "entry": "counted_plugin:factory", "checkpoint": world["other"]["checkpoint"]}
     raw = raw_config(tmp_path, world["main"], [bench("plain", world["data"]), bench("own", world["data"], model)],
                      cache="pixels")  # no output cache: only the resume chunks can spare model calls
-    raw["runtime"]["chunk_size"] = 4
+    raw["runtime"]["batch_size"] = raw["runtime"]["chunk_size"] = 4
     whole = run_config(validate_mapping(raw)).report
     assert sum(counted_plugin.CALLS) == 10
     counted_plugin.CALLS.clear()
