@@ -287,6 +287,14 @@ def _load_problems(cfg, trust_checkpoint: bool = False) -> list[str]:
                          markup=False, highlight=False)
         except MmevalError as exc:
             problems.extend(where + line for line in exc.lines())
+    own = {b.model.model_dump_json(): (n, b.model) for n, b in reversed(list(enumerate(cfg.benchmarks))) if b.model}
+    for n, model_cfg in sorted(own.values(), key=lambda item: item[0]):  # benchmarks' own models, each entry once
+        try:
+            info = load_model(model_cfg, trust_checkpoint, f"benchmarks[{n}].model").info
+            stderr.print(f"benchmarks[{n}].model: {info.name} ({info.adapter}), {info.n_parameters:,} parameters",
+                         markup=False, highlight=False)
+        except MmevalError as exc:
+            problems.extend(exc.lines())
     return problems
 
 

@@ -14,6 +14,8 @@ from pydantic import Field, field_validator
 
 from mmeval.config.base import Loc, _Strict, _valid_name
 from mmeval.config.data import DataConfig
+from mmeval.config.model import ModelConfig
+from mmeval.config.model_list import is_pattern
 
 
 class BenchmarkConfig(_Strict):
@@ -22,11 +24,21 @@ class BenchmarkConfig(_Strict):
     name: str = Field(description="unique; used in report keys")
     task: str = Field(description="a task name (mmeval list) or 'package.module:attr' naming a TaskSpec")
     data: DataConfig = Field(description="where the images and texts come from: format and its fields")
+    model: ModelConfig | None = Field(None, description="this benchmark's own model (a model entry like the "
+                                      "top-level one), run instead of the run's model")
 
     @field_validator("name")
     @classmethod
     def _name_chars(cls, value: str) -> str:
         return _valid_name(value)
+
+    @field_validator("model")
+    @classmethod
+    def _one_model(cls, value: ModelConfig | None) -> ModelConfig | None:
+        if value is not None and is_pattern(value.checkpoint):  # one model per benchmark; lists are top-level
+            raise ValueError("a benchmark's model takes one checkpoint, not a pattern (list several models at "
+                             "the top-level 'model:')")
+        return value
 
     @classmethod
     def cross_problems(cls, raw: dict[str, Any]) -> list[tuple[Loc, str]]:

@@ -24,6 +24,8 @@ def cross_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     for n, bench in enumerate(_benchmarks(raw)):
         if isinstance(bench, dict) and isinstance(bench.get("data"), dict):
             problems += [(("benchmarks", n, "data", *loc), message) for loc, message in _data_problems(bench["data"])]
+        if isinstance(bench, dict) and isinstance(bench.get("model"), dict):  # the benchmark's own model
+            problems += [(("benchmarks", n, "model", *loc), message) for loc, message in _model_problems(bench["model"])]
     return problems + benchmark_problems(raw)
 
 
@@ -82,12 +84,17 @@ def _task_problems(bench: dict[str, Any], kinds: list[tuple[Loc, str]]) -> list[
     except MmevalError as exc:
         return [(("task",), str(exc))]
     problems: list[tuple[Loc, str]] = []
+    own = bench.get("model")
+    if isinstance(own, dict):  # a benchmark with its own model runs on it only (the run's models are not used)
+        kinds = [(("model",), own["type"])] if _known(own.get("type"), MODELS) else []
     for loc, kind in kinds:
         can = MODELS[kind].capabilities
         if not can_serve(can, spec.needs):
             which = f"{format_loc(loc)} type" if len(loc) > 1 else "model type"
-            problems.append((("task",), f"task '{task}' needs a model with capability '{spec.needs}', but {which} "
-                                        f"'{kind}' provides: {', '.join(can)}"))
+            where = ("model", "type") if isinstance(own, dict) else ("task",)
+            whose = "this benchmark's model type" if isinstance(own, dict) else which
+            problems.append((where, f"task '{task}' needs a model with capability '{spec.needs}', but {whose} "
+                                    f"'{kind}' provides: {', '.join(can)}"))
     problems += _data_for_task(task, spec, bench.get("data") if isinstance(bench.get("data"), dict) else {})
     problems += spec.config.cross_problems(bench)
     return problems + _fields_of_other_tasks(task, spec, bench)
@@ -136,7 +143,7 @@ def _fields_of_other_tasks(task: str, spec: Any, bench: dict[str, Any]) -> list[
     """Settings that belong to another task: named as such, not as typos (pydantic reports real typos)."""
     own = set(spec.config.model_fields)
     others = {field for other in known_specs() for field in other.config.model_fields}
-    reads = ", ".join(sorted(own - {"name", "task", "data"}))
+    reads = ", ".join(sorted(own - {"name", "task", "data", "model"}))
     return [((key,), f"not used by task '{task}' (it reads: {reads}); remove it")
             for key in sorted(k for k in bench if isinstance(k, str) and k in others and k not in own)]
 

@@ -78,7 +78,8 @@ class RunConfig(_Strict):
     def _consistent(self, info: ValidationInfo) -> RunConfig:
         models = [{"type": m.type} for m in self.models]
         raw = {"model": models if self.is_multi else models[0],
-               "benchmarks": [{"name": b.name, "task": b.task} for b in self.benchmarks]}
+               "benchmarks": [{"name": b.name, "task": b.task, **({"model": {"type": b.model.type}} if b.model else {})}
+                              for b in self.benchmarks]}
         _raise_unless_checked(info, benchmark_problems(raw))
         return self
 

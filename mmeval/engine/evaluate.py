@@ -12,12 +12,14 @@ import math
 import pickle
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmeval.config.run import ModelConfig, RunConfig
+from mmeval.engine.bench_models import BenchmarkModels
 from mmeval.engine.latency import MemoryWatch, latency_block
 from mmeval.engine.runner import NullProgress
 from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
@@ -49,25 +51,31 @@ class RunOutcome:
     interrupted: bool = False
 
 
-def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False):
+def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False, where: str = "model"):
     """Load a model through its adapter; unexpected loader failures become ModelLoadError (a damaged checkpoint
     file said as such, else the loader's first line; `mmeval --debug` shows the chained original).
 
     Without `trust_checkpoint` (the --trust-checkpoint flag) no code from the checkpoint runs: weights are read
-    as safetensors or weights-only pickles, and transformers folders may not bring their own code."""
+    as safetensors or weights-only pickles, and transformers folders may not bring their own code. `where` is
+    the entry's place in the config (`benchmarks[2].model` for a benchmark's own model), named in messages."""
     loader = resolve("model type", model_cfg.type, MODELS)
     try:
         model = loader(model_cfg, trust_checkpoint=trust_checkpoint)
-    except MmevalError:
-        raise
+    except MmevalError as exc:
+        if where == "model":
+            raise
+        text = str(exc)  # adapters name the top-level entry's fields, or none: name this entry's place
+        raise ModelLoadError(where + text.removeprefix("model") if text.startswith("model.") else f"{where}: {text}"
+                             ) from exc
     except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
         checkpoint = model_cfg.checkpoint
-        damaged = checkpoint_files.read_failure(checkpoint, exc) if checkpoint and checkpoint.is_file() else None
+        damaged = (checkpoint_files.read_failure(checkpoint, exc, f"{where}.checkpoint")
+                   if checkpoint and checkpoint.is_file() else None)
         if damaged is not None:
             raise damaged from exc
-        where = checkpoint or model_cfg.pretrained or model_cfg.arch or model_cfg.entry
+        what = checkpoint or model_cfg.pretrained or model_cfg.arch or model_cfg.entry
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"model.checkpoint: cannot load {where} as '{model_cfg.type}' ({first_line})") from exc
+        raise ModelLoadError(f"{where}.checkpoint: cannot load {what} as '{model_cfg.type}' ({first_line})") from exc
     if model_cfg.name:
         model.info.name = model_cfg.name
     if model_cfg.video_pooling is not None:  # read by video tasks (mmeval.models.frame_pooling.as_video_encoder)
@@ -140,13 +148,17 @@ def evaluate_model(cfg: RunConfig, model, runtime: Runtime, report: dict[str, An
     outcome = RunOutcome(report)
     samples: dict[str, Any] = {}
     directory = cfg.output.dir.expanduser()
-    for bench in cfg.benchmarks:
-        checked, checked_s = memo.checked_data(bench) if memo is not None else (None, 0.0)
-        ctx = RunContext(runtime, progress or NullProgress(),
-                         _artifact_writer(directory, f"{stem}.{bench.name}", outcome.artifacts), memo,
-                         cfg.bootstrap, checked, checked_s)  # fmt: skip
-        if not _run_benchmark(model, bench, ctx, outcome, samples):
-            break
+    own_models = BenchmarkModels(runtime, load_model)  # benchmarks with their own `model:`
+    try:
+        for index, bench in enumerate(cfg.benchmarks):
+            checked, checked_s = memo.checked_data(bench) if memo is not None else (None, 0.0)
+            ctx = RunContext(runtime, progress or NullProgress(),
+                             _artifact_writer(directory, f"{stem}.{bench.name}", outcome.artifacts), memo,
+                             cfg.bootstrap, checked, checked_s)  # fmt: skip
+            if not _run_benchmark(partial(own_models.model_for, bench, index, model), bench, ctx, outcome, samples):
+                break
+    finally:
+        own_models.close()
     if runtime.dist.is_primary:  # in a data-parallel run, rank 0 alone writes the report
         write_outputs(report, samples, directory, stem, cfg.output.per_sample, outcome)
     return outcome
@@ -162,14 +174,18 @@ def _artifact_writer(directory: Path, stem: str, written: list[Path] | None = No
     return save_artifact
 
 
-def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: dict[str, Any]) -> bool:
-    """Run one benchmark into the report (a failure is recorded); False when the run must stop (Ctrl-C, a bug)."""
+def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, samples: dict[str, Any]) -> bool:
+    """Run one benchmark into the report (a failure is recorded); False when the run must stop (Ctrl-C, a bug).
+    `model_for()` gives the model that runs it and, for a benchmark with its own model, that model's report block
+    (it may load it: a load failure fails this benchmark only, Ctrl-C during it interrupts it)."""
     report = outcome.report
+    own_block = None
     memory = MemoryWatch(ctx.runtime.device)
     memory.start()
     reductions_before = len(ctx.runtime.batch_reductions)
     ctx.runtime.dist.together = True  # every rank takes part in the benchmark's passes (see RunContext.passes_done)
     try:
+        model, own_block = model_for()
         problem = missing_capability(model, bench.task)
         if problem:
             raise MmevalError(problem)
@@ -198,12 +214,17 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
         add_failure(report, bench.name, bench.task, f"internal error: {type(exc).__name__}: {exc}")
         outcome.internal_error = exc
         return False
+    finally:  # a benchmark that failed after its own model loaded names that model too
+        if own_block is not None and bench.name in report["benchmarks"]:
+            report["benchmarks"][bench.name]["model"] = own_block
     result.task = bench.task  # as the config names it: a 'module:attr' task stays resolvable by compare / report
     if ctx.checked_s and ctx.checked_data is None:  # its data came from the pre-run checks: their loading time
         result.timings["load_data_s"] = result.timings.get("load_data_s", 0.0) + ctx.checked_s
         if "total_s" in result.timings:
             result.timings["total_s"] += ctx.checked_s
     add_result(report, bench.name, result)
+    if own_block is not None:  # the model that produced these numbers (not the run's model)
+        report["benchmarks"][bench.name]["model"] = own_block
     report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
                                                                 ctx.runtime.warmup_batches, memory.stop())
     if len(ctx.runtime.batch_reductions) > reductions_before:  # CUDA ran out of memory: calls ran at a smaller size

@@ -110,6 +110,27 @@ def check_same_data(reports: list[LoadedReport], force: bool) -> list[str]:
     return [f"{line}; compared anyway (--force), without paired statistics" for line in lines]
 
 
+def _model_of(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """The model that produced a benchmark's numbers: its own (benchmarks[].model), else the report's."""
+    return report["benchmarks"][name].get("model") or report["model"]
+
+
+def benchmark_model_differences(reports: list[LoadedReport]) -> list[str]:
+    """One line per benchmark that ran on its own model (benchmarks[].model) in some report and on another
+    model than in the first report: the run's model names alone do not say which model a column compares."""
+    first = _complete(reports[0].report)
+    lines = []
+    for other in reports[1:]:
+        for name, bench in _complete(other.report).items():
+            if name not in first or ("model" not in bench and "model" not in first[name]):
+                continue
+            a, b = _model_of(reports[0].report, name), _model_of(other.report, name)
+            if (a["name"], a["sha256"]) != (b["name"], b["sha256"]):
+                lines.append(f"benchmark '{name}': model {a['name']} in {reports[0].path.name} vs {b['name']} in "
+                             f"{other.path.name} (a benchmark's own model)")
+    return lines
+
+
 def hardware_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """'field: x vs y' for each hardware / precision field that differs between two reports."""
     out = []
@@ -133,6 +154,7 @@ def compare(reports: list[LoadedReport], force: bool = False, n_resamples: int =
     warnings = check_same_data(reports, force)
     mismatched = {(name, id(other)) for name, other in dataset_mismatches(reports)}
     warnings += [f"{r.path}: {r.samples_problem}; no paired statistics" for r in reports if r.samples_problem]
+    warnings += benchmark_model_differences(reports)
     benches = [_complete(r.report) for r in reports]
     names = list(dict.fromkeys(name for b in benches for name in b))
     rows: list[Row] = []

@@ -132,8 +132,15 @@ def results_table(report: dict[str, Any]) -> Table:
         table.add_column(bench_name, justify="right")
         ok = bench["status"] == "complete"
         data = bench.get("dataset") or {}
-        inputs = f"{data['n_clips']} clips" if "n_clips" in data else data.get("n_images")  # audio: clips, not images
+        inputs = (f"{data['n_clips']} clips" if "n_clips" in data  # audio: clips, video: videos, not images
+                  else f"{data['n_videos']} videos" if "n_videos" in data else data.get("n_images"))
         rows["images / texts"].append(f"{inputs} / {data.get('n_texts')}" if ok else f"[red]{bench['status']}[/]")
+    entries = {b.get("name"): b.get("model") for b in (report.get("config") or {}).get("benchmarks", [])
+               if isinstance(b, dict)}  # benchmarks[].model as configured: named even when it did not load
+    if any("model" in bench or entries.get(name) for name, bench in benches.items()):
+        rows["model"] = [escape(bench["model"]["name"] if "model" in bench else
+                                (entries[name].get("name") or entries[name].get("type")) if entries.get(name)
+                                else model["name"]) for name, bench in benches.items()]
     for position, bench in enumerate(benches.values()):
         for metric, entry in bench.get("metrics", {}).items():
             rows.setdefault(metric, [""] * len(benches))[position] = _with_interval(metric, entry)

@@ -58,7 +58,6 @@ def video_dataset(data, done, n_texts: int | None = None) -> dict[str, Any]:
         digest.update(str(done.digests[index]).encode())
     out = {
         "n_videos": len(done.ok_indices),
-        "n_images": len(done.ok_indices),  # the shared schema's and tables' count of visual inputs: the videos
         "n_skipped_videos": len(done.bad),
         "skipped_videos": [{"video_id": data.videos.ids[i], "reason": reason} for i, reason in done.bad],
         "source": data.split_note,

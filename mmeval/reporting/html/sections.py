@@ -121,8 +121,10 @@ def _dataset_line(done: list[tuple[Run, dict[str, Any]]]) -> str:
         data = bench.get("dataset") or {}
         sizes = ", ".join(f"{data[k]:,} {k.removeprefix('n_')}" for k in ("n_images", "n_texts", "n_questions")
                           if isinstance(data.get(k), int))
+        own = bench.get("model")  # a benchmark with its own model (benchmarks[].model) names it
         rows.append(f"{swatch(run)}: {esc(data.get('source', '?'))}, {esc(sizes)}, "
-                    f"<code>sha256 {esc(str(data.get('sha256', '?'))[:12])}</code>")
+                    f"<code>sha256 {esc(str(data.get('sha256', '?'))[:12])}</code>"
+                    + (f", model {esc(own.get('name'))} ({esc(own.get('adapter'))})" if own else ""))
     digests = {str((b.get("dataset") or {}).get("sha256")) for _, b in done}
     warn = ('<p class="note">the reports evaluated different data (dataset sha256 differs): their numbers are not '
             "directly comparable</p>") if len(digests) > 1 else ""
