@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -120,13 +120,27 @@ def _with_interval(name: str, entry: dict[str, Any]) -> str:
     return text
 
 
-def results_table(report: dict[str, Any]) -> Table:
-    """One column per benchmark, one row per metric (so many metrics still fit a terminal); `±` gives the
-    bootstrap 95% interval's larger half-width, `[lo, hi]` its ends when one half is over 3x the other."""
+def results_table(report: dict[str, Any]) -> Group:
+    """The results: one table per task (benchmarks of one task side by side share their metric rows, so a demo
+    of ten benchmarks over images, video and sound still fits a terminal), one column per benchmark, one row per
+    metric; `±` gives the bootstrap 95% interval's larger half-width, `[lo, hi]` its ends when one half is over
+    3x the other."""
     model = report["model"]
-    table = Table(title=f"mmeval results: {model['name']} ({model['adapter']})", title_justify="left")
+    groups: dict[str, dict[str, Any]] = {}
+    for name, bench in report["benchmarks"].items():
+        groups.setdefault(str(bench.get("task")), {})[name] = bench
+    title = f"mmeval results: {model['name']} ({model['adapter']})"
+    if len(groups) == 1:
+        return Group(_task_table(report, next(iter(groups.values())), title))
+    return Group(Text(title, style="italic"),
+                 *(_task_table(report, benches, f"task: {task}") for task, benches in groups.items()))
+
+
+def _task_table(report: dict[str, Any], benches: dict[str, Any], title: str) -> Table:
+    """One column per benchmark of `benches`, one row per metric."""
+    model = report["model"]
+    table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
-    benches = report["benchmarks"]
     rows: dict[str, list[str]] = {"images / texts": []}
     for bench_name, bench in benches.items():
         table.add_column(bench_name, justify="right")
@@ -137,7 +151,7 @@ def results_table(report: dict[str, Any]) -> Table:
         rows["images / texts"].append(f"{inputs} / {data.get('n_texts')}" if ok else f"[red]{bench['status']}[/]")
     entries = {b.get("name"): b.get("model") for b in (report.get("config") or {}).get("benchmarks", [])
                if isinstance(b, dict)}  # benchmarks[].model as configured: named even when it did not load
-    if any("model" in bench or entries.get(name) for name, bench in benches.items()):
+    if any("model" in bench or entries.get(name) for name, bench in report["benchmarks"].items()):
         rows["model"] = [escape(bench["model"]["name"] if "model" in bench else
                                 (entries[name].get("name") or entries[name].get("type")) if entries.get(name)
                                 else model["name"]) for name, bench in benches.items()]
