@@ -134,7 +134,10 @@ def load_spoken_shapes(cfg) -> SpeechData:
     manifest = SPOKEN_SHAPES / "manifest.jsonl"
     if not manifest.exists():
         raise DataError(f"{manifest}: the spoken shapes set is missing (rebuild it with scripts/make_spoken_set.py)")
-    return read_nemo_manifest(manifest, cfg.limit)
+    data = read_nemo_manifest(manifest, cfg.limit)
+    # named by the package path, not this checkout's: reports of the same set agree across machines
+    data.source = data.source.replace(f"NeMo manifest {manifest}", "spoken_shapes (mmeval/assets/spoken-shapes)")
+    return data
 
 
 def load_hf_speech(cfg) -> SpeechData:
