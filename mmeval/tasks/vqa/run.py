@@ -98,7 +98,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     questions = [data.questions[n] for n in answered]
     predictions = [{"question_id": q.question_id, "answer": answers[n]} for n, q in zip(answered, questions)]
     dataset = answered_summary(data, images, answered)
-    extra: dict[str, Any] = {"prompt_template": template}
+    extra: dict[str, Any] = {"prompt_template": template, "answer_normalisation": bench.answer_normalisation}
     if ctx.save_artifact is not None:
         extra["predictions_file"] = ctx.save_artifact("answers", predictions).name
 
@@ -108,7 +108,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
              "answer": answers[n]} for n, q in zip(answered, questions)]
     if all(q.answers is not None for q in questions):
         values, per_question = score_vqa([answers[n] for n in answered], [q.answers for q in questions],
-                                         [q.answer_type for q in questions])
+                                         [q.answer_type for q in questions], bench.answer_normalisation)
         metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
         statistic = vqa_statistic(per_question, [q.answer_type for q in questions])
         block = add_intervals(metrics, (len(questions),), statistic, ctx.bootstrap, "questions")
