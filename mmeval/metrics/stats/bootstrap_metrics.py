@@ -36,7 +36,8 @@ def retrieval_statistic(ranks: RetrievalRanks, ks: Sequence[int]) -> Statistic:
         out: dict[str, np.ndarray] = {}
         for direction, rank, counts in (("t2i", ranks.t2i, text_counts), ("i2t", ranks.i2t, image_counts)):
             rank = np.asarray(rank, dtype=np.float64)
-            sums = mean(counts, np.stack([rank <= k for k in ks] + [rank], axis=1).astype(np.float64))
+            hits = [ranks.hit(direction, k) for k in ks]  # under the tie policy the ranks were computed with
+            sums = mean(counts, np.stack(hits + [rank], axis=1).astype(np.float64))
             for j, k in enumerate(ks):
                 out[f"{direction}_R@{k}"] = sums[:, j]
             out[f"{direction}_mean_rank"] = sums[:, -1]

@@ -26,7 +26,7 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
             ra, rb = rows_of(a, direction), rows_of(b, direction)
             if ra is None or rb is None:
                 return no_test(f"no per-sample {direction} ranks")
-            part = single(ra, rb, keys[direction], lambda r, k_list=k_list: sum(r["rank"] <= k for k in k_list))
+            part = single(ra, rb, keys[direction], lambda r, k_list=k_list: sum(_hit(r, k) for k in k_list))
             if part.reason:
                 return part
             out.strata += part.strata
@@ -43,4 +43,10 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
         stat: Statistic = "median" if match.group(2) == "median" else "mean"
         return single(ra, rb, keys[direction], lambda r: r["rank"], statistic=stat)
     k = int(match.group(2))
-    return single(ra, rb, keys[direction], lambda r: float(r["rank"] <= k))
+    return single(ra, rb, keys[direction], lambda r: float(_hit(r, k)))
+
+
+def _hit(row: dict, k: int) -> bool:
+    """A recall@k hit: the `topk` tie policy stores torch.topk's hits per k; otherwise rank <= k."""
+    hits = row.get("hits")
+    return bool(hits[str(k)]) if hits is not None and str(k) in hits else row["rank"] <= k
