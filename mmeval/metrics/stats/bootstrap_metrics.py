@@ -129,8 +129,8 @@ def single_label_statistic(scores: np.ndarray, labels: np.ndarray, temperature: 
         GroupSums(bins, ECE_BINS)
 
     def statistic(counts: np.ndarray) -> dict[str, np.ndarray]:
-        n = counts.shape[1]
-        tops = counts @ top / n
+        n = counts.sum(axis=1)  # the resample's size
+        tops = counts @ top / n[:, None]
         label_counts = by_label.sorted_counts(counts)
         true, hits = by_label.sums(label_counts), by_label.sums(label_counts, correct)
         predicted = by_prediction.sums(by_prediction.sorted_counts(counts))

@@ -11,7 +11,7 @@ from mmeval.data.loaders import load_retrieval_data
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks, saturated_recall_warnings
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.tasks.retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, dataset_summary
@@ -60,8 +60,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         log.warning("%s: %s", bench.name, warning)
     if warnings:
         extra["warnings"] = warnings
+    captioned = np.flatnonzero(has_caption)  # an image and its captions form one cluster
+    image_clusters = Clusters(len(captioned), (np.searchsorted(captioned, owner), np.arange(len(captioned))))
     block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), retrieval_statistic(ranks, bench.recall_k),
-                          ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum")
+                          ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum",
+                          image_clusters)
     if block is not None:
         extra["bootstrap"] = block
     metric_s = time.perf_counter() - metric_start

@@ -19,7 +19,7 @@ import numpy as np
 from mmeval.data.vqa_data import Question, QuestionData
 from mmeval.engine.runner import ImagePass, generate_answers
 from mmeval.errors import DataError, MmevalError
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import vqa_statistic
 from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings
@@ -111,7 +111,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                                          [q.answer_type for q in questions], bench.answer_normalisation)
         metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
         statistic = vqa_statistic(per_question, [q.answer_type for q in questions])
-        block = add_intervals(metrics, (len(questions),), statistic, ctx.bootstrap, "questions")
+        block = add_intervals(metrics, (len(questions),), statistic, ctx.bootstrap, "questions",
+                              Clusters.from_labels([q.image for q in questions]))
         if block is not None:
             extra["bootstrap"] = block
         for row, q, accuracy in zip(rows, questions, per_question):
