@@ -52,3 +52,30 @@ def test_strata_add_and_medians_use_the_bootstrap_se() -> None:
     ranks = rng.integers(1, 50, size=500).astype(float)
     median = minimum_detectable_effect([ranks], "median", correlation=0.0)
     assert 0 < median["se_difference"] < 10 and median["mde"] > 0
+
+
+def test_power_command_prints_mdes_and_writes_rules_the_gate_uses(tmp_path) -> None:
+    from test_compare import retrieval_report, seeded_ranks
+    from typer.testing import CliRunner
+
+    from mmeval.cli import app
+    from mmeval.config.gate import load_rules
+
+    i2t = seeded_ranks(1000, 0.7, 1, queries_seed=5)
+    base = retrieval_report(tmp_path, "base", seeded_ranks(5000, 0.60, 1), i2t)
+    worse = retrieval_report(tmp_path, "worse", seeded_ranks(5000, 0.55, 2), i2t)
+    rules = tmp_path / "suggested.yaml"
+    done = CliRunner().invoke(app, ["power", str(base), "--correlation", "0.7", "--rules", str(rules)])
+    assert done.exit_code == 0, done.output
+    assert "minimum detectable effect" in done.output and "t2i_R@1" in done.output
+    loaded = load_rules(rules)
+    by_metric = {rule.metric: rule for rule in loaded.rules}
+    hits = (seeded_ranks(5000, 0.60, 1) <= 1).astype(float)
+    expected = minimum_detectable_effect([hits], alpha=0.05, power=0.8, correlation=0.7)["mde"]
+    assert by_metric["retr/t2i_R@1"].max_drop == pytest.approx(expected, rel=1e-3) and by_metric["retr/t2i_R@1"].significant
+    # a 5-point drop is far beyond the ~1.4-point MDE: the suggested rules fail it
+    gated = CliRunner(env={"GITHUB_STEP_SUMMARY": None}).invoke(
+        app, ["gate", "--baseline", str(base), "--candidate", str(worse), "--rules", str(rules)])
+    assert gated.exit_code == 1, gated.output
+    missing = CliRunner().invoke(app, ["power", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "nope.json" in missing.output
