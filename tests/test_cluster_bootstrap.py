@@ -73,3 +73,34 @@ def test_clustered_retrieval_draws_an_image_with_its_captions_and_its_query() ->
         assert values["i2t_R@1"][r] == pytest.approx(np.mean(np.array(i2t) <= 1))
         assert values["t2i_median_rank"][r] == pytest.approx(np.median(t2i))
         assert values["i2t_mean_rank"][r] == pytest.approx(np.mean(i2t))
+
+
+def test_clustered_paired_test_keeps_its_level_where_the_per_row_one_does_not() -> None:
+    """Under the null (no true difference) with a per-image shared shift of the differences, the one-sided
+    clustered sign-flip test rejects at about alpha; flipping rows rejects far too often (both measured)."""
+    from mmeval.metrics.stats.paired import paired_test
+
+    rng = np.random.default_rng(11)
+    image = np.repeat(np.arange(60), 5)
+    rejected = {"clusters": 0, "rows": 0}
+    n_sims = 200
+    for s in range(n_sims):
+        a = rng.random(image.size)
+        b = a + rng.normal(0, 0.3, size=60)[image] + rng.normal(0, 0.05, size=image.size)
+        for unit, clusters in (("clusters", [image]), ("rows", None)):
+            result = paired_test([(a, b)], n_resamples=500, seed=s, clusters=clusters)
+            assert result.resampled == unit
+            rejected[unit] += result.p_less < 0.05
+    rates = {unit: count / n_sims for unit, count in rejected.items()}
+    assert 0.01 <= rates["clusters"] <= 0.10 and rates["rows"] >= 0.2, rates
+
+
+def test_singleton_clusters_give_the_per_row_test() -> None:
+    from mmeval.metrics.stats.paired import paired_test
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.random(200) < 0.6).astype(float), (rng.random(200) < 0.55).astype(float)
+    rows = paired_test([(a, b)], n_resamples=2000, seed=4)
+    singletons = paired_test([(a, b)], n_resamples=2000, seed=4, clusters=[np.arange(200)])
+    assert singletons.p_value == rows.p_value and singletons.delta == pytest.approx(rows.delta)
+    assert singletons.ci95 == pytest.approx(rows.ci95)
