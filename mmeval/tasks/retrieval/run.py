@@ -68,6 +68,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if block is not None:
         extra["bootstrap"] = block
     metric_s = time.perf_counter() - metric_start
+    if bench.perturb is not None and bench.perturb.text:
+        from mmeval.tasks.retrieval.robustness import robustness_block
+
+        extra["robustness"] = robustness_block(model, bench, ctx, [data.texts[i] for i in kept_texts], kept_texts,
+                                               image_emb, owner, has_caption, values)
 
     dataset = dataset_summary(data, images, len(kept_texts))
     dataset["n_images_without_captions"] = int((~has_caption).sum())
