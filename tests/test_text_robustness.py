@@ -52,3 +52,16 @@ def test_perturb_config_errors(tmp_path: Path) -> None:
         config(tmp_path, {"text": ["typos"]})
     with pytest.raises(ConfigError, match="severity must be 1 to 5"):
         config(tmp_path, {"text": ["casing"], "severities": [0, 6]})
+    with pytest.raises(ConfigError, match="perturb.baseline: .*file not found"):
+        config(tmp_path, {"text": ["casing"], "baseline": str(tmp_path / "nope.json")})
+
+
+def test_a_bad_baseline_keeps_the_grid_and_says_why(tmp_path: Path) -> None:
+    from mmeval.engine.evaluate import run_config
+
+    (tmp_path / "other.json").write_text("{}")
+    outcome = run_config(config(tmp_path, {"text": ["char_drop"], "severities": [2],
+                                           "baseline": str(tmp_path / "other.json")}))
+    block = json.loads(outcome.report_path.read_text())["benchmarks"]["retrieval"]["robustness"]
+    assert len(block["grid"]["char_drop"]["t2i_R@1"]) == 1
+    assert "expected a report with a robustness block for benchmark 'retrieval'" in block["mce"]["error"]

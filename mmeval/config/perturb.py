@@ -31,6 +31,13 @@ class PerturbConfig(_Strict):
                              f"known: {', '.join(sorted(PERTURBATIONS['text']))}")
         return value
 
+    @field_validator("baseline")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
     @field_validator("severities")
     @classmethod
     def _range(cls, value: list[int]) -> list[int]:

@@ -5,6 +5,7 @@ summary of mmeval/metrics/robustness.py (relative robustness, worst case, mCE ag
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from mmeval.metrics.retrieval import compute_ranks, metrics_from_ranks
 from mmeval.metrics.robustness import corruption_errors, relative_robustness, worst_case
 from mmeval.perturb import apply
 
+log = logging.getLogger(__name__)
 HEADLINE = ("t2i_R@1", "i2t_R@1")  # errors for mCE: E = 1 - recall@1
 
 
@@ -43,7 +45,11 @@ def robustness_block(model, bench, ctx, captions: list[str], text_ids: list[int]
         block["relative"][metric] = relative_robustness(clean[metric], by_name)
         block["worst"][metric] = worst_case(by_name, better)
     if cfg.baseline is not None:
-        block["mce"] = _mce(cfg.baseline, bench.name, block)
+        try:
+            block["mce"] = _mce(cfg.baseline, bench.name, block)
+        except DataError as exc:  # late in the run: keep every computed number, say why mCE is missing
+            log.warning("%s: %s", bench.name, exc)
+            block["mce"] = {"baseline": str(cfg.baseline), "error": str(exc)}
     return block
 
 
