@@ -47,7 +47,8 @@ def test_score_a_multiple_choice_results_file(tmp_path: Path) -> None:
     questions.write_text(json.dumps(ROWS))
     results = tmp_path / "mc_answers.json"
     results.write_text(json.dumps([{"question_id": 1, "answer": "The answer is B."}, {"question_id": 2, "answer": "B"},
-                                   {"question_id": 3, "answer": "B"}, {"question_id": 4, "answer": "no idea"}]))  # q3: index 1 = B
+                                   {"question_id": 3, "answer": "B"},  # its answer is index 1 = B
+                                   {"question_id": 4, "answer": "no idea"}]))
     done = CliRunner().invoke(app, ["score", "--mc", "-a", str(questions), "-r", str(results), "-o", str(tmp_path)])
     assert done.exit_code == 0, done.output
     [path] = tmp_path.glob("*-scored-*[0-9].json")

@@ -353,7 +353,7 @@ def test_config_refuses_fields_and_formats_of_other_tasks(tmp_path: Path) -> Non
         "benchmarks[0].data.format: format 'shapes' holds no questions; task 'vqa' reads: hf_vqa, shapes_vqa, vqav2",
         ("benchmarks[1].data.format: format 'vqav2' holds VQA questions; task 'retrieval' reads: coco, hf, "
          "karpathy, shapes"),
-        "benchmarks[2].prompt_template: not used by task 'retrieval' (it reads: bias, recall_k, tie_policy); remove it",
+        "benchmarks[2].prompt_template: not used by task 'retrieval' (it reads: bias, perturb, recall_k, tie_policy); remove it",
         ("benchmarks[3].data.caption_column: not used by format 'vqav2' (it reads: annotations, decode, image_pattern, "
          "images, limit, on_bad_image, questions); remove it"),
         "benchmarks[4].data.questions: required for format 'vqav2' (vqav2: the questions JSON)",

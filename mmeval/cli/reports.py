@@ -157,7 +157,8 @@ def _write_text(path: Path, text: str, mode: str) -> None:
 @app.command()
 def power(
     baseline: Annotated[Path, typer.Argument(help="A report with per-sample output (output.per_sample: true).")],
-    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided paired test.", min=1e-6, max=0.5)] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided paired test.",
+                                         min=1e-6, max=0.5)] = 0.05,
     power_: Annotated[float, typer.Option("--power", help="Wanted probability of catching the effect.",
                                           min=0.05, max=0.999)] = 0.8,
     correlation: Annotated[float, typer.Option(help="Assumed correlation of per-sample values between the baseline "
@@ -178,13 +179,15 @@ def power(
             write_rules(suggested_rules(rows, alpha), rules)
     from rich.table import Table
 
-    table = Table(title=f"minimum detectable effect (one-sided alpha {alpha}, power {power_}, correlation {correlation})")
+    table = Table(title=f"minimum detectable effect (one-sided alpha {alpha}, power {power_}, "
+                        f"correlation {correlation})")
     for column in ("benchmark", "metric", "value", "n", "MDE", "note"):
         table.add_column(column)
     for row in rows:
         result = row.result or {}
         mde = result.get("mde")
-        note = row.reason or ("" if mde is not None else f"cannot reach alpha (min p {result.get('min_p_possible'):.3g})")
+        floor = result.get("min_p_possible")
+        note = row.reason or ("" if mde is not None else f"cannot reach alpha (min p {floor:.3g})")
         table.add_row(row.benchmark, row.metric, "-" if row.value is None else f"{row.value:.4g}",
                       str(result.get("n", "-")), "-" if mde is None else f"{mde:.4g}", escape(note))
     stdout.print(table)

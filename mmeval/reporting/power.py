@@ -40,7 +40,8 @@ def power_rows(path: Path, alpha: float, power: float, correlation: float) -> li
         for metric in headline_metrics(bench["task"], names):
             entry = bench["metrics"][metric]
             data = paired_values(bench["task"], metric, samples.get(name), samples.get(name), names)
-            row = PowerRow(name, metric, entry.get("value"), bool(entry.get("higher_is_better", True)), None, data.reason)
+            row = PowerRow(name, metric, entry.get("value"), bool(entry.get("higher_is_better", True)), None,
+                           data.reason)
             if not data.reason:
                 row.result = minimum_detectable_effect([a for a, _ in data.strata], data.statistic, alpha, power,
                                                        correlation)

@@ -96,7 +96,8 @@ def replicates(sizes: Sequence[int], statistic: Statistic, n_resamples: int, see
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def _clustered_replicates(statistic: Statistic, n_resamples: int, seed: int, clusters: Clusters) -> dict[str, np.ndarray]:
+def _clustered_replicates(statistic: Statistic, n_resamples: int, seed: int,
+                          clusters: Clusters) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     rows = max(1, min(n_resamples, CHUNK_ELEMENTS // max(1, clusters.n + sum(map(len, clusters.of_items)))))
     parts: dict[str, list[np.ndarray]] = defaultdict(list)

@@ -36,7 +36,8 @@ def minimum_detectable_effect(strata: list[np.ndarray], statistic: Statistic = "
     """The MDE (in the metric's units) of a one-sided paired test at `alpha` with `power`, given the baseline's
     per-sample values per stratum (the metric being the sum of the strata means, or one stratum's median)."""
     if not 0 < alpha < 1 or not 0 < power < 1 or not -1 <= correlation < 1:
-        raise ValueError(f"need 0 < alpha < 1, 0 < power < 1, -1 <= correlation < 1 (got {alpha}, {power}, {correlation})")
+        raise ValueError(f"need 0 < alpha < 1, 0 < power < 1, -1 <= correlation < 1 "
+                         f"(got {alpha}, {power}, {correlation})")
     strata = [np.asarray(v, dtype=np.float64) for v in strata if len(v)]
     n = sum(len(v) for v in strata)
     floor = smallest_p_value([(v, v + 1.0) for v in strata], statistic) if strata else 1.0  # all samples differ

@@ -64,8 +64,8 @@ def write_scored(task: str, bench_name: str, results: Path, sources: list[Path],
         "predictions_file": str(results), **extra,
     }
     outcome = RunOutcome(report)
-    write_outputs(report, {bench_name: {"answers": rows}}, output, f"{bench_name}-scored-{time.strftime('%Y%m%d-%H%M%S')}",
-                  True, outcome)
+    stem = f"{bench_name}-scored-{time.strftime('%Y%m%d-%H%M%S')}"
+    write_outputs(report, {bench_name: {"answers": rows}}, output, stem, True, outcome)
     return outcome
 
 
