@@ -261,8 +261,8 @@ def test_all_one_group_and_absent_group() -> None:
     ranked = [0, 0, 0, 0, 1, 1]
     assert B.max_skew_at_k(ranked, 4) == pytest.approx(0.6931, abs=TOL)
     assert B.ndkl_at_k(ranked, 4) == pytest.approx(0.6931, abs=TOL)
-    # group 1 absent from the top 4: its proportion is clipped to SKEW_EPSILON
-    assert B.min_skew_at_k(ranked, 4) == pytest.approx(math.log(B.SKEW_EPSILON / 0.5))
+    # group 1 absent from the top 4: ln 0, as Geyik et al. define skew from counts (no smoothing constant)
+    assert B.min_skew_at_k(ranked, 4) == -math.inf and B.skew_at_k(ranked, 6)["1"] == pytest.approx(math.log(2 / 3))
     # a group absent from the whole list counts only when named
     assert B.skew_at_k([0, 0], 2) == {"0": 0.0}
     assert B.skew_at_k([0, 0], 2, groups=[0, 1])["0"] == pytest.approx(math.log(2))
@@ -342,9 +342,25 @@ def test_retrieval_bias_averages_rankings_over_queries() -> None:
     assert first["bias@k"] == 0.0 and first["skew"]["0"] == pytest.approx(math.log(4 / 3))
     assert out["max_skew"] == pytest.approx(np.mean(expected["max"]))
     assert out["ndkl"] == pytest.approx(np.mean(expected["ndkl"]))
-    assert out["skew"]["1"] == pytest.approx(np.mean(expected["skew1"]))
+    present = [v for v in expected["skew1"] if v != -math.inf]  # absent from a top 3: excluded and counted
+    assert out["skew"]["1"] == pytest.approx(np.mean(present))
+    assert out["absent_share"]["1"] == pytest.approx(1 - len(present) / 4)
     assert out["bias@k"] == pytest.approx(np.mean(expected["bias"]))
     assert out["bias@k_abs"] == pytest.approx(np.mean(np.abs(expected["bias"])))
+    json.dumps(out)
+
+
+def test_skew_with_an_absent_group_stays_finite_and_absence_is_reported() -> None:
+    """Hand-computed: 3 queries over a gallery of groups a, a, a, b, b, b, k = 2, target uniform (.5, .5).
+    q0 ranks a, a first (b absent: skew_a = ln(1 / .5)); q1 ranks a, b (both ln(.5 / .5) = 0); q2 ranks b, b."""
+    labels = ["a", "a", "a", "b", "b", "b"]
+    scores = np.array([[6, 5, 4, 3, 2, 1], [6, 1, 1, 5, 1, 1], [1, 2, 3, 6, 5, 4]], dtype=float)
+    out = B.retrieval_bias(scores, labels, k=2)
+    assert out["skew"] == pytest.approx({"a": (math.log(2) + 0) / 2, "b": (0 + math.log(2)) / 2})
+    assert out["absent_share"] == pytest.approx({"a": 1 / 3, "b": 1 / 3}) and out["any_absent_share"] == pytest.approx(2 / 3)
+    assert out["min_skew"] == pytest.approx((math.log(2) + 0 + math.log(2)) / 3)  # over the groups present
+    assert out["max_skew"] == pytest.approx((math.log(2) + 0 + math.log(2)) / 3)
+    assert all(math.isfinite(v) for v in out["skew"].values())
     json.dumps(out)
 
 

@@ -282,7 +282,7 @@ def test_config_section_defaults_and_errors() -> None:
     assert shapes_config(Path("/tmp")).bootstrap == BootstrapConfig(n=1000, seed=0)
     for bad, message in [({"n": 50}, "bootstrap.n: expected 0 (off) or at least 100 resamples"),
                          ({"n": -1}, "bootstrap.n: Input should be greater than or equal to 0"),
-                         ({"samples": 10}, "bootstrap.samples: unknown key. Valid keys here: n, seed")]:
+                         ({"samples": 10}, "bootstrap.samples: unknown key. Valid keys here: n, seed, unit")]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             shapes_config(Path("/tmp"), bad)
 
@@ -293,7 +293,7 @@ def test_every_headline_metric_of_a_shapes_run_has_its_ci95(tmp_path: Path) -> N
     outcome = run_config(shapes_config(tmp_path, {"n": 400, "seed": 3}))
     assert not outcome.errors and outcome.internal_error is None
     written = json.loads(outcome.report_path.read_text())  # validated against the schema before writing
-    assert written["config"]["bootstrap"] == {"n": 400, "seed": 3}
+    assert written["config"]["bootstrap"] == {"n": 400, "seed": 3, "unit": "cluster"}
     for name, bench in written["benchmarks"].items():
         assert bench["status"] == "complete", name
         assert bench["bootstrap"]["n"] == 400 and bench["bootstrap"]["seed"] == 3, name
@@ -302,7 +302,7 @@ def test_every_headline_metric_of_a_shapes_run_has_its_ci95(tmp_path: Path) -> N
             lo, hi = entry["ci95"]
             assert lo <= entry["value"] <= hi, (name, metric, entry)
     assert written["benchmarks"]["captions"]["bootstrap"]["unit"] == "images"
-    assert written["benchmarks"]["vqa"]["bootstrap"]["unit"] == "questions"
+    assert written["benchmarks"]["vqa"]["bootstrap"]["resampled"] == "clusters"
 
 
 def test_multiple_choice_benchmark_has_ci95(tmp_path: Path) -> None:
@@ -316,7 +316,7 @@ def test_multiple_choice_benchmark_has_ci95(tmp_path: Path) -> None:
     (tmp_path / "mc.json").write_text(json.dumps({"questions": rows}))
     bench = mc_config(tmp_path, {"format": "mc", "annotations": str(tmp_path / "mc.json"), "images": str(images)})
     result = multiple_choice.run(LetterAnswerer(), bench, context(tmp_path, batch_size=8))
-    assert result.extra["bootstrap"]["unit"] == "questions"
+    assert result.extra["bootstrap"]["unit"] == "images, each with all of its items (questions)"
     for entry in result.metrics.values():
         assert entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
 

@@ -257,7 +257,7 @@ runtime: {{device: cpu, batch_size: 4, num_workers: 0}}
 output: {{dir: reports, name: plugin-run}}
 """)
     done = subprocess.run([sys.executable, "-m", "mmeval", "run", "-c", "run.yaml"], cwd=tmp_path, text=True,
-                          capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+                          capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "reports" / "plugin-run.json").read_text())
     validate_report(report)

@@ -225,12 +225,13 @@ runtime: {{device: cpu, batch_size: 4, num_workers: 0}}
 output: {{dir: reports, name: answers-run}}
 """)
     done = subprocess.run([sys.executable, "-m", "mmeval", "run", "-c", "run.yaml"], cwd=tmp_path, text=True,
-                          capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=False)
+                          capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "reports" / "answers-run.json").read_text())
     validate_report(report)
     bench = report["benchmarks"]["vqa9"]
     assert bench["task"] == "vqa" and bench["metrics"]["vqa_accuracy"]["value"] == pytest.approx(EXPECTED_OVERALL)
+    assert bench["answer_normalisation"] == "eval_server"  # the scoring choice is named in the report
     answers = json.loads((tmp_path / "reports" / bench["predictions_file"]).read_text())
     assert len(answers) == 9 and set(answers[0]) == {"question_id", "answer"}
     mc = report["benchmarks"]["mc6"]

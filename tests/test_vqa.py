@@ -73,12 +73,35 @@ def test_normalised_predictions_score_when_annotators_disagree(prediction: str, 
     assert vqa_accuracy(prediction, answers) == 1.0
 
 
-def test_unanimous_answers_are_not_normalised_as_in_the_official_script() -> None:
-    """vqaEval.py normalises only when the ten answers differ: a quirk kept so numbers match it."""
-    assert vqa_accuracy("two", ["2"] * 10) == 0.0
-    assert vqa_accuracy("Yes ", ["yes"] * 10) == 1.0  # stripping and case-insensitivity always apply
-    assert vqa_accuracy("yes.", ["yes"] * 10) == 0.0
-    assert vqa_accuracy("yes.", ["yes"] * 9 + ["no"]) == 1.0
+# The fixture that separates the three published normalisations. Expected values worked out by hand from
+# GT-Vision-Lab/VQA vqaEval.py: `eval_server` = the file before commit a013f00 (Mar 2021, = Cloud-CV's server),
+# `gtvision_2021` = the file since. Comparison is exact string equality in both.
+SEPARATING_FIXTURE = [
+    # prediction, human answers,                 eval_server, gtvision_2021, normalise_both
+    ("two", ["2"] * 10,                          1.0, 0.0, 1.0),  # unanimous: 2021 normalises nothing
+    ("Yes.", ["yes"] * 10,                       1.0, 0.0, 1.0),  # server: prediction -> "yes" always
+    ("the dog", ["the dog"] * 10,                0.0, 1.0, 1.0),  # server: "dog" vs unnormalised humans
+    ("dog", ["the dog"] * 4 + ["cat"] * 6,       0.0, 1.0, 1.0),  # server: humans only lose punctuation
+    ("yes", ["Yes"] * 4 + ["no"] * 6,            0.0, 1.0, 1.0),  # server: humans keep their case
+    ("Red", ["red"] * 10,                        1.0, 0.0, 1.0),  # 2021: no lower-casing when unanimous
+    ("two", ["2"] * 4 + ["3"] * 6,               1.0, 1.0, 1.0),
+    ("yes, it is", ["yes it is"] * 2 + ["no"] * 8, 0.6, 0.6, 0.6),
+    (" 2 ", [" 2"] * 10,                         0.0, 1.0, 1.0),  # server never strips human answers
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers", "server", "gtvision", "both"), SEPARATING_FIXTURE)
+def test_three_normalisations_match_the_published_scripts(prediction: str, answers: list[str], server: float,
+                                                          gtvision: float, both: float) -> None:
+    assert vqa_accuracy(prediction, answers) == pytest.approx(server)  # the default is the server's
+    assert vqa_accuracy(prediction, answers, "eval_server") == pytest.approx(server)
+    assert vqa_accuracy(prediction, answers, "gtvision_2021") == pytest.approx(gtvision)
+    assert vqa_accuracy(prediction, answers, "normalise_both") == pytest.approx(both)
+
+
+def test_an_unknown_normalisation_is_refused() -> None:
+    with pytest.raises(ValueError, match="eval_server"):
+        vqa_accuracy("a", ["a"] * 10, "lenient")  # type: ignore[arg-type]
 
 
 def test_scores_by_answer_type() -> None:
@@ -330,7 +353,7 @@ def test_config_refuses_fields_and_formats_of_other_tasks(tmp_path: Path) -> Non
         "benchmarks[0].data.format: format 'shapes' holds no questions; task 'vqa' reads: hf_vqa, shapes_vqa, vqav2",
         ("benchmarks[1].data.format: format 'vqav2' holds VQA questions; task 'retrieval' reads: coco, hf, "
          "karpathy, shapes"),
-        "benchmarks[2].prompt_template: not used by task 'retrieval' (it reads: bias, recall_k); remove it",
+        "benchmarks[2].prompt_template: not used by task 'retrieval' (it reads: bias, perturb, recall_k, tie_policy); remove it",
         ("benchmarks[3].data.caption_column: not used by format 'vqav2' (it reads: annotations, decode, image_pattern, "
          "images, limit, max_bad_fraction, on_bad_image, questions); remove it"),
         "benchmarks[4].data.questions: required for format 'vqav2' (vqav2: the questions JSON)",

@@ -152,3 +152,44 @@ def _write_text(path: Path, text: str, mode: str) -> None:
             handle.write(text)
     except OSError as exc:
         raise MmevalError(f"{path}: cannot write the gate summary ({exc.strerror or exc})") from None
+
+
+@app.command()
+def power(
+    baseline: Annotated[Path, typer.Argument(help="A report with per-sample output (output.per_sample: true).")],
+    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided paired test.",
+                                         min=1e-6, max=0.5)] = 0.05,
+    power_: Annotated[float, typer.Option("--power", help="Wanted probability of catching the effect.",
+                                          min=0.05, max=0.999)] = 0.8,
+    correlation: Annotated[float, typer.Option(help="Assumed correlation of per-sample values between the baseline "
+                                               "and a candidate (0.6-0.9 for checkpoints of one model).",
+                                               min=-1.0, max=0.99)] = 0.5,
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="Write a suggested gate rules file here.")] = None,
+) -> None:
+    """Minimum detectable effect of each headline metric for a paired test at --alpha and --power.
+
+    Drops smaller than the MDE will usually pass a `significant: true` gate unnoticed: set thresholds at or above
+    it, or evaluate on more data. --rules writes one such rule per metric (max_drop = the MDE, significant).
+    """
+    with _user_errors():
+        from mmeval.reporting.power import power_rows, suggested_rules, write_rules
+
+        rows = power_rows(baseline, alpha, power_, correlation)
+        if rules is not None:
+            write_rules(suggested_rules(rows, alpha), rules)
+    from rich.table import Table
+
+    table = Table(title=f"minimum detectable effect (one-sided alpha {alpha}, power {power_}, "
+                        f"correlation {correlation})")
+    for column in ("benchmark", "metric", "value", "n", "MDE", "note"):
+        table.add_column(column)
+    for row in rows:
+        result = row.result or {}
+        mde = result.get("mde")
+        floor = result.get("min_p_possible")
+        note = row.reason or ("" if mde is not None else f"cannot reach alpha (min p {floor:.3g})")
+        table.add_row(row.benchmark, row.metric, "-" if row.value is None else f"{row.value:.4g}",
+                      str(result.get("n", "-")), "-" if mde is None else f"{mde:.4g}", escape(note))
+    stdout.print(table)
+    if rules is not None:
+        stderr.print(f"suggested gate rules: {rules}", markup=False, highlight=False)

@@ -317,8 +317,11 @@ class Tokenizer(str, Enum):
 
 @app.command()
 def score(
-    annotations: Annotated[Path, typer.Option("--annotations", "-a", help="COCO captions annotation JSON (or MSR-VTT-style video captions).")],
-    results: Annotated[Path, typer.Option("--results", "-r", help="COCO results JSON: [{image_id, caption}] (or [{video_id, caption}]).")],
+    annotations: Annotated[Path, typer.Option("--annotations", "-a", help="COCO captions annotation JSON (or MSR-VTT-style "
+                                              "video captions; VQA: the VQAv2 annotations; --mc: the multiple-choice "
+                                              "questions file).")],
+    results: Annotated[Path, typer.Option("--results", "-r", help="COCO results JSON: [{image_id, caption}] (or "
+                                          "[{video_id, caption}]; VQA, --mc: [{question_id, answer}]).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path("reports"),
     dedup: Annotated[Optional[Dedup], typer.Option(
         "--dedup", help="Several captions for one image id: keep the first (default: refuse, naming the ids).")] = None,
@@ -340,15 +343,26 @@ def score(
     images: Annotated[Optional[Path], typer.Option(
         "--images", "-i", help="The annotations' image folder: recorded in the report so that `mmeval report "
         "--html` shows the best and worst captioned images (without it: captions and scores only).")] = None,
+    questions: Annotated[Optional[Path], typer.Option(
+        "--questions", help="VQA: the VQAv2 questions JSON; scores a VQA results file with official accuracy.")] = None,
+    answer_normalisation: Annotated[str, typer.Option(
+        help="VQA: eval_server, gtvision_2021 or normalise_both (see the README).")] = "eval_server",
+    mc: Annotated[bool, typer.Option("--mc", help="Score a multiple-choice results file against the questions "
+                                     "file given as --annotations.")] = False,
 ) -> None:
-    """Score an existing results file against caption annotations, with no model, as the official COCO demo does.
+    """Score an existing results file with no model: captions as the official COCO demo does, VQA answers
+    (--questions) as the official VQA evaluation does, multiple-choice answers (--mc).
 
-    Only the images present in the results are evaluated. Writes a report in the same format as `run`,
-    with per-image scores next to it. Result ids missing from the annotations are an error.
+    Captions: only the images present in the results are evaluated; result ids missing from the annotations
+    are an error. VQA / multiple choice: every question needs one answer. Writes a report in the same format
+    as `run`, with per-sample scores next to it.
     """
     from mmeval.metrics.caption.scores import METRICS
     from mmeval.tasks.coco_captions.score import score_results
 
+    if questions is not None or mc:
+        _score_answers(annotations, results, output, questions, answer_normalisation, mc)
+        return
     with _user_errors():
         chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
         unknown = [m for m in chosen if m not in METRICS]
@@ -392,6 +406,30 @@ def score(
     stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
     if outcome.samples_path:
         stderr.print(f"per-image scores: {outcome.samples_path}", markup=False, highlight=False)
+
+
+def _score_answers(annotations: Path, results: Path, output: Path, questions: Path | None, normalisation: str,
+                   mc: bool) -> None:
+    """`score` of a question-answering results file (VQA with --questions, multiple choice with --mc)."""
+    with _user_errors():
+        from mmeval.errors import MmevalError
+
+        if questions is not None and mc:
+            raise MmevalError("--questions (VQA) and --mc (multiple choice): choose one")
+        for path, what in ((annotations, "--annotations"), (results, "--results"), (questions, "--questions")):
+            if path is not None and not path.is_file():
+                raise MmevalError(f"{what}: file not found: {path}")
+        check_folder(output, "--output")
+        if mc:
+            from mmeval.tasks.multiple_choice.score import score_mc_results
+
+            outcome = score_mc_results(annotations, results, output)
+        else:
+            from mmeval.tasks.vqa.score import score_vqa_results
+
+            outcome = score_vqa_results(questions, annotations, results, output, normalisation)
+    stdout.print(results_table(outcome.report))
+    stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
 
 
 @app.command("list")

@@ -74,6 +74,10 @@ class BootstrapConfig(_Strict):
 
     n: int = Field(1000, ge=0, description="resamples per benchmark; 0 turns confidence intervals off")
     seed: int = Field(0, description="seed of the resampling: the same seed and data give the same intervals")
+    unit: Literal["cluster", "row"] = Field(
+        "cluster", description="what is resampled: 'cluster' draws the independent unit (an image, with all of its "
+        "captions or questions) where a task knows it; 'row' draws each item alone (too narrow when items of "
+        "one image are correlated)")
 
     @field_validator("n")
     @classmethod

@@ -26,10 +26,11 @@ import numpy as np
 
 NAN = float("nan")
 
-# Observed proportion used for a group absent from the top k in Skew@k (0 would give log 0 = -inf, which a
-# JSON report cannot hold): an absent group scores ln(1e-12 / target) ~ -27.6 + ln(1 / target), far below any
-# skew of a present group (>= ln(1 / (k x target))), so MinSkew still flags it.
-SKEW_EPSILON = 1e-12
+# A group absent from a query's top k: Geyik et al. (2019) define Skew@k from counts, ln(p_observed / p_target),
+# which is ln 0 = -inf for a count of 0. mmeval keeps that (no smoothing constant: ln(1e-12) ~ -27.6 used to
+# enter the mean and swamp it) and, when averaging over queries (`retrieval_bias`), excludes and reports: a
+# group's mean skew is over the queries whose top k hold it, MaxSkew / MinSkew are over the groups present,
+# and the share of queries where each group is absent is reported next to them (`absent_share`).
 
 
 # ----------------------------------------------------------------------------------------------- groups
@@ -469,7 +470,8 @@ def skew_at_k(
     `ranked_labels` holds the group label of each item, best first; unlabelled items (None / NaN) are dropped
     from the ranking first. `groups` defaults to the labels present (pass it, so that a group absent from
     the list still counts); `target` defaults to uniform over `groups`. k larger than the list: the whole
-    list. A proportion of 0 is replaced by SKEW_EPSILON = 1e-12 (finite, JSON-able). Empty list: NaN.
+    list. A group absent from the top k has skew -inf (ln 0, as defined; see the note at the top of the
+    module for how `retrieval_bias` averages it). Empty list: NaN.
     """
     _check_k(k)
     names, codes = _ranked_codes(ranked_labels, groups)
@@ -478,7 +480,7 @@ def skew_at_k(
     if len(top) == 0:
         return {name: NAN for name in names}
     observed = np.bincount(top, minlength=len(names)) / len(top)
-    return {name: float(np.log(max(p, SKEW_EPSILON) / q_g)) for name, p, q_g in zip(names, observed, q)}
+    return {name: float(np.log(p / q_g)) if p > 0 else -math.inf for name, p, q_g in zip(names, observed, q)}
 
 
 def max_skew_at_k(ranked_labels: Sequence[Any], k: int, groups: Sequence[Any] | None = None,
@@ -489,7 +491,8 @@ def max_skew_at_k(ranked_labels: Sequence[Any], k: int, groups: Sequence[Any] | 
 
 def min_skew_at_k(ranked_labels: Sequence[Any], k: int, groups: Sequence[Any] | None = None,
                   target: Mapping[Any, float] | Sequence[float] | None = None) -> float:
-    """MinSkew@k (Geyik et al. 2019): the smallest Skew@k over groups, the most under-represented group."""
+    """MinSkew@k (Geyik et al. 2019): the smallest Skew@k over groups, the most under-represented group
+    (-inf when a group is absent from the top k)."""
     return min(skew_at_k(ranked_labels, k, groups, target).values(), default=NAN)
 
 
@@ -548,8 +551,11 @@ def retrieval_bias(
     NDKL rank only the labelled items (unlabelled ones are removed from the gallery); Bias@k, as defined,
     ranks the whole gallery and ignores unlabelled items inside the top k. `groups` defaults to the labels
     in the gallery; `target` to uniform. Each value is the mean over queries where it is defined
-    ("bias@k_abs" is the mean of |Bias@k|, since signed values of opposite queries cancel). No query or no
-    labelled item: NaN values. Cost: one stable sort of the gallery per query.
+    ("bias@k_abs" is the mean of |Bias@k|, since signed values of opposite queries cancel). A group absent
+    from a query's top k (skew -inf) is left out of that query's skew, MaxSkew and MinSkew, and counted in
+    `absent_share` (per group: the share of queries, among those with a labelled top k, where it is absent)
+    and `any_absent_share` (some group absent). No query or no labelled item: NaN values. Cost: one stable
+    sort of the gallery per query.
     """
     _check_k(k)
     scores = np.asarray(scores)
@@ -559,16 +565,22 @@ def retrieval_bias(
     labelled = np.array([key is not None for key in keys], dtype=bool)
     names, _ = _ranked_codes(keys, groups)
     q = _target(names, target)
-    per_query: dict[str, list[float]] = {"max_skew": [], "min_skew": [], "ndkl": [], "bias@k": []}
+    per_query: dict[str, list[float]] = {"max_skew": [], "min_skew": [], "ndkl": [], "bias@k": [], "any_absent": []}
     skews: dict[str, list[float]] = {name: [] for name in names}
+    absent: dict[str, list[float]] = {name: [] for name in names}
     for row in scores:
         order = np.argsort(-row, kind="stable")
         ranked = [keys[i] for i in order[labelled[order]][:k]]
         skew = skew_at_k(ranked, k, names, q)
+        present = {name: value for name, value in skew.items() if value != -math.inf}  # NaN: nothing labelled
         for name, value in skew.items():
-            skews[name].append(value)
-        per_query["max_skew"].append(max(skew.values(), default=NAN))
-        per_query["min_skew"].append(min(skew.values(), default=NAN))
+            skews[name].append(present.get(name, NAN))
+            if ranked:
+                absent[name].append(float(value == -math.inf))
+        if ranked:
+            per_query["any_absent"].append(float(len(present) < len(skew)))
+        per_query["max_skew"].append(max(present.values(), default=NAN))
+        per_query["min_skew"].append(min(present.values(), default=NAN))
         per_query["ndkl"].append(ndkl_at_k(ranked, k, names, q))
         if len(names) == 2:
             per_query["bias@k"].append(bias_at_k([keys[i] for i in order[:k]], k, names[0], names[1]))
@@ -578,6 +590,8 @@ def retrieval_bias(
         "skew": {name: _nanmean(values) for name, values in skews.items()},
         "max_skew": _nanmean(per_query["max_skew"]), "min_skew": _nanmean(per_query["min_skew"]),
         "ndkl": _nanmean(per_query["ndkl"]),
+        "absent_share": {name: _nanmean(values) for name, values in absent.items()},
+        "any_absent_share": _nanmean(per_query["any_absent"]),
     }
     if len(names) == 2:
         out["bias@k"] = _nanmean(per_query["bias@k"])

@@ -4,9 +4,15 @@ Conventions (those of the CLIP paper and CLIP_benchmark):
 - Every caption of an image is a positive for it; an image query has several positives, a text query one.
 - recall@k is the fraction of queries with *at least one* positive among the top k candidates
   ("hit rate"), not the fraction of all positives retrieved.
-- The rank of a query is the 1-based position of its best-ranked positive. Ties are counted against the
-  model: a negative scoring exactly as high as the best positive ranks above it. A model that gives every
-  candidate the same score therefore gets the worst rank, not a perfect one.
+- The rank of a query is the 1-based position of its best-ranked positive. How exact ties between a
+  positive and negatives count is a named policy (`TIE_POLICIES`), recorded in the report:
+  - `pessimistic` (default): ties count against the model: a negative scoring exactly as high as the best
+    positive ranks above it. A model that gives every candidate the same score gets the worst rank.
+  - `topk`: CLIP_benchmark's rule for recall@k: a hit when a positive is among the indices that
+    `torch.topk(scores, k)` returns, one call per k as CLIP_benchmark makes them, ties broken the way torch
+    breaks them (duplicate captions tie exactly). torch may pick different tied items for different k, so
+    these hits are kept per k (`RetrievalRanks.hits`) rather than read off a rank. CLIP_benchmark defines
+    no rank: mean and median ranks keep the pessimistic rule under both policies.
 
 Ranking runs in chunks of queries against the whole gallery. Each chunk's scores go into one preallocated
 buffer whose size comes from a byte budget (`max_chunk_bytes`), so memory is bounded by that budget plus
@@ -15,6 +21,7 @@ O(n_queries + n_candidates) bookkeeping, whatever the gallery size: never N x N,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +35,8 @@ DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
 # 16-d embeddings, 4-8 MiB chunks rank 50k x 50k about 1.9x faster than 256 MiB ones (scripts/bench_ranking.py).
 CPU_CACHE_CHUNK_BYTES = 8 * 2**20
 
+TIE_POLICIES = ("pessimistic", "topk")
+
 # Counts are summed in the score dtype; float32 holds every integer up to 2**24 exactly.
 _EXACT_FLOAT32_COUNT = 2**24
 
@@ -38,6 +47,15 @@ class RetrievalRanks:
 
     t2i: np.ndarray  # shape (n_texts,)
     i2t: np.ndarray  # shape (n_images,)
+    # `topk` tie policy only: {"t2i": (n_texts, len(ks)) bool, "i2t": ...} and the ks; else recall@k = rank <= k
+    hits: dict[str, np.ndarray] | None = None
+    hit_ks: tuple[int, ...] = ()
+
+    def hit(self, direction: str, k: int) -> np.ndarray:
+        """Per-query recall@k hits of one direction, under the policy the ranks were computed with."""
+        if self.hits is not None and k in self.hit_ks:
+            return self.hits[direction][:, self.hit_ks.index(k)]
+        return getattr(self, direction) <= k
 
 
 @dataclass(frozen=True)
@@ -143,16 +161,36 @@ def _rank_chunk(scores: torch.Tensor, positives: _Positives, start: int, stop: i
     return (count - tied).long() + 1
 
 
-def _rank_direction(queries: torch.Tensor, gallery: torch.Tensor, positives: _Positives, chunk: int) -> torch.Tensor:
-    """Ranks of every query over the gallery, `chunk` queries at a time, on the device of the inputs."""
+def _topk_hits(scores: torch.Tensor, positives: _Positives, start: int, stop: int, ks: Sequence[int]) -> torch.Tensor:
+    """(chunk, len(ks)) whether a positive is among torch.topk(scores, k)'s indices, one call per k (CLIP_benchmark)."""
+    if positives.one_each:
+        rows, cols = torch.arange(stop - start, device=scores.device), positives.cols[start:stop]
+    else:
+        lo, hi = int(positives.ptr[start]), int(positives.ptr[stop])
+        rows, cols = positives.rows[lo:hi] - start, positives.cols[lo:hi]
+    out = torch.zeros(stop - start, len(ks), dtype=torch.bool, device=scores.device)
+    for j, k in enumerate(ks):
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
+        found = (top[rows] == cols[:, None]).any(1)  # per positive pair: among its query's top k
+        out[:, j].index_put_((rows,), found, accumulate=True)
+    return out
+
+
+def _rank_direction(queries: torch.Tensor, gallery: torch.Tensor, positives: _Positives, chunk: int,
+                    ks: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ranks of every query over the gallery, `chunk` queries at a time, on the device of the inputs; and
+    with `ks` (the `topk` tie policy) the torch.topk hits at each k."""
     n_queries, n_candidates = queries.shape[0], gallery.shape[0]
     ranks = torch.empty(n_queries, dtype=torch.long, device=queries.device)
+    hits = None if ks is None else torch.zeros(n_queries, len(ks), dtype=torch.bool, device=queries.device)
     buffer = torch.empty(min(chunk, n_queries), n_candidates, dtype=queries.dtype, device=queries.device)
     for start in range(0, n_queries, chunk):
         stop = min(start + chunk, n_queries)
         scores = torch.mm(queries[start:stop], gallery.T, out=buffer[: stop - start])
+        if hits is not None:  # before _rank_chunk overwrites the scores
+            hits[start:stop] = _topk_hits(scores, positives, start, stop, ks)
         ranks[start:stop] = _rank_chunk(scores, positives, start, stop)
-    return ranks
+    return ranks, hits
 
 
 def compute_ranks(
@@ -161,6 +199,8 @@ def compute_ranks(
     text_image_index: torch.Tensor | np.ndarray | list[int],
     chunk_size: int | None = None,
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    tie_policy: str = "pessimistic",
+    ks: Sequence[int] = (1, 5, 10),
 ) -> RetrievalRanks:
     """Rank of the best positive for every text query (over images) and every image query (over texts).
 
@@ -174,7 +214,11 @@ def compute_ranks(
     is smaller on CPU, for speed), plus O(n_images + n_texts) of indices and ranks and the matmul's own
     workspace. No n_images x n_texts matrix is ever formed.
     An image without a caption gets rank n_texts + 1 (it has no positive); drop it before averaging.
+    `tie_policy` is one of TIE_POLICIES (module docstring); `topk` also keeps torch.topk's hits at each k of `ks`.
     """
+    if tie_policy not in TIE_POLICIES:
+        raise ValueError(f"unknown tie policy {tie_policy!r} (expected one of {TIE_POLICIES})")
+    hit_ks = tuple(ks) if tie_policy == "topk" else None
     device = image_emb.device
     owner = np.asarray(torch.as_tensor(text_image_index).cpu(), dtype=np.int64).reshape(-1)
     n_images, n_texts = image_emb.shape[0], text_emb.shape[0]
@@ -191,16 +235,19 @@ def compute_ranks(
     bytes_per_score = torch.finfo(dtype).bits // 8
 
     dim = images.shape[1]
-    t2i = _rank_direction(
+    t2i, t2i_hits = _rank_direction(
         texts, images, _positives_of_texts(owner, device),
-        chunk_size or rows_per_chunk(n_images, bytes_per_score, max_chunk_bytes, dim, device),
+        chunk_size or rows_per_chunk(n_images, bytes_per_score, max_chunk_bytes, dim, device), hit_ks,
     )
-    i2t = _rank_direction(
+    i2t, i2t_hits = _rank_direction(
         images, texts, _positives_of_images(owner, n_images, device),
-        chunk_size or rows_per_chunk(n_texts, bytes_per_score, max_chunk_bytes, dim, device),
+        chunk_size or rows_per_chunk(n_texts, bytes_per_score, max_chunk_bytes, dim, device), hit_ks,
     )
     both = torch.cat([t2i, i2t]).cpu().numpy()  # one device-to-host copy
-    return RetrievalRanks(t2i=both[:n_texts], i2t=both[n_texts:])
+    ranks = RetrievalRanks(t2i=both[:n_texts], i2t=both[n_texts:])
+    if hit_ks is not None:
+        ranks.hits, ranks.hit_ks = {"t2i": t2i_hits.cpu().numpy(), "i2t": i2t_hits.cpu().numpy()}, hit_ks
+    return ranks
 
 
 def metrics_from_ranks(ranks: RetrievalRanks, ks: list[int] | tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -213,7 +260,7 @@ def metrics_from_ranks(ranks: RetrievalRanks, ks: list[int] | tuple[int, ...] = 
     for direction in ("t2i", "i2t"):
         r = getattr(ranks, direction)
         for k in ks:
-            out[f"{direction}_R@{k}"] = float(np.mean(r <= k)) if r.size else float("nan")
+            out[f"{direction}_R@{k}"] = float(np.mean(ranks.hit(direction, k))) if r.size else float("nan")
         out[f"{direction}_mean_rank"] = float(np.mean(r)) if r.size else float("nan")
         out[f"{direction}_median_rank"] = float(np.median(r)) if r.size else float("nan")
     out["rsum"] = float(sum(out[f"{d}_R@{k}"] for d in ("t2i", "i2t") for k in ks))

@@ -1,13 +1,20 @@
-"""VQA accuracy exactly as the official evaluation (GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py).
+"""VQA accuracy as the official evaluation code computes it (PythonEvaluationTools/vqaEvaluation/vqaEval.py).
 
-Per question: newlines and tabs become spaces and the ends are stripped; then, only when the ten human
-answers are not all identical, the prediction and every human answer are normalised (punctuation, then
-lower case, number words to digits, articles dropped, contractions restored). The accuracy is the mean over
-the ten leave-one-annotator-out subsets of min(1, #matching answers among the other nine / 3), compared
-case-insensitively: 0, 0.3, 0.6, 0.9, 1.0 for 0, 1, 2, 3, >= 4 agreeing annotators.
+The accuracy is the mean over the ten leave-one-annotator-out subsets of min(1, #matching answers among the
+other nine / 3), compared as exact strings: 0, 0.3, 0.6, 0.9, 1.0 for 0, 1, 2, 3, >= 4 agreeing annotators.
+"Normalised" below means processPunctuation then processDigitArticle (lower case, number words to digits,
+articles dropped, contractions restored). Which strings are normalised is the one choice that moves the
+number; three versions of it are live, offered by name (`NORMALISATIONS`):
 
-Two quirks of the official script are kept on purpose, so numbers match it:
-- When all ten human answers are the same string, nothing is normalised: "two" does not match ten "2"s.
+- `eval_server` (default): the challenge's evaluation server (Cloud-CV) and GT-Vision-Lab/VQA before its
+  commit a013f00 of March 2021. The prediction is always stripped and normalised; the human answers are
+  left as they are, and only when the ten differ are they stripped of punctuation (not lower-cased, not
+  article-dropped): "two" matches ten "2"s, but "the dog" does not match ten "the dog"s.
+- `gtvision_2021`: GT-Vision-Lab/VQA since that commit. Both sides are stripped; both are normalised, but
+  only when the ten human answers differ: "two" does not match ten "2"s, nor "Yes." ten "yes"s.
+- `normalise_both`: both sides always stripped and normalised (what several harnesses do).
+
+Two more quirks of the official script are kept on purpose, so numbers match it:
 - Its period regex `(?!<=\\d)(\\.)(?!\\d)` is a lookahead typo (not a lookbehind), and `re.UNICODE` is passed
   where `sub` takes its count: every period not followed by a digit goes, at most 32 of them.
 The script leaves an annotator out by dict inequality, which is "by position" for VQAv2's distinct answer
@@ -21,6 +28,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal
 
 N_ANSWERS = 10  # human answers per question in VQAv2 (and VizWiz, TextVQA, OK-VQA)
 
@@ -60,6 +68,8 @@ PUNCTUATION = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_"
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")  # sic: see the module docstring
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
 _OFFICIAL_PERIOD_COUNT = re.UNICODE.value  # 32: the official call passes re.UNICODE as sub's count
+Normalisation = Literal["eval_server", "gtvision_2021", "normalise_both"]
+NORMALISATIONS: tuple[str, ...] = ("eval_server", "gtvision_2021", "normalise_both")
 
 
 def _clean(text: str) -> str:
@@ -90,23 +100,34 @@ def normalize_answer(text: str) -> str:
     return process_digit_article(process_punctuation(_clean(text)))
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
+def compared_strings(prediction: str, answers: Sequence[str],
+                     normalisation: Normalisation = "eval_server") -> tuple[str, list[str]]:
+    """The prediction and the human answers as the chosen version of the official script compares them."""
+    if normalisation == "eval_server":  # decides on the answers as stored: it never strips them
+        humans = [process_punctuation(a) for a in answers] if len(set(answers)) > 1 else list(answers)
+        return normalize_answer(prediction), humans
+    if normalisation == "gtvision_2021":
+        humans = [_clean(a) for a in answers]
+        if len(set(humans)) > 1:  # since 2021 the answers are stripped before the check
+            return normalize_answer(prediction), [process_digit_article(process_punctuation(a)) for a in humans]
+        return _clean(prediction), humans
+    if normalisation == "normalise_both":
+        return normalize_answer(prediction), [normalize_answer(a) for a in answers]
+    raise ValueError(f"unknown VQA answer normalisation {normalisation!r} (expected one of {NORMALISATIONS})")
+
+
+def vqa_accuracy(prediction: str, answers: Sequence[str], normalisation: Normalisation = "eval_server") -> float:
     """Official accuracy of one prediction against the human answers (10 in VQAv2), as a fraction."""
-    humans = [_clean(answer) for answer in answers]
-    predicted = _clean(prediction)
-    if len(set(humans)) > 1:
-        humans = [process_digit_article(process_punctuation(answer)) for answer in humans]
-        predicted = process_digit_article(process_punctuation(predicted))
-    predicted = predicted.lower()
-    same = [answer.lower() == predicted for answer in humans]
+    predicted, humans = compared_strings(prediction, answers, normalisation)
+    same = [answer == predicted for answer in humans]
     total = sum(same)
     return sum(min(1.0, (total - hit) / 3) for hit in same) / len(same)
 
 
-def score_vqa(predictions: Sequence[str], answers: Sequence[Sequence[str]],
-              answer_types: Sequence[str | None]) -> tuple[dict[str, float], list[float]]:
+def score_vqa(predictions: Sequence[str], answers: Sequence[Sequence[str]], answer_types: Sequence[str | None],
+              normalisation: Normalisation = "eval_server") -> tuple[dict[str, float], list[float]]:
     """Overall accuracy, one `vqa_accuracy_<answer type>` per type present, and per-question accuracies."""
-    per_question = [vqa_accuracy(p, a) for p, a in zip(predictions, answers, strict=True)]
+    per_question = [vqa_accuracy(p, a, normalisation) for p, a in zip(predictions, answers, strict=True)]
     scores = {"vqa_accuracy": sum(per_question) / len(per_question) if per_question else float("nan")}
     by_type: dict[str, list[float]] = defaultdict(list)
     for kind, value in zip(answer_types, per_question, strict=True):

@@ -197,7 +197,7 @@ def _paired(first: LoadedReport, other: LoadedReport, bench: str, metric: str, m
     data = paired_values(task, metric, first.samples.get(bench), other.samples.get(bench), metric_names)
     if data.reason:
         return None, data.reason
-    result = paired_test(data.strata, data.statistic, n_resamples, seed)
+    result = paired_test(data.strata, data.statistic, n_resamples, seed, data.clusters)
     notes = [_caveat(data, values[0], values[n]), *significance_notes(result)]
     return result.as_dict(), "; ".join(note for note in notes if note) or None
 

@@ -264,7 +264,7 @@ class _Gate:
         if data.reason:
             self.problems.append(f"{where}: no paired test for {metric} ({data.reason})")
             return None
-        return paired_test(data.strata, data.statistic, self.rules.resamples, self.rules.seed)
+        return paired_test(data.strata, data.statistic, self.rules.resamples, self.rules.seed, data.clusters)
 
     def _latency(self, n: int, name: str, rule: LatencyRule, key: str) -> Check:
         check = Check(n, name, "latency", key, self._limit(rule))

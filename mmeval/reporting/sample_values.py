@@ -27,6 +27,7 @@ class PairedValues:
     n_b: int = 0
     reason: str | None = None  # no test possible: why
     note: str | None = None  # a caveat on the test
+    clusters: list[np.ndarray] | None = None  # per stratum, the image of each sample (paired tests draw images)
 
     @property
     def n(self) -> int:
@@ -61,11 +62,18 @@ def matched(rows_a: list[dict], rows_b: list[dict], key: Callable[[dict], Any], 
     return ids, np.array([a[k] for k in ids]), np.array([b[k] for k in ids]), len(a), len(b)
 
 
-def single(rows_a, rows_b, key, value, keep=lambda _: True, statistic: Statistic = "mean") -> PairedValues:
-    _, a, b, n_a, n_b = matched(rows_a, rows_b, key, value, keep)
+def single(rows_a, rows_b, key, value, keep=lambda _: True, statistic: Statistic = "mean",
+           cluster: Callable[[dict], Any] | None = None) -> PairedValues:
+    """Matched values of one stratum; with `cluster` (e.g. `image_id`), each sample's cluster from run A's rows."""
+    ids, a, b, n_a, n_b = matched(rows_a, rows_b, key, value, keep)
     if not len(a):
         return PairedValues(n_a=n_a, n_b=n_b, reason="no sample id in both runs")
-    return PairedValues([(a, b)], statistic, n_a, n_b)
+    clusters = None
+    if cluster is not None:
+        of = {key(row): cluster(row) for row in rows_a}
+        labels = [of[i] for i in ids]
+        clusters = None if any(label is None for label in labels) else [np.array(labels, dtype=object)]
+    return PairedValues([(a, b)], statistic, n_a, n_b, clusters=clusters)
 
 
 def image_id(row: dict) -> Any:

@@ -109,10 +109,10 @@ def retrieval_bias(cfg, image_ids: list[Any], attributes: dict, ranks, owner: li
 
     def per_attribute(name: str, values: list) -> dict[str, Any]:
         def t2i(rows: np.ndarray) -> dict[str, float]:
-            return _recalls("t2i", ranks.t2i[rows], recall_k)
+            return _recalls("t2i", ranks, rows, recall_k)
 
         def i2t(rows: np.ndarray) -> dict[str, float]:
-            return _recalls("i2t", ranks.i2t[rows], recall_k)
+            return _recalls("i2t", ranks, rows, recall_k)
 
         sliced = bias_metrics.subgroup_metrics([values[o] for o in owner], t2i, higher_is_better)
         sliced.update(bias_metrics.subgroup_metrics([values[i] for i in captioned], i2t, higher_is_better))
@@ -129,8 +129,9 @@ def retrieval_bias(cfg, image_ids: list[Any], attributes: dict, ranks, owner: li
     return block
 
 
-def _recalls(direction: str, ranks: np.ndarray, ks: list[int]) -> dict[str, float]:
-    out = {f"{direction}_R@{k}": float(np.mean(ranks <= k)) for k in ks}
+def _recalls(direction: str, all_ranks, rows: np.ndarray, ks: list[int]) -> dict[str, float]:
+    ranks = getattr(all_ranks, direction)[rows]
+    out = {f"{direction}_R@{k}": float(np.mean(all_ranks.hit(direction, k)[rows])) for k in ks}  # tie policy's hits
     out[f"{direction}_median_rank"] = float(np.median(ranks)) if len(ranks) else float("nan")
     return out
 

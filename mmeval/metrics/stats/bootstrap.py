@@ -12,6 +12,15 @@ precision) are computed from the counts after sorting the items once (`weighted_
 The 95% interval is the 2.5th and 97.5th percentile of the replicates (numpy's linear interpolation);
 replicates where a metric is undefined (e.g. no question of one answer type was drawn) are left out.
 
+Clustered resampling (the default, `bootstrap.unit: cluster`). Items that share an image are not
+independent: the five captions of a COCO image, the several questions about one VQA image. Resampling them
+one by one treats them as independent and gives intervals that are too narrow (tests/test_cluster_bootstrap.py
+measures the coverage of both). A task that knows the clusters passes them (`Clusters`): each resample then
+draws the clusters (images) with replacement and every item comes with its cluster, so an item's count is
+its cluster's count; the groups of one benchmark (retrieval's text and image queries) share one draw of
+images. A resample's size in items then varies, so means divide by the drawn total (`mean`), not by
+n_items. `bootstrap.unit: row` keeps the per-item resampling. The report's block says which was used.
+
 Resamples depend only on the seed, `n` and the number of items, so the same data gives the same intervals,
 and two models scored on the same data see the same resamples. Independent sets of items (retrieval's text
 and image queries) get independent streams (`SeedSequence.spawn`) drawn within the same replicate, so rsum
@@ -27,6 +36,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,8 +60,29 @@ def resample_counts(rng: np.random.Generator, n_items: int, n_rows: int) -> np.n
     return np.bincount(draws.ravel(), minlength=n_rows * n_items).reshape(n_rows, n_items).astype(np.float64)
 
 
-def replicates(sizes: Sequence[int], statistic: Statistic, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
-    """Every metric of `statistic` on n_resamples resamples of each group of items (sizes: items per group)."""
+@dataclass(frozen=True)
+class Clusters:
+    """The independent unit of a benchmark's items: `of_items[g][i]` is the cluster (0..n - 1, e.g. the image)
+    of item i of group g; every group indexes the same n clusters. `name` says what a cluster is."""
+
+    n: int
+    of_items: tuple[np.ndarray, ...]
+    name: str = "images"
+
+    @classmethod
+    def from_labels(cls, *labels: Sequence[Any], name: str = "images") -> Clusters:
+        """Clusters from any hashable labels per item (e.g. image ids), numbered in order of first appearance."""
+        index: dict[Any, int] = {}
+        codes = tuple(np.array([index.setdefault(x, len(index)) for x in group], dtype=np.int64) for group in labels)
+        return cls(len(index), codes, name)
+
+
+def replicates(sizes: Sequence[int], statistic: Statistic, n_resamples: int, seed: int,
+               clusters: Clusters | None = None) -> dict[str, np.ndarray]:
+    """Every metric of `statistic` on n_resamples resamples of each group of items (sizes: items per group);
+    with `clusters`, each resample draws the clusters and carries their items (module docstring)."""
+    if clusters is not None:
+        return _clustered_replicates(statistic, n_resamples, seed, clusters)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(sizes))]
     rows = max(1, min(n_resamples, CHUNK_ELEMENTS // max(1, sum(sizes))))  # depends on the sizes only
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -61,6 +92,19 @@ def replicates(sizes: Sequence[int], statistic: Statistic, n_resamples: int, see
         for start in range(0, n_resamples, rows):
             counts = [resample_counts(rng, size, min(rows, n_resamples - start)) for rng, size in zip(streams, sizes)]
             for name, values in statistic(*counts).items():
+                parts[name].append(np.asarray(values, dtype=np.float64))
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def _clustered_replicates(statistic: Statistic, n_resamples: int, seed: int,
+                          clusters: Clusters) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = max(1, min(n_resamples, CHUNK_ELEMENTS // max(1, clusters.n + sum(map(len, clusters.of_items)))))
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    with threadpool_limits(1, user_api="blas"), np.errstate(invalid="ignore", divide="ignore"):
+        for start in range(0, n_resamples, rows):
+            drawn = resample_counts(rng, clusters.n, min(rows, n_resamples - start))
+            for name, values in statistic(*[drawn[:, codes] for codes in clusters.of_items]).items():
                 parts[name].append(np.asarray(values, dtype=np.float64))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
@@ -76,25 +120,31 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float]
 
 
 def add_intervals(metrics: dict[str, dict[str, Any]], sizes: Sequence[int], statistic: Statistic, settings,
-                  unit: str) -> dict[str, Any] | None:
+                  unit: str, clusters: Clusters | None = None) -> dict[str, Any] | None:
     """Put `ci95: [lo, hi]` beside the value of every metric the statistic resamples; return the report's
-    `bootstrap` block (None when settings.n is 0). `unit` says what was resampled."""
+    `bootstrap` block (None when settings.n is 0). `unit` says what the items are; `clusters`, when the task
+    knows them, are resampled instead unless `settings.unit` is "row" (the block's `resampled` says which)."""
     if not settings.n:
         return None
     started = time.perf_counter()
-    values = replicates(sizes, statistic, settings.n, settings.seed)
+    use = clusters if getattr(settings, "unit", "cluster") == "cluster" else None
+    values = replicates(sizes, statistic, settings.n, settings.seed, use)
+    if use is not None:
+        unit = f"{use.name}, each with all of its items ({unit})"
     for name, entry in metrics.items():
         interval = percentile_interval(values[name]) if name in values else None
         value = entry.get("value")
         if interval is not None and value is not None and np.isfinite(value):
             entry["ci95"] = interval
     return {"n": settings.n, "seed": settings.seed, "method": METHOD, "level": LEVEL, "unit": unit,
-            "seconds": time.perf_counter() - started}
+            "resampled": "clusters" if use is not None else "rows", "seconds": time.perf_counter() - started}
 
 
 def mean(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(b, ...) mean of per-item values (n_items, ...) over each resample."""
-    return counts @ values / counts.shape[1]
+    """(b, ...) mean of per-item values (n_items, ...) over each resample (divided by the drawn total, which
+    varies when clusters are resampled)."""
+    total = counts.sum(axis=1)
+    return counts @ values / (total[:, None] if np.ndim(values) > 1 else total)
 
 
 def masked_mean(counts: np.ndarray, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -105,9 +155,9 @@ def masked_mean(counts: np.ndarray, values: np.ndarray, mask: np.ndarray | None 
 
 def weighted_median(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """(b,) numpy median of each resample (the mean of the two middle values when the size is even)."""
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         return np.full(counts.shape[0], np.nan)
+    n = counts.sum(axis=1).round().astype(np.int64)[:, None]  # the resample's size (varies with clusters)
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])

@@ -36,7 +36,8 @@ def retrieval_statistic(ranks: RetrievalRanks, ks: Sequence[int]) -> Statistic:
         out: dict[str, np.ndarray] = {}
         for direction, rank, counts in (("t2i", ranks.t2i, text_counts), ("i2t", ranks.i2t, image_counts)):
             rank = np.asarray(rank, dtype=np.float64)
-            sums = mean(counts, np.stack([rank <= k for k in ks] + [rank], axis=1).astype(np.float64))
+            hits = [ranks.hit(direction, k) for k in ks]  # under the tie policy the ranks were computed with
+            sums = mean(counts, np.stack(hits + [rank], axis=1).astype(np.float64))
             for j, k in enumerate(ks):
                 out[f"{direction}_R@{k}"] = sums[:, j]
             out[f"{direction}_mean_rank"] = sums[:, -1]
@@ -128,8 +129,8 @@ def single_label_statistic(scores: np.ndarray, labels: np.ndarray, temperature: 
         GroupSums(bins, ECE_BINS)
 
     def statistic(counts: np.ndarray) -> dict[str, np.ndarray]:
-        n = counts.shape[1]
-        tops = counts @ top / n
+        n = counts.sum(axis=1)  # the resample's size
+        tops = counts @ top / n[:, None]
         label_counts = by_label.sorted_counts(counts)
         true, hits = by_label.sums(label_counts), by_label.sums(label_counts, correct)
         predicted = by_prediction.sums(by_prediction.sorted_counts(counts))

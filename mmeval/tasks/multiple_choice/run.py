@@ -12,7 +12,7 @@ from typing import Any
 
 from mmeval.data.vqa_data import Question
 from mmeval.metrics.multiple_choice import extract_choice, format_options, score_choices
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import choice_statistic
 from mmeval.tasks.multiple_choice import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped
@@ -50,7 +50,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     values = score_choices(choices, [q.answer for q in questions])
     metrics = {name: {"value": value, "higher_is_better": TASK.higher_is_better(name)} for name, value in values.items()}
     block = add_intervals(metrics, (len(questions),), choice_statistic(choices, [q.answer for q in questions]),
-                          ctx.bootstrap, "questions")
+                          ctx.bootstrap, "questions", Clusters.from_labels([q.image for q in questions]))
     if block is not None:
         extra["bootstrap"] = block
     per_sample = {"answers": [

@@ -12,7 +12,7 @@ from mmeval.data.loaders import load_retrieval_data
 from mmeval.engine.runner import encode_images, encode_texts
 from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks, saturated_recall_warnings
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.tasks.retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
@@ -49,22 +49,33 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     metric_start = time.perf_counter()
     row_of = {index: row for row, index in enumerate(images.ok_indices)}
     owner = [row_of[data.text_image_index[i]] for i in kept_texts]
-    ranks = compute_ranks(image_emb, text_emb.to(image_emb.device), owner)
+    ranks = compute_ranks(image_emb, text_emb.to(image_emb.device), owner, tie_policy=bench.tie_policy,
+                          ks=bench.recall_k)
     has_caption = np.bincount(owner, minlength=len(images.ok_indices)) > 0
     ranks.i2t = ranks.i2t[has_caption]  # an image without a caption has no positive to find
+    if ranks.hits is not None:
+        ranks.hits["i2t"] = ranks.hits["i2t"][has_caption]
     values = metrics_from_ranks(ranks, bench.recall_k)
     metrics = {name: {"value": value, "higher_is_better": higher_is_better(name)} for name, value in values.items()}
-    extra = {}
+    extra: dict = {"tie_policy": bench.tie_policy}
     warnings = saturated_recall_warnings(bench.recall_k, len(images.ok_indices), len(kept_texts))
     for warning in warnings:
         log.warning("%s: %s", bench.name, warning)
     if warnings:
         extra["warnings"] = warnings
+    captioned = np.flatnonzero(has_caption)  # an image and its captions form one cluster
+    image_clusters = Clusters(len(captioned), (np.searchsorted(captioned, owner), np.arange(len(captioned))))
     block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), retrieval_statistic(ranks, bench.recall_k),
-                          ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum")
+                          ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum",
+                          image_clusters)
     if block is not None:
         extra["bootstrap"] = block
     metric_s = time.perf_counter() - metric_start
+    if bench.perturb is not None and bench.perturb.text:
+        from mmeval.tasks.retrieval.robustness import robustness_block
+
+        extra["robustness"] = robustness_block(model, bench, ctx, [data.texts[i] for i in kept_texts], kept_texts,
+                                               image_emb, owner, has_caption, values)
 
     dataset = dataset_summary(data, images, len(kept_texts))
     dataset["n_images_without_captions"] = int((~has_caption).sum())
@@ -80,6 +91,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         "t2i": [{"text_index": t, "image_id": ok_ids[o], "rank": int(r)} for t, o, r in zip(kept_texts, owner, ranks.t2i)],
         "i2t": [{"image_id": i, "rank": int(r)} for i, r in zip(np.array(ok_ids, dtype=object)[has_caption], ranks.i2t)],
     }
+    if ranks.hits is not None:  # topk tie policy: recall@k hits are torch.topk's, not rank <= k
+        for direction, rows in per_sample.items():
+            for row, hit in zip(rows, ranks.hits[direction]):
+                row["hits"] = {str(k): bool(h) for k, h in zip(ranks.hit_ks, hit)}
     if bench.bias is not None:
         query_scores = None
         if bench.bias.queries:

@@ -21,16 +21,20 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
     if metric == "rsum":
         ks = {d: [int(m.group(2)) for n in names if (m := _RECALL.fullmatch(n)) and m.group(1) == d]
               for d in ("t2i", "i2t")}
-        out = PairedValues()
+        out, labels = PairedValues(), []
         for direction, k_list in ks.items():
             ra, rb = rows_of(a, direction), rows_of(b, direction)
             if ra is None or rb is None:
                 return no_test(f"no per-sample {direction} ranks")
-            part = single(ra, rb, keys[direction], lambda r, k_list=k_list: sum(r["rank"] <= k for k in k_list))
+            part = single(ra, rb, keys[direction], lambda r, k_list=k_list: sum(_hit(r, k) for k in k_list),
+                          cluster=image_id)
             if part.reason:
                 return part
             out.strata += part.strata
+            labels.append(part.clusters)
             out.n_a, out.n_b = out.n_a + part.n_a, out.n_b + part.n_b
+        if all(part is not None for part in labels):  # an image's captions and its own query move together
+            out.clusters = [c for part in labels for c in part]
         return out
     match = _RECALL.fullmatch(metric) or _RANK.fullmatch(metric)
     if not match:
@@ -43,4 +47,10 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
         stat: Statistic = "median" if match.group(2) == "median" else "mean"
         return single(ra, rb, keys[direction], lambda r: r["rank"], statistic=stat)
     k = int(match.group(2))
-    return single(ra, rb, keys[direction], lambda r: float(r["rank"] <= k))
+    return single(ra, rb, keys[direction], lambda r: float(_hit(r, k)), cluster=image_id)
+
+
+def _hit(row: dict, k: int) -> bool:
+    """A recall@k hit: the `topk` tie policy stores torch.topk's hits per k; otherwise rank <= k."""
+    hits = row.get("hits")
+    return bool(hits[str(k)]) if hits is not None and str(k) in hits else row["rank"] <= k

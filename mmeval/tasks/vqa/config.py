@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
@@ -16,3 +18,6 @@ class QuestionsConfig(BenchmarkConfig):
 
 class VQAConfig(QuestionsConfig):
     bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-image attributes")
+    answer_normalisation: Literal["eval_server", "gtvision_2021", "normalise_both"] = Field(
+        "eval_server", description="which official VQA script's answer normalisation: the evaluation server's "
+        "(default), GT-Vision-Lab's since 2021, or both sides always (see mmeval/metrics/vqa.py)")

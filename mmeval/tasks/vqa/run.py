@@ -20,7 +20,7 @@ from mmeval.data.image_files import check_image_files
 from mmeval.data.vqa_data import Question, QuestionData
 from mmeval.engine.runner import ImagePass, generate_answers
 from mmeval.errors import DataError, MmevalError
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import vqa_statistic
 from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings
@@ -101,7 +101,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     questions = [data.questions[n] for n in answered]
     predictions = [{"question_id": q.question_id, "answer": answers[n]} for n, q in zip(answered, questions)]
     dataset = answered_summary(data, images, answered)
-    extra: dict[str, Any] = {"prompt_template": template}
+    extra: dict[str, Any] = {"prompt_template": template, "answer_normalisation": bench.answer_normalisation}
     if ctx.save_artifact is not None:
         extra["predictions_file"] = ctx.save_artifact("answers", predictions).name
 
@@ -111,10 +111,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
              "answer": answers[n]} for n, q in zip(answered, questions)]
     if all(q.answers is not None for q in questions):
         values, per_question = score_vqa([answers[n] for n in answered], [q.answers for q in questions],
-                                         [q.answer_type for q in questions])
+                                         [q.answer_type for q in questions], bench.answer_normalisation)
         metrics = {name: {"value": value, "higher_is_better": True} for name, value in values.items()}
         statistic = vqa_statistic(per_question, [q.answer_type for q in questions])
-        block = add_intervals(metrics, (len(questions),), statistic, ctx.bootstrap, "questions")
+        block = add_intervals(metrics, (len(questions),), statistic, ctx.bootstrap, "questions",
+                              Clusters.from_labels([q.image for q in questions]))
         if block is not None:
             extra["bootstrap"] = block
         for row, q, accuracy in zip(rows, questions, per_question):

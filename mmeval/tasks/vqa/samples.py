@@ -5,7 +5,7 @@ VQA: per-question accuracy (per answer type: that type's questions); multiple ch
 
 from __future__ import annotations
 
-from mmeval.reporting.sample_values import PairedValues, no_test, question_id, rows_of, single
+from mmeval.reporting.sample_values import PairedValues, image_id, no_test, question_id, rows_of, single
 
 
 def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
@@ -13,12 +13,13 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
     if ra is None or rb is None:
         return no_test("no per-question rows")
     if metric == "vqa_accuracy":
-        return single(ra, rb, question_id, lambda r: r.get("accuracy"))
+        return single(ra, rb, question_id, lambda r: r.get("accuracy"), cluster=image_id)
     if metric.startswith("vqa_accuracy_"):
         kind = metric.removeprefix("vqa_accuracy_")
-        return single(ra, rb, question_id, lambda r: r.get("accuracy"), keep=lambda r: r.get("answer_type") == kind)
+        return single(ra, rb, question_id, lambda r: r.get("accuracy"), keep=lambda r: r.get("answer_type") == kind,
+                      cluster=image_id)
     if metric == "mc_accuracy":
-        return single(ra, rb, question_id, lambda r: float(bool(r.get("correct"))))
+        return single(ra, rb, question_id, lambda r: float(bool(r.get("correct"))), cluster=image_id)
     if metric == "unparseable_rate":
-        return single(ra, rb, question_id, lambda r: float(r.get("choice") is None))
+        return single(ra, rb, question_id, lambda r: float(r.get("choice") is None), cluster=image_id)
     return no_test("no per-sample values for this metric")
