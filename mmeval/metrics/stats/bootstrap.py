@@ -76,6 +76,13 @@ class Clusters:
         codes = tuple(np.array([index.setdefault(x, len(index)) for x in group], dtype=np.int64) for group in labels)
         return cls(len(index), codes, name)
 
+    @classmethod
+    def of_gallery(cls, owner: Sequence[int], has_caption: np.ndarray, name: str = "images") -> Clusters:
+        """Retrieval's clusters: a gallery item (image, video, clip) with its captions; groups (text queries,
+        gallery queries of the items that have a caption), as retrieval tasks hand them to `add_intervals`."""
+        captioned = np.flatnonzero(has_caption)
+        return cls(len(captioned), (np.searchsorted(captioned, owner), np.arange(len(captioned))), name)
+
 
 def replicates(sizes: Sequence[int], statistic: Statistic, n_resamples: int, seed: int,
                clusters: Clusters | None = None) -> dict[str, np.ndarray]:

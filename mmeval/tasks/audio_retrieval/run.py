@@ -13,7 +13,7 @@ from mmeval.engine.runner import encode_texts
 from mmeval.errors import DataError
 from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics, higher_is_better, map_at_k
 from mmeval.metrics.retrieval import RetrievalRanks, saturated_recall_warnings
-from mmeval.metrics.stats.bootstrap import Statistic, add_intervals, mean
+from mmeval.metrics.stats.bootstrap import Clusters, Statistic, add_intervals, mean
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.tasks.audio_retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
@@ -70,6 +70,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         _statistic(ranks, bench.recall_k, bench.map_k),
         ctx.bootstrap,
         "queries: captions for t2a and mAP, clips for a2t, both for rsum",
+        Clusters.of_gallery(owner, has_caption, "clips"),  # a clip and its captions: one cluster
     )
     if block is not None:
         extra["bootstrap"] = block

@@ -14,9 +14,9 @@ from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks, saturated_recall_warnings
 from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
-from mmeval.tasks.retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
+from mmeval.tasks.retrieval import TASK
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         log.warning("%s: %s", bench.name, warning)
     if warnings:
         extra["warnings"] = warnings
-    captioned = np.flatnonzero(has_caption)  # an image and its captions form one cluster
-    image_clusters = Clusters(len(captioned), (np.searchsorted(captioned, owner), np.arange(len(captioned))))
+    image_clusters = Clusters.of_gallery(owner, has_caption)  # an image and its captions form one cluster
     block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), retrieval_statistic(ranks, bench.recall_k),
                           ctx.bootstrap, "queries: text queries for t2i, image queries for i2t, both for rsum",
                           image_clusters)

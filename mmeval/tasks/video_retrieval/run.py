@@ -20,7 +20,7 @@ from mmeval.engine.runner import encode_texts
 from mmeval.errors import DataError
 from mmeval.io.video_loading import encode_videos
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks, saturated_recall_warnings
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
 from mmeval.models.frame_pooling import as_video_encoder
 from mmeval.models.video_plugin import check_frame_count
@@ -82,7 +82,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         extra["warnings"] = warnings
     statistic = retrieval_statistic(ranks, bench.recall_k)
     block = add_intervals(metrics, (len(ranks.t2i), len(ranks.i2t)), lambda *c: video_names(statistic(*c)),
-                          ctx.bootstrap, "queries: text queries for t2v, video queries for v2t, both for rsum")
+                          ctx.bootstrap, "queries: text queries for t2v, video queries for v2t, both for rsum",
+                          Clusters.of_gallery(owner, has_caption, "videos"))  # a video and its captions: one cluster
     if block is not None:
         extra["bootstrap"] = block
     if bench.rerank == "dual_softmax":
