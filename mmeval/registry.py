@@ -54,6 +54,12 @@ MODELS: dict[str, Entry] = {
         "your own 'module:factory' returning an object with a capability (checked when loaded)",
         ("image_text_encoder", "captioner", "answerer"),
     ),
+    "openai": Entry(
+        "mmeval.models.served.adapter:load",
+        "an OpenAI-compatible chat-completions server (vLLM, SGLang, TGI, llama.cpp, transformers serve, APIs)",
+        ("captioner", "answerer"),
+        "served",
+    ),
 }
 
 # The built-in tasks: name -> the TaskSpec in the task's folder (imported only when the task is used). Tasks

@@ -19,6 +19,7 @@ from mmeval.config.base import (
     _Strict,
 )
 from mmeval.config.model_list import is_pattern, matches
+from mmeval.config.served import ServedConfig
 from mmeval.registry import MODELS, unknown_name_message
 
 
@@ -33,6 +34,7 @@ class ModelConfig(_Strict):
     entry: str | None = Field(None, description="plugin: 'package.module:factory' building the model")
     options: dict[str, Any] = Field(default_factory=dict, description="plugin: keyword arguments for the factory")
     name: str | None = Field(None, description="label used in reports (default: derived)")
+    served: ServedConfig | None = Field(None, description="openai: the OpenAI-compatible endpoint and its settings")
 
     @field_validator("entry")
     @classmethod
@@ -76,6 +78,7 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_clip": ({"checkpoint"}, set()),
     "hf_captioner": ({"checkpoint"}, set()),
     "plugin": ({"entry"}, {"checkpoint", "options"}),
+    "openai": ({"served"}, set()),
 }
 _COMMON_MODEL_FIELDS = {"type", "name"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)

@@ -195,6 +195,8 @@ def _run_benchmark(model, bench, ctx: RunContext, outcome: RunOutcome, samples: 
     add_result(report, bench.name, result)
     report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
                                                                 ctx.runtime.warmup_batches, memory.stop())
+    if hasattr(model, "serving_block"):  # served models: requests, cache hits, TTFT / TPOT, tokens, cost
+        report["benchmarks"][bench.name]["latency"]["serving"] = model.serving_block()
     if len(ctx.runtime.batch_reductions) > reductions_before:  # CUDA ran out of memory: calls ran at a smaller size
         report["benchmarks"][bench.name]["latency"]["batch_size_reductions"] = (
             ctx.runtime.batch_reductions[reductions_before:])
