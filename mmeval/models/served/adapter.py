@@ -144,7 +144,7 @@ class ServedModel:
         for n, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
-                answers[n] = hit["text"]
+                answers[n] = hit["text"].strip()
         self.stats.hits += sum(a is not None for a in answers)
         todo = [n for n, a in enumerate(answers) if a is None]
         self.stats.misses += len(todo)
@@ -163,7 +163,7 @@ class ServedModel:
         failed = []
         for k, result in zip(todo, results):
             if isinstance(result, Reply):
-                answers[k] = result.text
+                answers[k] = result.text.strip()  # as the in-process adapters return answers
                 self.stats.replies.append(result)
             else:
                 failed.append({"prompt": prompts[k], "error": result.error, "attempts": result.attempts,

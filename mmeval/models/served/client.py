@@ -161,10 +161,11 @@ async def _streamed(client: httpx.AsyncClient, url: str, body: dict[str, Any], s
                         parts.append(piece)
                         chunks += 1
                     finish = choice.get("finish_reason") or finish
+                done = done or finish is not None  # some servers (transformers serve) send no [DONE]
             except (ValueError, TypeError, AttributeError) as exc:
                 raise RequestError(f"malformed stream chunk ({type(exc).__name__})", retryable=True) from None
     if not done:
-        raise RequestError("truncated stream (ended without [DONE])", retryable=True)
+        raise RequestError("truncated stream (ended without a finish_reason or [DONE])", retryable=True)
     has_usage = usage.get("completion_tokens") is not None
     return Reply("".join(parts), model, finish, usage.get("prompt_tokens"),
                  usage.get("completion_tokens") if has_usage else chunks, "usage" if has_usage else "stream chunks",
