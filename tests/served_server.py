@@ -25,6 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _FAULT = re.compile(r"\[fault:(\w+?)(?:x(\d+))?\]")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # listen() backlog (default 5): a burst of 32+ connections must not wait for SYN retries
+
+
 class FakeServer:
     """Start with `start()` (a daemon thread on 127.0.0.1, a free port), stop with `stop()`."""
 
@@ -44,13 +49,19 @@ class FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # one request per connection; a stream ends when the connection does
+            protocol_version = "HTTP/1.1"  # keep-alive for sized replies; a stream is closed when it ends
 
             def log_message(self, *args) -> None:
                 pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
+                if self.path == "/requests":  # for scripts/bench_served.py: how many chat requests came
+                    raw = str(server.requests).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                elif self.path.rstrip("/") == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model",
                                                                  "owned_by": "tests"}]})
                 else:
@@ -73,9 +84,7 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 128
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -110,6 +119,7 @@ class FakeServer:
             if body.get("stream"):
                 raw = b"data: " + raw + b"\n\ndata: [DONE]\n\n"
             h.send_response(200)
+            h.close_connection = True
             h.send_header("Content-Type", "text/event-stream" if body.get("stream") else "application/json")
             h.send_header("Content-Length", str(len(raw)))
             h.end_headers()
@@ -124,16 +134,45 @@ class FakeServer:
                                               "message": {"role": "assistant", "content": text}}]})
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")  # as uvicorn streams: the connection is kept for the next one
         h.end_headers()
+
+        def event(data: str) -> None:
+            raw = f"data: {data}\n\n".encode()
+            h.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+            h.wfile.flush()
+
         for n, word in enumerate(words):
             piece = word if n == 0 else " " + word
-            chunk = {"model": model, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            h.wfile.flush()
+            event(json.dumps({"model": model, "choices": [{"index": 0, "delta": {"content": piece},
+                                                           "finish_reason": None}]}))
             if kind == "trunc":
-                return  # the connection closes without [DONE]
-        final = {"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        h.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
-        h.wfile.write(f"data: {json.dumps({'model': model, 'choices': [], 'usage': usage})}\n\n".encode())
-        h.wfile.write(b"data: [DONE]\n\n")
+                break  # the stream ends with neither a finish_reason nor [DONE]
+        else:
+            event(json.dumps({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+            event(json.dumps({"model": model, "choices": [], "usage": usage}))
+            event("[DONE]")
+        h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
+
+
+def main() -> None:
+    """`python tests/served_server.py --delay 0.2`: serve in this process (its own GIL) until killed; prints the
+    base URL on the first line of stdout."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--model", default="fake-vlm")
+    args = parser.parse_args()
+    server = FakeServer(model=args.model, delay_s=args.delay).start()
+    print(server.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

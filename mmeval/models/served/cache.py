@@ -36,6 +36,9 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")  # readers and one writer at once (several runs, one cache)
+        # WAL + synchronous=NORMAL: a committed reply survives a crash or Ctrl-C of mmeval (not a power cut) without
+        # an fsync per reply, which would stall the event loop that receives them
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
                          "reply TEXT NOT NULL, created REAL)")
         self._db.commit()
