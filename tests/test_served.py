@@ -199,3 +199,28 @@ def test_mmeval_run_reports_serving_figures_and_reruns_from_the_cache(server: Fa
     assert bench["metrics"]["vqa_accuracy"]["value"] == 0.0  # the fake answers "answer: <prompt>"
     again = run_config(cfg).report["benchmarks"]["v"]["latency"]["serving"]
     assert server.requests == 9 and again["cache"]["hits"] == 9 and again["requests_sent"] == 0
+
+
+def test_ctrl_c_keeps_the_replies_received_and_resume_sends_the_rest(server: FakeServer, tmp_path: Path,
+                                                                    monkeypatch) -> None:  # fmt: skip
+    from mmeval.engine.evaluate import run_config
+    from mmeval.models.served.cache import ResponseCache
+
+    real_put, stored = ResponseCache.put, []
+
+    def put_then_interrupt(self, key, model_id, reply):
+        real_put(self, key, model_id, reply)
+        stored.append(key)
+        if len(stored) == 4:
+            raise KeyboardInterrupt  # as Ctrl-C would, while other requests are in flight
+
+    monkeypatch.setattr(ResponseCache, "put", put_then_interrupt)
+    cfg = config(server.base_url, tmp_path, max_concurrency=2)
+    outcome = run_config(cfg)
+    assert outcome.interrupted and outcome.report["benchmarks"]["v"]["status"] == "interrupted"
+    monkeypatch.setattr(ResponseCache, "put", real_put)
+    sent = server.requests
+    report = run_config(cfg, resume=True).report
+    serving = report["benchmarks"]["v"]["latency"]["serving"]
+    assert serving["cache"]["hits"] == 4 and serving["requests_sent"] == 5  # 9 questions: only the 5 missing sent
+    assert server.requests == sent + 5 and report["status"] != "interrupted"
