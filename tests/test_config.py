@@ -282,7 +282,7 @@ def test_bad_device_string(workdir: Path, device: str) -> None:
         (lambda raw: raw["benchmarks"][0].pop("data"),
          "benchmarks[0].data: required key is missing (where the images and texts come from: format and its fields)"),
         (lambda raw: raw.update(model="open_clip"),
-         "model: expected a mapping with keys: type, arch, checkpoint, pretrained, arch_config, entry, options, name "
+         "model: expected a mapping with keys: type, arch, checkpoint, pretrained, arch_config, entry, options, name, served "
          "(got 'open_clip')"),
     ],
 )
