@@ -237,7 +237,7 @@ def test_config_errors_name_the_list_entry_and_the_pattern(tmp_path: Path) -> No
                                     {"type": "open_clip", "checkpoint": str(pattern)}])
     assert problems == [
         ("model[1].type: unknown model type 'referense'. Did you mean 'reference'? Available: hf_captioner, "
-         "hf_clip, open_clip, plugin, reference"),
+         "hf_clip, open_clip, openai, plugin, reference"),
         f"model[2].checkpoint: no file or folder matches the pattern {pattern}",
         "model[2].arch: required for model type 'open_clip' (an open_clip architecture name, e.g. ViT-B-32)"]
     assert _problems(tmp_path, [{"type": "reference", "name": "x"}, {"type": "reference", "name": "x"}]) == [
