@@ -187,6 +187,7 @@ def test_images_go_as_lossless_png_or_jpeg_data_urls() -> None:
 
 def test_mmeval_run_reports_serving_figures_and_reruns_from_the_cache(server: FakeServer, tmp_path: Path) -> None:
     from mmeval.engine.evaluate import run_config
+    from mmeval.reporting.report import validate_report
 
     cfg = config(server.base_url, tmp_path, prices={"input_per_million": 1.0, "output_per_million": 2.0})
     report = run_config(cfg).report
@@ -197,6 +198,7 @@ def test_mmeval_run_reports_serving_figures_and_reruns_from_the_cache(server: Fa
     assert report["model"]["adapter"] == "openai"
     assert report["model"]["extra"]["models_endpoint"] == [{"id": "fake-vlm", "owned_by": "tests"}]
     assert bench["metrics"]["vqa_accuracy"]["value"] == 0.0  # the fake answers "answer: <prompt>"
+    validate_report(report)  # the published schema, latency.serving included
     again = run_config(cfg).report["benchmarks"]["v"]["latency"]["serving"]
     assert server.requests == 9 and again["cache"]["hits"] == 9 and again["requests_sent"] == 0
 
