@@ -95,8 +95,10 @@ class FakeServer:
 
     def handle(self, h, body: dict) -> None:
         content = body["messages"][-1]["content"]
-        prompt = content[-1]["text"]
-        image = content[0]["image_url"]["url"]
+        if isinstance(content, str):  # text only (a judge's request)
+            prompt, image = content, None
+        else:
+            prompt, image = content[-1]["text"], content[0]["image_url"]["url"]
         with self.lock:
             self.requests += 1
             self.seen[prompt] += 1

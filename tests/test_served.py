@@ -226,3 +226,54 @@ def test_ctrl_c_keeps_the_replies_received_and_resume_sends_the_rest(server: Fak
     serving = report["benchmarks"]["v"]["latency"]["serving"]
     assert serving["cache"]["hits"] == 4 and serving["requests_sent"] == 5  # 9 questions: only the 5 missing sent
     assert server.requests == sent + 5 and report["status"] != "interrupted"
+
+
+def _fake_judge(image, prompt: str, max_tokens: int) -> str:
+    """Yes when the candidate is one of the references, except that it says No to every counting question (so
+    the judge and the rule disagree on some items)."""
+    lines = dict(line.split(": ", 1) for line in prompt.splitlines() if ": " in line)
+    if lines["Question"].startswith("how many"):
+        return "No."
+    return "Yes" if lines["Candidate answer"] in lines["Reference answers"].split("; ") else "no"
+
+
+def test_judge_scores_beside_the_rule_and_reports_agreement(tmp_path: Path) -> None:
+    from test_vqa import ColourAnswerer, context, vqav2_data
+
+    from mmeval.models.served.judge import PROMPT_VERSION
+    from mmeval.tasks.vqa import run as vqa
+
+    judge_server = FakeServer(model="judge-llm", answer_fn=_fake_judge).start()
+    try:
+        cfg = validate_mapping({
+            "model": {"type": "plugin", "entry": "x:y"},
+            "benchmarks": [{"name": "vqa", "task": "vqa", "data": vqav2_data(tmp_path),
+                            "judge": {"base_url": judge_server.base_url, "model": "judge-llm"}}],
+            "output": {"dir": str(tmp_path / "out")},
+        })
+        ctx = context(tmp_path)
+        result = vqa.run(ColourAnswerer(), cfg.benchmarks[0], ctx)
+        sent = judge_server.requests
+        again = vqa.run(ColourAnswerer(), cfg.benchmarks[0], ctx)  # re-scoring: verdicts from the cache
+    finally:
+        judge_server.stop()
+    rows = result.per_sample["answers"]
+    rule = [row["accuracy"] > 0 for row in rows]
+    judged = [row["judge"] for row in rows]
+    references = {q.question_id: q.answers for q in vqa.load_questions(cfg.benchmarks[0].data).questions}
+    expected = [not row["question"].startswith("how many") and row["answer"] in references[row["question_id"]]
+                for row in rows]
+    assert judged == expected and sent == len(rows) == 9
+    assert result.metrics["judge_accuracy"]["value"] == pytest.approx(sum(judged) / len(judged))
+    assert "vqa_accuracy" in result.metrics  # the rule-based metrics stay
+    block = result.extra["judge"]
+    assert block["prompt_version"] == PROMPT_VERSION and block["model"] == "judge-llm"
+    assert block["server_model_ids"] == ["judge-llm"]
+    # agreement and Cohen's kappa, by hand: p_o observed agreement, p_e chance agreement from the marginals
+    n = len(rule)
+    p_o = sum(a == b for a, b in zip(judged, rule)) / n
+    p_e = (sum(judged) / n) * (sum(rule) / n) + (1 - sum(judged) / n) * (1 - sum(rule) / n)
+    assert p_o < 1.0  # the fake judge disagrees on some items
+    assert block["agreement"]["accuracy"] == pytest.approx(p_o)
+    assert block["agreement"]["cohen_kappa"] == pytest.approx((p_o - p_e) / (1 - p_e))
+    assert sent == judge_server.requests and again.extra["judge"]["cache"] == {"hits": 9, "misses": 0}

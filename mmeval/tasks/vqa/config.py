@@ -6,6 +6,7 @@ from pydantic import Field
 
 from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
 from mmeval.config.bias import BiasConfig
+from mmeval.config.served import ServedConfig
 
 
 class QuestionsConfig(BenchmarkConfig):
@@ -16,3 +17,5 @@ class QuestionsConfig(BenchmarkConfig):
 
 class VQAConfig(QuestionsConfig):
     bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-image attributes")
+    judge: ServedConfig | None = Field(None, description="opt-in: a served model that grades each answer against "
+                                       "the references (metric judge_accuracy, beside the rule-based ones)")
