@@ -29,6 +29,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # listen() backlog (default 5): a burst of 32+ connections must not wait for SYN retries
 
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client closing a kept-alive connection (or giving up on a hang) is not an error here
+
 
 class FakeServer:
     """Start with `start()` (a daemon thread on 127.0.0.1, a free port), stop with `stop()`."""

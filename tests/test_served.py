@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from served_server import FakeServer  # noqa: E402
+from test_vqa import ColourAnswerer, context, vqav2_data  # noqa: E402  (imported here: pytest rewrites it once)
 
 from mmeval.config.run import validate_mapping  # noqa: E402
 from mmeval.engine.runtime import place_model, resolve_runtime  # noqa: E402
@@ -199,8 +200,16 @@ def test_mmeval_run_reports_serving_figures_and_reruns_from_the_cache(server: Fa
     assert report["model"]["extra"]["models_endpoint"] == [{"id": "fake-vlm", "owned_by": "tests"}]
     assert bench["metrics"]["vqa_accuracy"]["value"] == 0.0  # the fake answers "answer: <prompt>"
     validate_report(report)  # the published schema, latency.serving included
+    assert bench["latency"]["passes"]["ttft"]["sample_ms"] == serving["ttft_ms"]  # what gate latency rules read
     again = run_config(cfg).report["benchmarks"]["v"]["latency"]["serving"]
     assert server.requests == 9 and again["cache"]["hits"] == 9 and again["requests_sent"] == 0
+    failing = config(server.base_url, tmp_path, max_retries=0)
+    failing.benchmarks[0].prompt_template = "[fault:500] {question}"
+    failed = run_config(failing).report
+    validate_report(failed)
+    assert failed["benchmarks"]["v"]["status"] == "failed"
+    assert failed["benchmarks"]["v"]["serving"]["requests_failed"] == 9
+    assert failed["benchmarks"]["v"]["serving"]["failed"][0]["error"] == "HTTP 500: {\"error\": \"internal\"}"
 
 
 def test_ctrl_c_keeps_the_replies_received_and_resume_sends_the_rest(server: FakeServer, tmp_path: Path,
@@ -238,8 +247,6 @@ def _fake_judge(image, prompt: str, max_tokens: int) -> str:
 
 
 def test_judge_scores_beside_the_rule_and_reports_agreement(tmp_path: Path) -> None:
-    from test_vqa import ColourAnswerer, context, vqav2_data
-
     from mmeval.models.served.judge import PROMPT_VERSION
     from mmeval.tasks.vqa import run as vqa
 

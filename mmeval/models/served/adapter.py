@@ -108,8 +108,18 @@ class ServedModel:
         return self.complete(pixels, prompts, settings)
 
     def serving_block(self) -> dict[str, Any]:
-        """The benchmark's serving figures (latency block), read out once per benchmark."""
+        """The benchmark's serving figures, read out once per benchmark (then counting starts afresh)."""
         return self.stats.block(self.cfg.prices, self.cache is not None)
+
+    def add_serving(self, latency: dict[str, Any]) -> None:
+        """Put the serving figures in a benchmark's latency block: `serving`, and per-request end-to-end, TTFT and
+        TPOT as passes `request`, `ttft`, `tpot` (`sample_ms` percentiles), so gate latency rules such as
+        `latency: '*/ttft'` read them like any model pass."""
+        block = latency["serving"] = self.serving_block()
+        for name, key in (("request", "e2e_ms"), ("ttft", "ttft_ms"), ("tpot", "tpot_ms")):
+            if block[key]:
+                latency["passes"][name] = {"n_batches": block["requests_answered"], "sample_ms": block[key],
+                                           "cached": False, "unit": "one request" if name != "tpot" else "one token"}
 
     # --- requests --------------------------------------------------------------------------------------------
 
