@@ -284,3 +284,24 @@ def test_judge_scores_beside_the_rule_and_reports_agreement(tmp_path: Path) -> N
     assert block["agreement"]["accuracy"] == pytest.approx(p_o)
     assert block["agreement"]["cohen_kappa"] == pytest.approx((p_o - p_e) / (1 - p_e))
     assert sent == judge_server.requests and again.extra["judge"]["cache"] == {"hits": 9, "misses": 0}
+
+
+def test_captions_system_prompt_templates_and_generation_settings_in_the_request(server: FakeServer,
+                                                                                  tmp_path: Path) -> None:  # fmt: skip
+    bodies: list[dict] = []
+    original = server.handle
+    server.handle = lambda h, body: (bodies.append(body), original(h, body))[1]
+    model = loaded(server.base_url, tmp_path, system_prompt="Be brief.", seed=7, stop=["\n"], max_tokens=12,
+                   stream=False, image_format="jpeg", jpeg_quality=80, prompt_templates={"vqa": "Q: {question}"})
+    assert model.generate(pixels(2), SETTINGS) == ["answer: Write a short caption for this image."] * 2
+    assert model.question_template("vqa") == "Q: {question}"
+    assert model.question_template("multiple_choice").endswith("Answer with the option's letter from the given "
+                                                               "choices directly.")  # the task's own default
+    body = bodies[0]
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert body["seed"] == 7 and body["stop"] == ["\n"] and body["max_tokens"] == 12 and body["temperature"] == 0
+    assert body["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert "stream" not in body
+    assert model.info.extra["images"]["encoding"] == "jpeg" and model.info.extra["images"]["jpeg_quality"] == 80
+    with pytest.raises(MmevalError, match="num_beams"):
+        model.check_settings(GenerationSettings(num_beams=3))
