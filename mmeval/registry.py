@@ -95,6 +95,12 @@ MODELS: dict[str, Entry] = {
         "your own 'module:factory' returning a video encoder, captioner or answerer (checked when loaded)",
         ("video_text_encoder", "video_captioner", "video_answerer"),
     ),
+    "openai": Entry(
+        "mmeval.models.served.adapter:load",
+        "an OpenAI-compatible chat-completions server (vLLM, SGLang, TGI, llama.cpp, transformers serve, APIs)",
+        ("captioner", "answerer"),
+        "served",
+    ),
 }
 
 # Capabilities a model gets from another one it has: an image-text encoder embeds videos by pooling its frame

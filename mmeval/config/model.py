@@ -19,6 +19,7 @@ from mmeval.config.base import (
     _Strict,
 )
 from mmeval.config.model_list import is_pattern, matches
+from mmeval.config.served import ServedConfig
 from mmeval.registry import MODELS, unknown_name_message
 
 
@@ -44,6 +45,7 @@ class ModelConfig(_Strict):
                           "[height, width] (default 336)")
     video_pooling: Literal["mean", "max"] | None = Field(
         None, description="video tasks with an image-text model: pool its frame embeddings by mean (default) or max")
+    served: ServedConfig | None = Field(None, description="openai: the OpenAI-compatible endpoint and its settings")
 
     @field_validator("entry")
     @classmethod
@@ -104,6 +106,7 @@ _MODEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "hf_xclip": ({"checkpoint"}, set()),
     "hf_video_lm": ({"checkpoint"}, {"frame_size"}),
     "video_plugin": ({"entry"}, {"checkpoint", "options"}),
+    "openai": ({"served"}, set()),
 }
 _COMMON_MODEL_FIELDS = {"type", "name", "video_pooling"}
 _CHECKPOINT_KIND = {  # adapter -> (file or folder, what it should hold)

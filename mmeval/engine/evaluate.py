@@ -194,6 +194,8 @@ def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, sampl
             return True
     except MmevalError as exc:
         add_failure(report, bench.name, bench.task, str(exc))
+        if hasattr(model, "serving_block"):  # served models: the failed requests, named
+            report["benchmarks"][bench.name]["serving"] = model.serving_block()
         if isinstance(exc, TooManyBadInputs):  # the list of skipped inputs is kept with the failure
             report["benchmarks"][bench.name]["dataset"] = exc.dataset
         outcome.errors.append(f"benchmark '{bench.name}': {exc}")
@@ -227,6 +229,8 @@ def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, sampl
         report["benchmarks"][bench.name]["model"] = own_block
     report["benchmarks"][bench.name]["latency"] = latency_block(result.timers, result.timings,
                                                                 ctx.runtime.warmup_batches, memory.stop())
+    if hasattr(model, "add_serving"):  # served models: requests, cache hits, TTFT / TPOT, tokens, cost
+        model.add_serving(report["benchmarks"][bench.name]["latency"])
     if len(ctx.runtime.batch_reductions) > reductions_before:  # CUDA ran out of memory: calls ran at a smaller size
         report["benchmarks"][bench.name]["latency"]["batch_size_reductions"] = (
             ctx.runtime.batch_reductions[reductions_before:])

@@ -155,6 +155,8 @@ def place_model(model, runtime: Runtime) -> None:
     torch.manual_seed(runtime.seed)
     model.module.to(runtime.device).eval()
     match_weights(model, runtime)
+    if hasattr(model, "use_runtime"):  # served models open their response cache in the run's cache folder
+        model.use_runtime(runtime)
 
 
 def match_weights(model, runtime: Runtime) -> None:

@@ -9,6 +9,8 @@ METRICS = {
     "vqa_accuracy": (True, ("official VQA accuracy, 0-1 (the official script prints x100): mean over the 10 "
                             "leave-one-annotator-out subsets of min(1, matches / 3), after its answer normalisation")),
     "vqa_accuracy_<type>": (True, "the same over questions of one answer type (yes/no, number, other) when known"),
+    "judge_accuracy": (True, "opt-in (judge:): the share of judged answers a served judge model calls correct; "
+                             "agreement with the rule-based score (VQA accuracy > 0) in extra.judge"),
 }
 
 TASK = TaskSpec(

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
 from mmeval.config.bias import BiasConfig
+from mmeval.config.served import ServedConfig
 
 
 class QuestionsConfig(BenchmarkConfig):
@@ -21,3 +22,5 @@ class VQAConfig(QuestionsConfig):
     answer_normalisation: Literal["eval_server", "gtvision_2021", "normalise_both"] = Field(
         "eval_server", description="which official VQA script's answer normalisation: the evaluation server's "
         "(default), GT-Vision-Lab's since 2021, or both sides always (see mmeval/metrics/vqa.py)")
+    judge: ServedConfig | None = Field(None, description="opt-in: a served model that grades each answer against "
+                                       "the references (metric judge_accuracy, beside the rule-based ones)")

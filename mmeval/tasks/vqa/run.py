@@ -120,6 +120,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
             extra["bootstrap"] = block
         for row, q, accuracy in zip(rows, questions, per_question):
             row.update(accuracy=accuracy, answer_type=q.answer_type)
+        if bench.judge is not None:
+            _judge(bench, ctx, questions, rows, per_question, metrics, extra)
         if bench.bias is not None:
             accuracy = np.asarray(per_question, dtype=float)
             extra["bias"] = sliced_only(bench.bias, [row["image_id"] for row in rows], data.attributes,
@@ -136,3 +138,22 @@ def load_data(bench) -> tuple[Any, str]:
     """The questions as `run` reads them, and a one-line summary (`mmeval validate`)."""
     data = load_questions(bench.data)
     return data, f"{len(data.image_ids)} images, {len(data.questions)} questions"
+
+
+def _judge(bench, ctx: RunContext, questions: list[Question], rows: list[dict], per_question: list[float],
+           metrics: dict, extra: dict) -> None:  # fmt: skip
+    """The opt-in judge's verdicts (`judge_accuracy`) and their agreement with the rule-based score, which counts
+    an answer correct when its VQA accuracy is above 0 (at least one annotator gave it)."""
+    from mmeval.models.served.judge import agreement, judge  # httpx only when a judge is configured
+
+    cache_root = ctx.runtime.cache.root if ctx.runtime.cache is not None else None
+    items = [(q.text, row["answer"], list(q.answers)) for q, row in zip(questions, rows)]
+    verdicts, block = judge(bench.judge, items, cache_root)
+    for row, value in zip(rows, verdicts):
+        row["judge"] = value
+    pairs = [(v, accuracy > 0) for v, accuracy in zip(verdicts, per_question) if v is not None]
+    if pairs:
+        metrics["judge_accuracy"] = {"value": sum(v for v, _ in pairs) / len(pairs), "higher_is_better": True}
+    block["rule_correct"] = "VQA accuracy > 0"
+    block["agreement"] = agreement([v for v, _ in pairs], [r for _, r in pairs])
+    extra["judge"] = block
