@@ -22,7 +22,7 @@ from mmeval.engine.evaluate import run_config
 from mmeval.io.video import read_clip
 from mmeval.models.reference import DEMO_CHECKPOINT, load_folder
 from mmeval.reporting.report import validate_report
-from mmeval.tasks.video_retrieval.rerank import dual_softmax, ranks_from_scores
+from mmeval.tasks.video_retrieval.rerank import dual_softmax, inverted_softmax, ranks_from_scores
 
 N_VIDEOS = 8
 SHAPES = {"format": "shapes_video", "n_videos": N_VIDEOS, "split": "test"}
@@ -164,6 +164,22 @@ def test_dual_softmax_ranks_by_hand():
     reranked = dual_softmax(scores, 1.0, dim=0)
     column = torch.softmax(scores[:, 1], dim=0)
     assert torch.allclose(reranked[:, 1], scores[:, 1] * column)
+
+
+def test_inverted_softmax_ranks_equal_loops_over_the_query_bank_normalised_scores():
+    """QB-Norm's inverted softmax with the test texts as the bank: t2v ranks from each video's softmax over texts,
+    v2t ranks from each text's softmax over videos, against `_brute_ranks` on scores normalised by NumPy loops."""
+    generator = np.random.default_rng(3)
+    scores = generator.normal(size=(12, 4))
+    owner = [t % 4 for t in range(12)]
+    by_texts = np.exp(20 * scores) / np.exp(20 * scores).sum(axis=0, keepdims=True)
+    by_videos = np.exp(20 * scores) / np.exp(20 * scores).sum(axis=1, keepdims=True)
+    t2v, _ = _brute_ranks(by_texts, owner)
+    _, v2t = _brute_ranks(by_videos, owner)
+    tensor = torch.tensor(scores)
+    ranks = ranks_from_scores(inverted_softmax(tensor, 20.0, dim=0), inverted_softmax(tensor, 20.0, dim=1), owner)
+    assert ranks.t2i.tolist() == t2v and ranks.i2t.tolist() == v2t
+    assert ranks.t2i.tolist() != _brute_ranks(scores, owner)[0]  # the re-ranking changes something here
 
 
 def test_compare_gate_and_html_on_two_video_reports(pooled_runs, tmp_path):

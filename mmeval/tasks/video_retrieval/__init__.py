@@ -19,6 +19,10 @@ METRICS = {
                            "pairing: every query at once)")),
     "dsl_v2t_R@k": (True, "rerank: dual_softmax only: v2t R@k after dual-softmax re-ranking"),
     "dsl_rsum": (True, "rerank: dual_softmax only: rsum after re-ranking"),
+    "isn_t2v_R@k": (True, ("rerank: inverted_softmax only: t2v R@k after inverted-softmax re-ranking (the test "
+                           "queries as the query bank)")),
+    "isn_v2t_R@k": (True, "rerank: inverted_softmax only: v2t R@k after inverted-softmax re-ranking"),
+    "isn_rsum": (True, "rerank: inverted_softmax only: rsum after re-ranking"),
 }
 
 

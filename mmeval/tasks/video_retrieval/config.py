@@ -14,10 +14,10 @@ from mmeval.config.video import FrameSampling
 class VideoRetrievalConfig(BenchmarkConfig):
     frames: FrameSampling = Field(default_factory=FrameSampling, description="video: which frames the model sees")
     recall_k: list[int] = Field([1, 5, 10], min_length=1, description="video retrieval: k values for recall@k")
-    rerank: Literal["dual_softmax"] | None = Field(
-        None, description="video retrieval: also report dual-softmax re-ranked metrics (uses the test set's "
-                          "queries jointly; reported separately, never the headline)")
-    rerank_temperature: float = Field(100.0, gt=0, description="dual_softmax: inverse temperature of the prior")
+    rerank: Literal["dual_softmax", "inverted_softmax"] | None = Field(
+        None, description="video retrieval: also report dual-softmax (dsl_) or inverted-softmax (isn_) re-ranked "
+                          "metrics (uses the test set's queries jointly; reported separately, never the headline)")
+    rerank_temperature: float = Field(100.0, gt=0, description="rerank: inverse temperature of the softmax")
     bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-video attributes")
 
     @field_validator("recall_k")

@@ -1,5 +1,9 @@
 """Dual-softmax re-ranking (Cheng et al. 2021, "Improving video-text retrieval by multi-stream corpus alignment
-and dual softmax loss") and ranks from a full score matrix.
+and dual softmax loss"), inverted-softmax re-ranking (Bogolin et al. 2022, QB-Norm's inverted softmax, with the
+test queries as the query bank) and ranks from a full score matrix.
+
+Inverted softmax replaces each similarity by its softmax across the other side's queries:
+s'[t, v] = softmax_t(T * s[:, v])[t] for text -> video (a video that every text likes, a "hub", is damped).
 
 DSL multiplies each similarity by a softmax prior taken across the *other* side's queries: for text -> video,
 s'[t, v] = s[t, v] * softmax_t(T * s[:, v]). The prior looks at every test query at once, so the re-ranked
@@ -20,6 +24,14 @@ def dual_softmax(scores: torch.Tensor, temperature: float, dim: int) -> torch.Te
     """`scores` (n_texts, n_videos) times the softmax of `temperature * scores` along `dim` (0: over texts,
     the text -> video prior; 1: over videos, the video -> text prior)."""
     return scores * torch.softmax(temperature * scores, dim=dim)
+
+
+def inverted_softmax(scores: torch.Tensor, temperature: float, dim: int) -> torch.Tensor:
+    """The softmax of `temperature * scores` along `dim` (0: over texts, for text -> video; 1: over videos)."""
+    return torch.softmax(temperature * scores, dim=dim)
+
+
+RERANKERS = {"dual_softmax": (dual_softmax, "dsl_"), "inverted_softmax": (inverted_softmax, "isn_")}
 
 
 def ranks_from_scores(t2v_scores: torch.Tensor, v2t_scores: torch.Tensor, owner: list[int]) -> RetrievalRanks:

@@ -28,7 +28,7 @@ from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
 from mmeval.tasks.video_block import video_block, video_data, video_dataset
 from mmeval.tasks.video_retrieval import TASK
-from mmeval.tasks.video_retrieval.rerank import dual_softmax, ranks_from_scores
+from mmeval.tasks.video_retrieval.rerank import RERANKERS, ranks_from_scores
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                           Clusters.of_gallery(owner, has_caption, "videos"))  # a video and its captions: one cluster
     if block is not None:
         extra["bootstrap"] = block
-    if bench.rerank == "dual_softmax":
-        extra["rerank"] = _dual_softmax(bench, metrics, video_emb, text_emb, owner, has_caption)
+    if bench.rerank is not None:
+        extra["rerank"] = _reranked(bench, metrics, video_emb, text_emb, owner, has_caption)
     metric_s = time.perf_counter() - metric_start
 
     dataset = video_dataset(data, videos, len(kept_texts))
@@ -110,18 +110,19 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
                            timers={"videos": videos.timer, "texts": text_timer})
 
 
-def _dual_softmax(bench, metrics: dict, video_emb: torch.Tensor, text_emb: torch.Tensor, owner: list[int],
-                  has_caption: np.ndarray) -> dict[str, Any]:  # fmt: skip
-    """dsl_ metrics (added to `metrics`, marked) and the report's `rerank` note."""
+def _reranked(bench, metrics: dict, video_emb: torch.Tensor, text_emb: torch.Tensor, owner: list[int],
+              has_caption: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """The re-ranked metrics (dsl_ / isn_, added to `metrics`, marked) and the report's `rerank` note."""
+    rerank, prefix = RERANKERS[bench.rerank]
     scores = F.normalize(text_emb.float(), dim=-1).cpu() @ F.normalize(video_emb.float(), dim=-1).cpu().T
     t = bench.rerank_temperature
-    ranks = ranks_from_scores(dual_softmax(scores, t, dim=0), dual_softmax(scores, t, dim=1), owner)
+    ranks = ranks_from_scores(rerank(scores, t, dim=0), rerank(scores, t, dim=1), owner)
     ranks.i2t = ranks.i2t[has_caption]
     for name, value in video_names(metrics_from_ranks(ranks, bench.recall_k)).items():
         if "_R@" in name or name == "rsum":
-            metrics[f"dsl_{name}"] = {"value": value, "higher_is_better": True, "reranked": "dual_softmax"}
-    return {"method": "dual_softmax", "temperature": t, "metrics_prefix": "dsl_",
-            "note": "re-ranked with a softmax prior over all test queries at once: uses the test set's pairing, "
+            metrics[f"{prefix}{name}"] = {"value": value, "higher_is_better": True, "reranked": bench.rerank}
+    return {"method": bench.rerank, "temperature": t, "metrics_prefix": prefix,
+            "note": "re-ranked with a softmax over all test queries at once: uses the test set's pairing, "
                     "not comparable with plain retrieval numbers"}
 
 

@@ -1,7 +1,7 @@
 """Per-sample values of the video retrieval metrics, for paired tests (compare, gate).
 
 Matched by (text_index, video_id) for t2v and video_id for v2t. R@k = hit (rank <= k); mean / median rank = rank;
-rsum = each query's hits summed over k, two strata (t2v and v2t). Re-ranked dsl_ metrics get no test (their
+rsum = each query's hits summed over k, two strata (t2v and v2t). Re-ranked dsl_ / isn_ metrics get no test (their
 per-query ranks are not kept).
 """
 
