@@ -27,7 +27,10 @@ def file_in_the_way(directory: Path) -> Path | None:
     """The first of `directory` and its parents that exists and is not a folder, as the user wrote it (so a
     message names it as given), or None when `directory` can be created or already is a folder."""
     for candidate in (directory, *directory.parents):
-        expanded = candidate.expanduser()
+        try:
+            expanded = candidate.expanduser()
+        except RuntimeError:  # `~user` of no known user: nothing there can be in the way (the config check names it)
+            return None
         if expanded.exists():
             return None if expanded.is_dir() else candidate
     return None

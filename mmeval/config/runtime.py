@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from mmeval.config.base import _Strict, _valid_name
+from mmeval.config.base import _expand, _Strict, _valid_name
 from mmeval.files import FOLDER_EXPECTED, file_in_the_way
 
 
@@ -55,6 +55,7 @@ class OutputConfig(_Strict):
     @field_validator("dir")
     @classmethod
     def _not_a_file(cls, value: Path) -> Path:
+        _expand(value)  # an unknown `~user`: a problem with the value, named as such
         blocker = file_in_the_way(value)  # found now, not after the whole evaluation has run
         if blocker is not None:
             raise ValueError(f"{FOLDER_EXPECTED}: {blocker}")

@@ -180,7 +180,8 @@ def test_output_folder_that_cannot_be_created_fails_before_any_work(tmp_path: Pa
 
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert error_lines(done.stderr) == [f"error: output.dir: cannot write to {out} (Not a directory)"]
+    assert error_lines(done.stderr) == [f"error: run.yaml: output.dir: expected a folder (created if missing), got a "
+                                        f"file: {tmp_path / 'a-file'}"]
     assert not (tmp_path / "marker").exists()  # the model was never loaded
 
 
