@@ -179,6 +179,13 @@ def measure(videos: torch.Tensor, encode_texts, test: dict[str, list]) -> dict[s
     return {"t2v_R@1": float((rank <= 1).float().mean()), "motion_pairwise_acc": wins / pairs}
 
 
+def _shown(value) -> str:
+    """An argument as recorded: paths inside the repository relative to it (no machine's folder names)."""
+    if isinstance(value, Path) and value.resolve().is_relative_to(ROOT):
+        return str(value.resolve().relative_to(ROOT))
+    return str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "mmeval" / "assets" / "shapes-video")
@@ -227,7 +234,7 @@ def main() -> None:
     results["chance"] = {"t2v_R@1": 1 / args.n_test, "motion_pairwise_acc": 0.5}
     summary = {"trained_on": f"shapes_video train split, {args.n_train} clips, seed {args.seed}",
                "measured_on": f"shapes_video test split, {args.n_test} clips, seed {args.seed}",
-               "sampling": sampling.key(), "args": {k: str(v) for k, v in vars(args).items()},
+               "sampling": sampling.key(), "args": {k: _shown(v) for k, v in vars(args).items()},
                "results": results, "seconds": round(time.perf_counter() - started)}  # fmt: skip
     (args.out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{'model':58s} {'t2v_R@1':>8s} {'motion pairwise':>16s}")
