@@ -75,8 +75,14 @@ def printed(value: float, like: str) -> str:
 
 
 def table_rows(section: str) -> list[dict[str, str]]:
-    """The demo's results table as one dict per row, keyed by the header's cells."""
-    lines = [line for line in section.splitlines() if line.startswith("|")]
+    """The demo's (first) results table as one dict per row, keyed by the header's cells."""
+    all_lines = section.splitlines()
+    first = next(n for n, line in enumerate(all_lines) if line.startswith("|"))
+    lines = []
+    for line in all_lines[first:]:
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     assert set(lines[1].replace("|", "").split()) == {"---"}, "the demo table's second line is its separator"
     return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
@@ -89,6 +95,18 @@ PROSE = [
     (r"VQA accuracy is \*\*([\d.]+)\*\* \(yes/no ([\d.]+), number ([\d.]+), other\s+([\d.]+)\)",
      [("shapes-vqa", m, "value") for m in ("vqa_accuracy", "vqa_accuracy_yes/no", "vqa_accuracy_number",
                                             "vqa_accuracy_other")]),
+]
+PROSE += [
+    (r"exact match ([\d.]+) \(direction ([\d.]+), speed ([\d.]+), shape ([\d.]+), colour ([\d.]+)\)",
+     [("video-qa", m, "value") for m in ("exact_match", "exact_match_direction", "exact_match_speed",
+                                         "exact_match_shape", "exact_match_color")]),
+    (r"t2a R@1 ([\d.]+), R@10 ([\d.]+), DCASE t2a mAP@10 ([\d.]+)",
+     [("audio-retrieval", m, "value") for m in ("t2a_R@1", "t2a_R@10", "t2a_mAP@10")]),
+    (r"WER ([\d.]+) with the set's JSGF grammar .*? and ([\d.]+)\s+with its general language model",
+     [("speech-grammar", "wer", "value"), ("speech-general-lm", "wer", "value")]),
+    (r"accuracy ([\d.]+) spoken vs ([\d.]+) for the same questions as text, a loss of\s+([\d.]+) due to speech "
+     r"\(question WER ([\d.]+)\)",
+     [("spoken-vqa", m, "value") for m in ("spoken_accuracy", "text_accuracy", "speech_loss", "question_wer")]),
 ]
 CI_SENTENCE = (r"t2i R@1 ([\d.]+) \[([\d.]+), ([\d.]+)\], i2t R@1 ([\d.]+)\s+\[([\d.]+), ([\d.]+)\], "
                r"CIDEr ([\d.]+) \[([\d.]+), ([\d.]+)\], VQA accuracy ([\d.]+) \[([\d.]+), ([\d.]+)\]")
@@ -124,7 +142,7 @@ def test_readme_demo_sentences_print_the_golden_values() -> None:
     golden = json.loads(GOLDEN.read_text())
     section = demo_section()
     for pattern, fields in PROSE:
-        found = re.search(pattern, section)
+        found = re.search(pattern, section, re.S)
         assert found, f"README demo section lost the sentence matching {pattern!r}"
         for text, (bench, metric, field) in zip(found.groups(), fields, strict=True):
             assert text == printed(golden_number(golden, bench, metric, field), text), (bench, metric)
