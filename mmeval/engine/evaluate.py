@@ -179,7 +179,7 @@ def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, sampl
     `model_for()` gives the model that runs it and, for a benchmark with its own model, that model's report block
     (it may load it: a load failure fails this benchmark only, Ctrl-C during it interrupts it)."""
     report = outcome.report
-    own_block = None
+    model, own_block = None, None  # the model stays None when a benchmark's own model fails to load
     memory = MemoryWatch(ctx.runtime.device)
     memory.start()
     reductions_before = len(ctx.runtime.batch_reductions)
