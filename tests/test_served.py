@@ -29,15 +29,15 @@ SETTINGS = GenerationSettings(max_new_tokens=8)
 
 @pytest.fixture
 def server():
-    fake = FakeServer(hang_s=1.0).start()
+    fake = FakeServer(hang_s=2.5).start()
     yield fake
     fake.stop()
 
 
-def config(base_url: str, tmp_path: Path, **served):
+def config(base_url: str, tmp_path: Path, **served):  # a 1.2 s timeout: a loaded CI machine stays under it
     return validate_mapping({
         "model": {"type": "openai", "served": {"base_url": base_url, "model": "fake-vlm", "image_size": 8,
-                                               "timeout_s": 0.4, "backoff_s": 0.01, "max_retries": 2, **served}},
+                                               "timeout_s": 1.2, "backoff_s": 0.01, "max_retries": 2, **served}},
         "benchmarks": [{"name": "v", "task": "vqa", "data": {"format": "shapes_vqa", "n_images": 3}}],
         "runtime": {"device": "cpu", "batch_size": 16, "num_workers": 0},
         "output": {"dir": str(tmp_path / "out")},
@@ -104,7 +104,7 @@ def test_truncated_stream_is_retried(server: FakeServer, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("fault,tries,error", [
-    ("500", 3, "HTTP 500"), ("hang", 3, "timed out after 0.4 s"), ("badjson", 3, "malformed"),
+    ("500", 3, "HTTP 500"), ("hang", 3, "timed out after 1.2 s"), ("badjson", 3, "malformed"),
     ("trunc", 3, "truncated stream"), ("429", 3, "HTTP 429"),
     ("wrongmodel", 1, "answered with model 'other-model'"),  # not retried: another try would not fix it
 ])
