@@ -10,26 +10,39 @@ from mmeval.config.base import _Strict
 
 
 class PerturbConfig(_Strict):
-    """Text perturbations of the benchmark's queries, each at every severity; images are encoded once."""
+    """Perturbations of one modality of the benchmark's inputs at a time, each at every severity; the other
+    modalities stay clean (their model outputs are those of the clean run)."""
 
     text: list[str] = Field(default_factory=list, description="text perturbations: keyboard_typo, char_drop, "
                             "casing, punctuation")
+    image: list[str] = Field(default_factory=list, description="image corruptions (ImageNet-C names)")
+    video: list[str] = Field(default_factory=list, description="video perturbations (frame drops, shuffles)")
+    audio: list[str] = Field(default_factory=list, description="audio perturbations (additive noise at set SNRs)")
     severities: list[int] = Field([1, 2, 3, 4, 5], min_length=1, description="severities, 1 (mild) to 5")
     seed: int = Field(0, description="seed; each sample's perturbation depends only on it, the name, the severity "
                       "and the sample")
     baseline: Path | None = Field(None, description="a report of another model with the same perturb grid: "
                                   "mean corruption error (mCE) against it")
 
-    @field_validator("text")
+    @field_validator("text", "image", "video", "audio")
     @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
+    def _known(cls, value: list[str], info) -> list[str]:
         from mmeval.perturb import PERTURBATIONS
 
-        unknown = [name for name in value if name not in PERTURBATIONS["text"]]
+        known = PERTURBATIONS.get(info.field_name, {})
+        unknown = [name for name in value if name not in known]
         if unknown:
-            raise ValueError(f"unknown text perturbation(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(PERTURBATIONS['text']))}")
+            raise ValueError(f"unknown {info.field_name} perturbation(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known)) or 'none'}")
         return value
+
+    def cells(self) -> list:
+        """Every (modality, perturbation, severity) cell of the grid, in config order (mmeval.perturb.Cell)."""
+        from mmeval.perturb import Cell
+
+        return [Cell(modality, name, severity, self.seed)
+                for modality in ("text", "image", "video", "audio") for name in getattr(self, modality)
+                for severity in self.severities]
 
     @field_validator("baseline")
     @classmethod

@@ -3,14 +3,16 @@
 Each perturbation is `fn(value, severity, rng) -> value` with severity 1..5; `rng_for(seed, name, severity,
 sample_id)` seeds one generator per sample, so a sample's perturbed input depends only on those four things
 (not on batch order, worker count or which other samples ran). A modality adds its own with `register`.
-Only text perturbations exist so far; image corruptions (ImageNet-C) and the `perturb` config section that
-re-runs a benchmark under them are not built yet.
+A robustness re-run of a benchmark carries one `Cell` (modality, name, severity, seed) in its RunContext
+(`ctx.perturbation`); the code that reads that modality's inputs (a loader's worker, a task's query texts)
+applies it with `apply_cell`, and leaves every other modality clean.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,19 @@ import numpy as np
 Perturbation = Callable[[Any, int, np.random.Generator], Any]
 PERTURBATIONS: dict[str, dict[str, Perturbation]] = {}
 SEVERITIES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a robustness grid: perturbation `name` of `modality` at `severity`, seeded by `seed`."""
+
+    modality: str
+    name: str
+    severity: int
+    seed: int = 0
+
+    def label(self) -> str:
+        return f"{self.modality}:{self.name}@{self.severity}"
 
 
 def register(modality: str, name: str, fn: Perturbation) -> None:
@@ -40,6 +55,13 @@ def apply(modality: str, name: str, value: Any, severity: int, seed: int, sample
     if name not in table:
         raise ValueError(f"unknown {modality} perturbation {name!r} (known: {', '.join(sorted(table)) or 'none'})")
     return table[name](value, severity, rng_for(seed, name, severity, sample_id))
+
+
+def apply_cell(cell: Cell | None, modality: str, value: Any, sample_id: Any) -> Any:
+    """`value` under `cell` when the cell perturbs `modality`; else `value` unchanged (the clean input)."""
+    if cell is None or cell.modality != modality:
+        return value
+    return apply(modality, cell.name, value, cell.severity, cell.seed, sample_id)
 
 
 from mmeval.perturb import text as _text  # noqa: E402,F401  registers the text perturbations

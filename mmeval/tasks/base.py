@@ -48,6 +48,8 @@ class RunContext:
     # and the seconds that took (added to the benchmark's load_data_s by the engine)
     checked_data: Any = None
     checked_s: float = 0.0
+    # A robustness re-run's perturbation (mmeval.perturb.Cell): the readers of its modality apply it; None = clean
+    perturbation: Any = None
 
     def load_data(self, loader: Callable[..., Any], *args: Any) -> Any:
         """`loader(*args)`: the benchmark's data; what the pre-run checks already loaded (once), else through the
