@@ -30,12 +30,12 @@ def test_text_perturbation_grid_and_mce(tmp_path: Path) -> None:
     assert not outcome.errors and outcome.internal_error is None
     bench = json.loads(outcome.report_path.read_text())["benchmarks"]["retrieval"]
     block = bench["robustness"]
-    assert block["severities"] == [1, 5] and set(block["grid"]) == {"keyboard_typo", "char_drop"}
+    assert block["severities"] == [1, 5] and set(block["grid"]) == {"text:keyboard_typo", "text:char_drop"}
     clean = bench["metrics"]["t2i_R@1"]["value"]
     assert block["clean"]["t2i_R@1"] == clean
-    typo = block["grid"]["keyboard_typo"]["t2i_R@1"]
+    typo = block["grid"]["text:keyboard_typo"]["t2i_R@1"]
     assert typo[1] < clean and typo[1] <= typo[0] + 0.05  # typos in 25% of letters hurt the reference model
-    assert block["relative"]["t2i_R@1"]["keyboard_typo"] == pytest.approx([v / clean for v in typo])
+    assert block["relative"]["t2i_R@1"]["text:keyboard_typo"] == pytest.approx([v / clean for v in typo])
     worst = block["worst"]["t2i_R@1"]
     all_values = [v for g in block["grid"].values() for v in g["t2i_R@1"]]
     assert worst["value"] == min(all_values)
@@ -43,7 +43,7 @@ def test_text_perturbation_grid_and_mce(tmp_path: Path) -> None:
     again = run_config(config(tmp_path, {"text": ["keyboard_typo", "char_drop"], "severities": [1, 5],
                                          "baseline": str(outcome.report_path)}, "same"))
     mce = json.loads(again.report_path.read_text())["benchmarks"]["retrieval"]["robustness"]["mce"]
-    assert mce["t2i_R@1"]["ce"] == pytest.approx({"keyboard_typo": 1.0, "char_drop": 1.0})  # seeded: same grid
+    assert mce["t2i_R@1"]["ce"] == pytest.approx({"text:keyboard_typo": 1.0, "text:char_drop": 1.0})  # seeded: same grid
     assert mce["t2i_R@1"]["mce"] == pytest.approx(1.0) and mce["baseline"] == str(outcome.report_path)
 
 
@@ -63,5 +63,5 @@ def test_a_bad_baseline_keeps_the_grid_and_says_why(tmp_path: Path) -> None:
     outcome = run_config(config(tmp_path, {"text": ["char_drop"], "severities": [2],
                                            "baseline": str(tmp_path / "other.json")}))
     block = json.loads(outcome.report_path.read_text())["benchmarks"]["retrieval"]["robustness"]
-    assert len(block["grid"]["char_drop"]["t2i_R@1"]) == 1
+    assert len(block["grid"]["text:char_drop"]["t2i_R@1"]) == 1
     assert "expected a report with a robustness block for benchmark 'retrieval'" in block["mce"]["error"]

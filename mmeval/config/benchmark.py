@@ -16,6 +16,7 @@ from mmeval.config.base import Loc, _Strict, _valid_name
 from mmeval.config.data import DataConfig
 from mmeval.config.model import ModelConfig
 from mmeval.config.model_list import is_pattern
+from mmeval.config.perturb import PerturbConfig
 
 
 class BenchmarkConfig(_Strict):
@@ -26,6 +27,8 @@ class BenchmarkConfig(_Strict):
     data: DataConfig = Field(description="where the images and texts come from: format and its fields")
     model: ModelConfig | None = Field(None, description="this benchmark's own model (a model entry like the "
                                       "top-level one), run instead of the run's model")
+    perturb: PerturbConfig | None = Field(None, description="re-run the benchmark under deterministic perturbations "
+                                          "of one input modality at a time (the task's TaskSpec.perturbs)")
 
     @field_validator("name")
     @classmethod

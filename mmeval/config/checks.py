@@ -12,6 +12,7 @@ from typing import Any
 from mmeval.config.base import Loc, _known, format_loc
 from mmeval.config.data import _data_problems
 from mmeval.config.model import _model_entries, _model_problems
+from mmeval.config.perturb import perturb_problems
 from mmeval.errors import MmevalError
 from mmeval.registry import DATA_FORMATS, MODELS, can_serve, task_names, task_spec
 
@@ -97,6 +98,7 @@ def _task_problems(bench: dict[str, Any], kinds: list[tuple[Loc, str]]) -> list[
                                     f"'{kind}' provides: {', '.join(can)}"))
     problems += _data_for_task(task, spec, bench.get("data") if isinstance(bench.get("data"), dict) else {})
     problems += spec.config.cross_problems(bench)
+    problems += perturb_problems(task, spec.perturbs, bench)
     return problems + _fields_of_other_tasks(task, spec, bench)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from mmeval.config.base import _Strict
+from mmeval.config.base import Loc, _Strict
+
+MODALITIES = ("text", "image", "video", "audio")
 
 
 class PerturbConfig(_Strict):
@@ -41,7 +44,7 @@ class PerturbConfig(_Strict):
         from mmeval.perturb import Cell
 
         return [Cell(modality, name, severity, self.seed)
-                for modality in ("text", "image", "video", "audio") for name in getattr(self, modality)
+                for modality in MODALITIES for name in getattr(self, modality)
                 for severity in self.severities]
 
     @field_validator("baseline")
@@ -57,3 +60,13 @@ class PerturbConfig(_Strict):
         if any(s not in range(1, 6) for s in value):
             raise ValueError(f"every severity must be 1 to 5, got {value}")
         return sorted(set(value))
+
+
+def perturb_problems(task: str, perturbs: tuple[str, ...], bench: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A raw benchmark's `perturb` asking for a modality its task does not perturb (TaskSpec.perturbs)."""
+    section = bench.get("perturb")
+    if not isinstance(section, dict):
+        return []
+    supports = ", ".join(perturbs) if perturbs else "none (this task cannot be re-run under perturbations)"
+    return [(("perturb", modality), f"task '{task}' cannot perturb its {modality} inputs; it supports: {supports}")
+            for modality in MODALITIES if section.get(modality) and modality not in perturbs]

@@ -18,6 +18,10 @@ fingerprint (file paths, sizes and modification times; a dataset library's finge
 The key's parts are also stored in the entry and compared when it is read, so an entry is never used for a
 different model or data, even by a hash collision. Entries are written to a temporary name and renamed when
 complete, so an interrupted run leaves no half entry. `--no-cache` (runtime.cache: false) bypasses both.
+
+`output_memo()` adds an in-memory layer for the length of one benchmark and its robustness re-runs
+(engine/robustness.py): whole passes by what their outputs depend on, so a perturbed re-run reuses the clean
+outputs of the modality it leaves clean even with `--no-cache` or a model without a checkpoint hash.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,3 +122,45 @@ class Cache:
             return None
         base, canonical = self._paths(folder, parts)
         return DecodedStore(base, canonical, dtype)
+
+
+class OutputMemo:
+    """Whole passes' results in memory, keyed by the model object, precision, device and what the inputs and
+    the output kind depend on (the output cache's key parts; a source without a fingerprint by its identity,
+    which holds because the memo lives no longer than the benchmark's data)."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Any] = {}
+        self.hits = 0
+
+    def key(self, model, runtime, kind: str, content: dict[str, Any], loader) -> str:
+        inputs = {k: (f"object:{id(loader.source)}" if v is None else v) for k, v in loader.cache_parts().items()}
+        return entry_key({"kind": kind, "model": id(model), "precision": runtime.precision,
+                          "device": str(runtime.device), **content, **inputs})[0]
+
+    def get(self, key: str) -> Any:
+        found = self._parts.get(key)
+        self.hits += found is not None
+        return found
+
+    def put(self, key: str, part: Any) -> None:
+        self._parts[key] = part
+
+
+_MEMO: ContextVar[OutputMemo | None] = ContextVar("mmeval_output_memo", default=None)
+
+
+def active_memo() -> OutputMemo | None:
+    """The output memo of the benchmark being run, or None (no `output_memo()` block is open)."""
+    return _MEMO.get()
+
+
+@contextmanager
+def output_memo() -> Iterator[OutputMemo]:
+    """Within the block, model passes keep and reuse their whole results in memory (see OutputMemo)."""
+    memo = OutputMemo()
+    token = _MEMO.set(memo)
+    try:
+        yield memo
+    finally:
+        _MEMO.reset(token)

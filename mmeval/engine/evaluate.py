@@ -22,6 +22,7 @@ from mmeval.config.run import ModelConfig, RunConfig
 from mmeval.engine.bench_models import BenchmarkModels
 from mmeval.engine.latency import MemoryWatch, latency_block
 from mmeval.engine.runner import NullProgress
+from mmeval.engine.robustness import run_benchmark
 from mmeval.engine.runtime import Runtime, place_model, resolve_runtime
 from mmeval.errors import Interrupted, MmevalError, ModelLoadError, TooManyBadInputs
 from mmeval.models import checkpoint_files
@@ -189,7 +190,7 @@ def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, sampl
         problem = missing_capability(model, bench.task)
         if problem:
             raise MmevalError(problem)
-        result = task_spec(bench.task).load("run")(model, bench, ctx)
+        result = run_benchmark(task_spec(bench.task), model, bench, ctx)  # + its robustness grid, if any
         if result is None:  # a rank other than 0 in a data-parallel run: rank 0 reports the benchmark
             return True
     except MmevalError as exc:
@@ -235,6 +236,10 @@ def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, sampl
         report["benchmarks"][bench.name]["latency"]["batch_size_reductions"] = (
             ctx.runtime.batch_reductions[reductions_before:])
     samples[bench.name] = result.per_sample
+    if result.extra.get("robustness", {}).get("interrupted"):  # Ctrl-C during the grid: clean result and done cells kept
+        report["status"] = "interrupted"
+        outcome.interrupted = True
+        return False
     return True
 
 

@@ -27,21 +27,22 @@ __all__ = ["ImagePass", "Runtime", "Timer", "encode_images", "encode_texts", "ge
 
 
 def encode_images(model, source, runtime: Runtime, on_bad_image: str, progress: Callable[[int], None],
-                  decode: str = "auto") -> tuple[torch.Tensor, ImagePass]:  # fmt: skip
+                  decode: str = "auto", perturbation=None) -> tuple[torch.Tensor, ImagePass]:  # fmt: skip
     """Embed every image of `source` once, in order (L2-normalised float32 rows on the run's device).
 
     In a data-parallel run the embeddings are whole on rank 0 only (other ranks get an empty tensor and the
-    pass's findings: readable and skipped images, digests)."""
-    loader = ImageBatches(model, source, runtime, on_bad_image, decode)
+    pass's findings: readable and skipped images, digests). `perturbation` (a RunContext's Cell): the images
+    are corrupted in the loader's workers when it perturbs images (io/image_loading.py); every image pass takes it."""
+    loader = ImageBatches(model, source, runtime, on_bad_image, decode, perturbation)
     done = model_pass(model, loader, Embeddings(model.encode_image, "image", runtime), runtime, progress)
     return done.rows.to(runtime.device), _image_pass(done, loader)
 
 
 def generate_captions(model, source, runtime: Runtime, settings, on_bad_image: str, progress: Callable[[int], None],
-                      decode: str = "auto") -> tuple[list[str], ImagePass]:  # fmt: skip
+                      decode: str = "auto", perturbation=None) -> tuple[list[str], ImagePass]:  # fmt: skip
     """One caption per readable image of `source`, in order (aligned with `ImagePass.ok_indices`; in a
     data-parallel run on rank 0 only, the other ranks get no captions)."""
-    loader = ImageBatches(model, source, runtime, on_bad_image, decode)
+    loader = ImageBatches(model, source, runtime, on_bad_image, decode, perturbation)
     kind = Generation(lambda pixels, _: model.generate(pixels, settings), "captions", "images", runtime)
     done = model_pass(model, loader, kind, runtime, progress, settings=dataclasses.asdict(settings))
     return list(done.part.items or []), _image_pass(done, loader)
@@ -49,14 +50,14 @@ def generate_captions(model, source, runtime: Runtime, settings, on_bad_image: s
 
 def generate_answers(model, source, prompts_of: list[list[tuple[Any, str]]], runtime: Runtime, settings,
                      on_bad_image: str, progress: Callable[[int], None],
-                     decode: str = "auto") -> tuple[dict[Any, str], ImagePass]:  # fmt: skip
+                     decode: str = "auto", perturbation=None) -> tuple[dict[Any, str], ImagePass]:  # fmt: skip
     """Answer every question about every readable image of `source`; each image is read and decoded once.
 
     `prompts_of[i]` lists (key, prompt) for image i. The pixels of a batch of images are repeated once per
     question in model batches of at most `runtime.batch_size` rows. Returns {key: answer} (in a data-parallel
     run on rank 0 only) and the image pass.
     """
-    loader = ImageBatches(model, source, runtime, on_bad_image, decode)
+    loader = ImageBatches(model, source, runtime, on_bad_image, decode, perturbation)
     kind = Answers(lambda pixels, prompts: model.answer(pixels, prompts, settings), prompts_of, runtime)
     done = model_pass(model, loader, kind, runtime, progress, settings=dataclasses.asdict(settings),
                       prompts=digest(prompts_of))  # fmt: skip

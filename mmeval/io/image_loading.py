@@ -20,10 +20,19 @@ Three ways to get pixels, chosen per pass (`plan_pixels`):
 With the pixel cache on, the uint8 images of both split paths are also written to a memory-mapped store
 (`decoded_cache.DecodedStore` under `pixels/`, one per source, geometry and decoder: GPU resizing is not PIL's), and a later pass over the same source at the
 same geometry reads them from there without decoding anything.
+
+A robustness re-run (`perturbation`, a `mmeval.perturb.Cell` of modality "image") corrupts each image in the
+workers, on the decoded uint8 HxWx3 image before the model's preprocessing, seeded by the image's path or row
+id (`source.describe(index)`, so the result does not depend on batching, workers or subsets). Such a pass
+decodes on the CPU (the corruption needs the decoded image in the worker; GPU decoding is for clean passes),
+bypasses the pixel cache (perturbed pixels are used once; a store per cell would write the dataset's pixels
+again for every cell, and a clean store must never serve them), and puts the cell in the output-cache key.
 """
+
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -32,7 +41,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mmeval.engine.timing import Timer, sync
@@ -40,6 +51,7 @@ from mmeval.errors import DataError
 from mmeval.io.bad_inputs import record_bad
 from mmeval.io.images import decode_image, gpu_decodable
 from mmeval.io.source import Batch, source_fingerprint
+from mmeval.perturb import Cell, apply_cell
 
 log = logging.getLogger(__name__)
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -80,8 +92,9 @@ class PixelPlan:
         return f"{self.mode}:{self.pipeline.key()}" if self.pipeline is not None else "float"
 
 
-def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
-    """Pick the pixel path for `model` on `source` (see the module docstring)."""
+def plan_pixels(model, source, runtime, decode: str, perturbation: Cell | None = None) -> PixelPlan:
+    """Pick the pixel path for `model` on `source` (see the module docstring); a pass whose images are perturbed
+    decodes on the CPU and has no pixel store."""
     pipeline = getattr(model, "pixel_pipeline", None)
     if pipeline is None:
         if decode == "gpu":
@@ -92,6 +105,8 @@ def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
     if decode == "gpu" and not on_cuda:
         log.warning("data.decode: gpu asked, but the run is on %s; decoding on the CPU", runtime.device)
     mode = "gpu" if on_cuda and decode in ("gpu", "auto") and hasattr(source, "read_bytes") else "uint8"
+    if _perturbs_images(perturbation):
+        return PixelPlan("uint8", pipeline, None)
     fingerprint = source_fingerprint(source)
     store = None
     if runtime.cache is not None and fingerprint is not None:  # GPU resizing differs from PIL's: its own entry
@@ -100,15 +115,34 @@ def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
     return PixelPlan(mode, pipeline, store)
 
 
+def _perturbs_images(perturbation: Cell | None) -> bool:
+    return perturbation is not None and perturbation.modality == "image"
+
+
+def perturbed_image(cell: Cell | None, image: Image.Image, sample_id: str) -> Image.Image:
+    """`image` under `cell` when it perturbs images: the corruption sees the decoded uint8 HxWx3 RGB array."""
+    if not _perturbs_images(cell):
+        return image
+    pixels = np.asarray(image.convert("RGB"))
+    out = apply_cell(cell, "image", pixels, sample_id)
+    if not isinstance(out, np.ndarray) or out.shape != pixels.shape or out.dtype != np.uint8:
+        raise ValueError(f"image perturbation {cell.name!r} returned {getattr(out, 'dtype', type(out))} "
+                         f"{getattr(out, 'shape', '')}; expected uint8 {pixels.shape}")
+    return Image.fromarray(out)
+
+
 class _ImageDataset(Dataset):
     """Item k -> (source index i = indices[k], pixels or raw JPEG bytes or None, sha256 of the raw bytes,
-    error or None); `indices` defaults to the whole source."""
+    error or None); `indices` defaults to the whole source. With `perturbation` (an image Cell) each decoded
+    image is corrupted here, in the worker, before `transform`."""
 
-    def __init__(self, source, transform: Callable, raw_jpeg: bool = False, indices: list[int] | None = None):
+    def __init__(self, source, transform: Callable, raw_jpeg: bool = False, indices: list[int] | None = None,
+                 perturbation: Cell | None = None):
         self.source = source
         self.transform = transform
         self.raw_jpeg = raw_jpeg
         self.indices = indices
+        self.perturbation = perturbation
 
     def __len__(self) -> int:
         return len(self.source) if self.indices is None else len(self.indices)
@@ -126,6 +160,8 @@ class _ImageDataset(Dataset):
         except DataError as exc:
             return index, None, b"", str(exc)
         digest = hashlib.sha256(data).digest()
+        # outside the transform's guard: a failing perturbation is a bug of the cell, not a bad image
+        image = perturbed_image(self.perturbation, image, self.source.describe(index))
         try:
             return index, self.transform(image), digest, None
         except Exception as exc:  # a transform that chokes on one image must not kill the worker
@@ -156,10 +192,12 @@ class ImageBatches:
 
     The pixel path is planned once per pass; `pixels_from` says afterwards how this rank's pixels were made."""
 
-    def __init__(self, model, source, runtime, on_bad_image: str, decode: str = "auto"):
+    def __init__(self, model, source, runtime, on_bad_image: str, decode: str = "auto",
+                 perturbation: Cell | None = None):  # fmt: skip
         self.model, self.source, self.runtime = model, source, runtime
         self.on_bad_image, self.decode = on_bad_image, decode
-        self.plan = plan_pixels(model, source, runtime, decode)
+        self.perturbation = perturbation if _perturbs_images(perturbation) else None
+        self.plan = plan_pixels(model, source, runtime, decode, self.perturbation)
         self.done = ImagePass()  # the latest `batches` call's findings (this rank's share of the pass)
 
     @property
@@ -170,7 +208,10 @@ class ImageBatches:
         return list(range(len(self.source)))
 
     def cache_parts(self) -> dict[str, Any]:
-        return {"images": source_fingerprint(self.source), "pixels": self.plan.mode, "on_bad_image": self.on_bad_image}
+        parts = {"images": source_fingerprint(self.source), "pixels": self.plan.mode, "on_bad_image": self.on_bad_image}
+        if self.perturbation is not None:  # perturbed outputs never answer for clean ones, nor other cells'
+            parts["perturbation"] = list(dataclasses.astuple(self.perturbation))
+        return parts
 
     def batches(self, indices: list[int], timer: Timer) -> Iterator[Batch]:
         """Batches of `indices` (ascending: all of the source, a rank's share of a data-parallel pass, or what a
@@ -179,11 +220,11 @@ class ImageBatches:
         self.done = ImagePass(timer=timer)
         whole = len(indices) == len(self.source)
         yield from image_batches(self.model, self.plan, self.source, self.runtime, self.on_bad_image, self.done,
-                                 None if whole else indices)  # fmt: skip
+                                 None if whole else indices, self.perturbation)  # fmt: skip
 
 
 def image_batches(model, plan: PixelPlan, source, runtime, on_bad_image: str, done: ImagePass,
-                  indices: list[int] | None = None) -> Iterator[Batch]:  # fmt: skip
+                  indices: list[int] | None = None, perturbation: Cell | None = None) -> Iterator[Batch]:  # fmt: skip
     """Batches of model-ready pixels on the run's device, in order, recording good and bad images in `done`.
 
     `indices` (ascending; default: all) restricts the pass to those source indices. Such a pass reads a complete
@@ -199,7 +240,7 @@ def image_batches(model, plan: PixelPlan, source, runtime, on_bad_image: str, do
     writing = indices is None and plan.store is not None and plan.store.begin(len(source), (3, *plan.pipeline.size))
     try:
         yield from _loaded_batches(model, source, plan, runtime, on_bad_image, done, plan.store if writing else None,
-                                   indices)  # fmt: skip
+                                   indices, perturbation)  # fmt: skip
     except BaseException:
         if writing:
             plan.store.abandon()
@@ -209,10 +250,10 @@ def image_batches(model, plan: PixelPlan, source, runtime, on_bad_image: str, do
 
 
 def _loaded_batches(model, source, plan: PixelPlan, runtime, on_bad_image: str, done: ImagePass, store,
-                    indices: list[int] | None = None) -> Iterator[Batch]:  # fmt: skip
+                    indices: list[int] | None = None, perturbation: Cell | None = None) -> Iterator[Batch]:  # fmt: skip
     transform = plan.pipeline.to_uint8 if plan.pipeline is not None else model.image_transform
     loader = DataLoader(
-        _ImageDataset(source, transform, raw_jpeg=plan.mode == "gpu", indices=indices),
+        _ImageDataset(source, transform, raw_jpeg=plan.mode == "gpu", indices=indices, perturbation=perturbation),
         batch_size=runtime.batch_size,
         num_workers=runtime.num_workers,
         collate_fn=_collate,

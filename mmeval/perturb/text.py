@@ -1,5 +1,6 @@
 """Text perturbations of queries, prompts and questions (VHELM-style robustness): keyboard typos, character
 drops, casing and punctuation. Severity s touches a share 0.05 x s of the eligible characters (at least one).
+`template_variant` swaps a zero-shot prompt template for an alternative from a fixed list per severity.
 Written by hand: the packages that do this (nlpaug, textattack) pull in torch-version-pinned NLP stacks."""
 
 from __future__ import annotations
@@ -63,6 +64,28 @@ def punctuation(text: str, severity: int, rng: np.random.Generator) -> str:
     return "".join(chars)
 
 
+# Prompt-template variants by severity: alternative CLIP-style templates drifting away from the photo framing the
+# models saw most (paraphrases, other depictions, the bare class name, hedged phrasings, distracting context).
+# Our own list (no package ships one); each template has exactly one {c}.
+TEMPLATE_VARIANTS = (
+    ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.", "a photograph of the {c}."),
+    ("a drawing of a {c}.", "a painting of the {c}.", "a sketch of a {c}.", "a cartoon of a {c}."),
+    ("{c}", "{c}.", "the {c}", "a {c}"),
+    ("something that may be a {c}.", "maybe a {c}?", "a thing a bit like a {c}.", "it could be a {c}, or not."),
+    ("a {c} hidden among many other objects.", "a blurry corner of a room; somewhere a {c}.",
+     "text reading 'not a {c}'.", "a screenshot mentioning a {c} in small print."),
+)
+TEMPLATE_PERTURBATIONS = frozenset({"template_variant"})  # act on a prompt template ({c} kept), not on a prompt
+
+
+def template_variant(text: str, severity: int, rng: np.random.Generator) -> str:
+    """A prompt template ("... {c} ...") swapped for one of the variants of `severity` (drawn per sample); a text
+    without {c} is put in the variant's place of {c}."""
+    pool = TEMPLATE_VARIANTS[severity - 1]
+    variant = pool[int(rng.integers(len(pool)))]
+    return variant if "{c}" in text else variant.replace("{c}", text)
+
+
 for _name, _fn in (("keyboard_typo", keyboard_typo), ("char_drop", char_drop), ("casing", casing),
-                   ("punctuation", punctuation)):
+                   ("punctuation", punctuation), ("template_variant", template_variant)):
     register("text", _name, _fn)

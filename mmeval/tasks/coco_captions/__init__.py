@@ -29,4 +29,5 @@ TASK = TaskSpec(
     headline=first_present(("CIDEr", "Bleu_4", "METEOR", "SPICE", "CLIPScore")),
     paired="mmeval.tasks.coco_captions.samples:paired_values",
     html="mmeval.tasks.coco_captions.html:section",
+    perturbs=("image",),
 )

@@ -49,7 +49,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: captions", total=len(data.image_ids))
     captions, images = generate_captions(model, data.images, runtime, settings, bench.data.on_bad_image,
-                                         lambda n: progress.advance(task, n), bench.data.decode)
+                                         lambda n: progress.advance(task, n), bench.data.decode, ctx.perturbation)
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
     check_skipped(bench, data, images)

@@ -23,4 +23,5 @@ TASK = TaskSpec(
     headline=first_present(("mc_accuracy",)),
     paired="mmeval.tasks.vqa.samples:paired_values",
     answers="letter",
+    perturbs=("text", "image"),
 )

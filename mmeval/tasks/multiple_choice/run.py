@@ -16,7 +16,7 @@ from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import choice_statistic
 from mmeval.tasks.multiple_choice import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped
-from mmeval.tasks.vqa.run import answered_summary, ask, load_questions, prepare, render
+from mmeval.tasks.vqa.run import answered_summary, ask, load_questions, prepare, question_text, render
 
 # LLaVA-1.5's multiple-choice (MMBench / ScienceQA) instruction.
 DEFAULT_TEMPLATE = "{question}\n{options}\nAnswer with the option's letter from the given choices directly."
@@ -30,7 +30,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     load_s = time.perf_counter() - started
 
     def prompt(question: Question) -> str:
-        return render(template, {"question": question.text, "options": format_options(question.options)})
+        return render(template, {"question": question_text(ctx, question), "options": format_options(question.options)})
 
     answers, images = ask(model, bench, ctx, data, settings, prompt)
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics

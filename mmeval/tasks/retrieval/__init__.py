@@ -38,4 +38,5 @@ TASK = TaskSpec(
     headline=headline,
     paired="mmeval.tasks.retrieval.samples:paired_values",
     html="mmeval.tasks.retrieval.html:section",
+    perturbs=("text", "image"),
 )

@@ -8,13 +8,11 @@ from pydantic import Field, field_validator
 
 from mmeval.config.benchmark import BenchmarkConfig
 from mmeval.config.bias import BiasConfig
-from mmeval.config.perturb import PerturbConfig
 
 
 class RetrievalConfig(BenchmarkConfig):
     recall_k: list[int] = Field([1, 5, 10], min_length=1, description="retrieval: k values for recall@k")
     bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-image attributes")
-    perturb: PerturbConfig | None = Field(None, description="re-run under text perturbations of the captions")
     tie_policy: Literal["pessimistic", "topk"] = Field(
         "pessimistic", description="how a negative scoring exactly as high as the best positive counts: against "
         "the model (pessimistic), or as torch.topk breaks the tie (topk: reproduces CLIP_benchmark)")

@@ -14,6 +14,7 @@ from mmeval.errors import DataError
 from mmeval.metrics.retrieval import compute_ranks, higher_is_better, metrics_from_ranks, saturated_recall_warnings
 from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
+from mmeval.perturb import apply_cell
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
 from mmeval.tasks.retrieval import TASK
@@ -34,15 +35,14 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
-                                      lambda n: progress.advance(task, n), bench.data.decode)
+                                      lambda n: progress.advance(task, n), bench.data.decode, ctx.perturbation)
     check_skipped(bench, data, images)  # every rank has the pass's findings: all fail alike, before the texts
     kept_texts = _texts_of(images.ok_indices, data.text_image_index)
     if not kept_texts:
         raise DataError(f"{data.source}: no readable image has a caption")
     task = progress.add_task(f"{bench.name}: texts", total=len(kept_texts))
-    text_emb, text_timer = encode_texts(
-        model, [data.texts[i] for i in kept_texts], runtime, lambda n: progress.advance(task, n)
-    )
+    queries = [apply_cell(ctx.perturbation, "text", data.texts[i], i) for i in kept_texts]  # robustness re-runs
+    text_emb, text_timer = encode_texts(model, queries, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
 
@@ -70,11 +70,6 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if block is not None:
         extra["bootstrap"] = block
     metric_s = time.perf_counter() - metric_start
-    if bench.perturb is not None and bench.perturb.text:
-        from mmeval.tasks.retrieval.robustness import robustness_block
-
-        extra["robustness"] = robustness_block(model, bench, ctx, [data.texts[i] for i in kept_texts], kept_texts,
-                                               image_emb, owner, has_caption, values)
 
     dataset = dataset_summary(data, images, len(kept_texts))
     dataset["n_images_without_captions"] = int((~has_caption).sum())

@@ -26,4 +26,5 @@ TASK = TaskSpec(
     headline=first_present(("vqa_accuracy",)),
     paired="mmeval.tasks.vqa.samples:paired_values",
     answers="short",
+    perturbs=("text", "image"),
 )

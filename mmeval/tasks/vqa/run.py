@@ -24,6 +24,7 @@ from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import vqa_statistic
 from mmeval.metrics.vqa import score_vqa
 from mmeval.models.base import GenerationSettings
+from mmeval.perturb import apply_cell
 from mmeval.registry import DATA_FORMATS, resolve
 from mmeval.tasks.vqa import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
@@ -61,7 +62,12 @@ def ask(model, bench, ctx: RunContext, data: QuestionData, settings: GenerationS
     prompts_of = [[(n, prompt_of(data.questions[n])) for n in group] for group in data.questions_by_image()]
     task = ctx.progress.add_task(f"{bench.name}: answers", total=len(data.image_ids))
     return generate_answers(model, data.images, prompts_of, ctx.runtime, settings, bench.data.on_bad_image,
-                            lambda n: ctx.progress.advance(task, n), bench.data.decode)
+                            lambda n: ctx.progress.advance(task, n), bench.data.decode, ctx.perturbation)
+
+
+def question_text(ctx: RunContext, question: Question) -> str:
+    """The question as asked: perturbed (before the prompt template) in a text robustness re-run."""
+    return apply_cell(ctx.perturbation, "text", question.text, question.question_id)
 
 
 def answered_summary(data: QuestionData, images: ImagePass, answered: list[int]) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     check_attributes(bench.bias, data)
     load_s = time.perf_counter() - started
 
-    answers, images = ask(model, bench, ctx, data, settings, lambda q: render(template, {"question": q.text}))
+    answers, images = ask(model, bench, ctx, data, settings, lambda q: render(template, {"question": question_text(ctx, q)}))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None
     check_skipped(bench, data, images)

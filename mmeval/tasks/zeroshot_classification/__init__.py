@@ -21,4 +21,5 @@ TASK = TaskSpec(
     paired="mmeval.tasks.zeroshot_classification.samples:paired_values",
     html="mmeval.tasks.zeroshot_classification.html:section",
     data_fields=("label_column",),
+    perturbs=("text", "image"),
 )

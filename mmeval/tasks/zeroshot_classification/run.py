@@ -22,6 +22,8 @@ from mmeval.errors import DataError
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.perturb import apply_cell
+from mmeval.perturb.text import TEMPLATE_PERTURBATIONS
 from mmeval.tasks.zeroshot_classification import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, classification_bias, sliced_only
@@ -54,6 +56,17 @@ def class_embeddings(text_emb: torch.Tensor, n_classes: int, n_templates: int) -
     return F.normalize(text_emb.view(n_classes, n_templates, -1).mean(dim=1), dim=-1)
 
 
+def class_prompts(cell, classes: list[str], templates: list[str]) -> list[str]:
+    """Every class's prompt for every template, class-major. In a text robustness re-run, a template perturbation
+    (template_variant) swaps each template (sample id: its position); any other perturbs each prompt (sample id:
+    the class and template positions)."""
+    on_templates = cell is not None and cell.name in TEMPLATE_PERTURBATIONS
+    if on_templates:
+        templates = [apply_cell(cell, "text", template, k) for k, template in enumerate(templates)]
+    return [template.format(c=name) if on_templates else apply_cell(cell, "text", template.format(c=name), (c, k))
+            for c, name in enumerate(classes) for k, template in enumerate(templates)]
+
+
 def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Evaluate `model` on the zero-shot classification benchmark `bench` (a BenchmarkConfig)."""
     runtime, progress = ctx.runtime, ctx.progress
@@ -73,11 +86,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: images", total=len(data.image_ids))
     image_emb, images = encode_images(model, data.images, runtime, bench.data.on_bad_image,
-                                      lambda n: progress.advance(task, n), bench.data.decode)
+                                      lambda n: progress.advance(task, n), bench.data.decode, ctx.perturbation)
     check_skipped(bench, data, images)  # every rank has the pass's findings: all fail alike, before the prompts
     if not images.ok_indices:
         raise DataError(f"{data.source}: no readable image to classify")
-    prompts = [template.format(c=name) for name in classes for template in templates]
+    prompts = class_prompts(ctx.perturbation, classes, templates)
     task = progress.add_task(f"{bench.name}: class prompts", total=len(prompts))
     text_emb, text_timer = encode_texts(model, prompts, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
