@@ -332,7 +332,7 @@ def test_config_errors(tmp_path) -> None:
         ("benchmarks[0].multilabel: format 'imagefolder' has one class per image; multi-label data needs csv, json, "
         "hf or shapes"),
         ("benchmarks[0].recall_k: not used by task 'zeroshot_classification' (it reads: bias, classnames, "
-        "classnames_file, multilabel, temperature, templates, templates_file); remove it")]
+        "classnames_file, multilabel, perturb, temperature, templates, templates_file); remove it")]
     assert _config_errors({"task": "retrieval", "data": zs["data"]}) == [
         ("benchmarks[0].data.format: format 'imagefolder' holds class labels, not captions; task 'retrieval' reads: "
         "coco, hf, karpathy, shapes")]
