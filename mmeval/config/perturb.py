@@ -17,7 +17,7 @@ class PerturbConfig(_Strict):
     modalities stay clean (their model outputs are those of the clean run)."""
 
     text: list[str] = Field(default_factory=list, description="text perturbations: keyboard_typo, char_drop, "
-                            "casing, punctuation")
+                            "casing, punctuation, template_variant (zero-shot prompt templates)")
     image: list[str] = Field(default_factory=list, description="image corruptions (ImageNet-C names)")
     video: list[str] = Field(default_factory=list, description="video perturbations (frame drops, shuffles)")
     audio: list[str] = Field(default_factory=list, description="audio perturbations (additive noise at set SNRs)")

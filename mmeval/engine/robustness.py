@@ -147,11 +147,11 @@ def robustness_block(spec, bench, result: BenchmarkResult, values: dict) -> dict
             row[metric].append(float(values[cell].get(metric, math.nan)))
     block: dict[str, Any] = {"severities": cfg.severities, "seed": cfg.seed, "clean": clean, "grid": grid,
                              "relative": {}, "worst": {}}
-    for metric in clean:
-        by_name = {name: grid[name][metric] for name in grid}
+    for metric, clean_value in clean.items():
+        by_name = {name: row[metric] for name, row in grid.items()}
         better = result.metrics[metric].get("higher_is_better")
         better = spec.higher_is_better(metric) if better is None else better
-        block["relative"][metric] = relative_robustness(clean[metric], by_name)
+        block["relative"][metric] = relative_robustness(clean_value, by_name)
         block["worst"][metric] = worst_case(by_name, better is not False)
     if cfg.baseline is not None:
         try:
