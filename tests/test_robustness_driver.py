@@ -154,6 +154,8 @@ def test_a_failing_cell_is_recorded_and_the_rest_is_kept(tmp_path: Path) -> None
     clean = block["clean"]["t2i_R@1"]
     assert block["grid"]["image:test_broken"]["t2i_R@1"] == [clean, None]  # identity at 1, failed at 2
     assert all(v is not None for v in block["grid"]["image:test_darken"]["t2i_R@1"])
+    assert list(block["timings"]["cell_s"]) == ["image:test_broken@1", "image:test_broken@2", "image:test_darken@1",
+                                                "image:test_darken@2"] and block["timings"]["cells"] == 4
 
 
 def test_text_cells_perturb_vqa_questions_before_the_template(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ cells done so far (`interrupted: true`).
 The block: {"severities", "seed", "clean": {metric: v}, "grid": {"<modality>:<name>": {metric: [v per
 severity]}}, "relative": {metric: {cell name: [perturbed / clean]}}, "worst": {metric: {"value",
 "perturbation", "severity"}}, "mce" (with `perturb.baseline`), "errors" (if any), "timings": {"clean_s",
-"grid_s", "cells"}}. mCE (Hendrycks & Dietterich) is computed for the task's headline metrics that are
+"grid_s", "cells", "reused_passes", "cell_s": {"image:fog@3": seconds}}}. mCE (Hendrycks & Dietterich) is computed for the task's headline metrics that are
 higher-is-better and in [0, 1] (E = 1 - metric), against the same benchmark's block in the baseline report.
 """
 
@@ -76,7 +76,8 @@ def run_benchmark(spec, model, bench, ctx: RunContext) -> BenchmarkResult | None
         block["errors"] = errors
     if interrupted:
         block["interrupted"] = True
-    block["timings"] = {"clean_s": clean_s, "grid_s": sum(cell_s), "cells": len(cell_s), "reused_passes": memo.hits}
+    block["timings"] = {"clean_s": clean_s, "grid_s": sum(cell_s), "cells": len(cell_s), "reused_passes": memo.hits,
+                        "cell_s": {cell.label(): seconds for cell, seconds in zip(cells, cell_s)}}
     result.extra["robustness"] = block
     return result
 

@@ -29,7 +29,6 @@ bypasses the pixel cache (perturbed pixels are used once; a store per cell would
 again for every cell, and a clean store must never serve them), and puts the cell in the output-cache key.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
