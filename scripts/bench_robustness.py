@@ -163,7 +163,8 @@ def main() -> None:
     rows = [(f"clean run (median of {args.repeats})", clean, ""),
             (f"grid, {cells} cells (median of {args.grid_repeats})", grid_s, f"= {grid_s / clean:7.2f} x clean"),
             ("per cell, clean outputs shared", per_cell, f"= {per_cell / clean:7.3f} x clean"),
-            (f"same {len(naive_by_cell)} cells in the grid (median)", shared_same, f"= {shared_same / clean:7.3f} x clean"),
+            (f"same {len(naive_by_cell)} cells in the grid (median)", shared_same,
+             f"= {shared_same / clean:7.3f} x clean"),
             (f"same {len(naive_by_cell)} cells, naive (no reuse; median)", naive, f"= {naive / clean:7.3f} x clean")]
     for label, seconds, ratio in rows:
         print(f"{label:<44} {seconds:9.3f} s  {ratio}")

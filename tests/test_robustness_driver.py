@@ -31,7 +31,11 @@ def _broken(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
     return image
 
 
-for _name, _fn in (("test_darken", _darken), ("test_broken", _broken)):
+def _swap_channels(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    return np.ascontiguousarray(image[..., ::-1])  # RGB -> BGR: red and blue trade places
+
+
+for _name, _fn in (("test_darken", _darken), ("test_broken", _broken), ("test_swap_channels", _swap_channels)):
     if _name not in PERTURBATIONS.get("image", {}):
         register("image", _name, _fn)
 
@@ -179,6 +183,23 @@ def test_text_cells_perturb_vqa_questions_before_the_template(tmp_path: Path) ->
     assert "predictions_file" in result.extra and len(list(tmp_path.glob("run.vqa*.answers.json"))) == 1
 
 
+def test_image_cells_reach_the_answering_pass(tmp_path: Path) -> None:
+    from test_vqa import EXPECTED_NUMBER, EXPECTED_OVERALL, ColourAnswerer, context, vqa_config, vqav2_data
+
+    from mmeval.engine.robustness import run_benchmark
+    from mmeval.registry import task_spec
+
+    model = ColourAnswerer()  # answers from the image's dominant channel; its transform is the float path
+    bench = vqa_config(tmp_path, vqav2_data(tmp_path), perturb={"image": ["test_swap_channels"],
+                                                                "severities": [1]}).benchmarks[0]
+    block = run_benchmark(task_spec("vqa"), model, bench, context(tmp_path)).extra["robustness"]
+    assert block["clean"]["vqa_accuracy"] == pytest.approx(EXPECTED_OVERALL)
+    # red and blue swapped: the colour and "is it red?" questions right only for the green image; counts unchanged
+    swapped = block["grid"]["image:test_swap_channels"]["vqa_accuracy"]
+    assert swapped == [pytest.approx((1 + 3 * EXPECTED_NUMBER + 1) / 9)]
+    assert model.prompts[:9] == model.prompts[9:]  # the questions stay clean in an image cell
+
+
 def test_zeroshot_prompts_and_template_variants() -> None:
     from mmeval.tasks.zeroshot_classification.run import class_prompts
 
@@ -205,7 +226,7 @@ def test_a_modality_the_task_cannot_perturb_is_a_config_error(tmp_path: Path) ->
     assert ("benchmarks[0].perturb.text: task 'coco_captions' cannot perturb its text inputs; it supports: image"
             in str(info.value))
     assert "perturb.image" not in str(info.value)
-    with pytest.raises(ConfigError, match=r"benchmarks\[0\].perturb.image: unknown image perturbation\(s\) no_such_corruption"):
+    with pytest.raises(ConfigError, match=r"perturb.image: unknown image perturbation\(s\) no_such_corruption"):
         config(tmp_path, {**RETRIEVAL, "perturb": {"image": ["no_such_corruption"]}})
 
 

@@ -13,8 +13,9 @@ cells done so far (`interrupted: true`).
 The block: {"severities", "seed", "clean": {metric: v}, "grid": {"<modality>:<name>": {metric: [v per
 severity]}}, "relative": {metric: {cell name: [perturbed / clean]}}, "worst": {metric: {"value",
 "perturbation", "severity"}}, "mce" (with `perturb.baseline`), "errors" (if any), "timings": {"clean_s",
-"grid_s", "cells", "reused_passes", "cell_s": {"image:fog@3": seconds}}}. mCE (Hendrycks & Dietterich) is computed for the task's headline metrics that are
-higher-is-better and in [0, 1] (E = 1 - metric), against the same benchmark's block in the baseline report.
+"grid_s", "cells", "reused_passes", "cell_s": {"image:fog@3": seconds}}}. mCE (Hendrycks & Dietterich) is
+computed for the task's headline metrics that are higher-is-better and in [0, 1] (E = 1 - metric), against the
+same benchmark's block in the baseline report.
 """
 
 from __future__ import annotations
