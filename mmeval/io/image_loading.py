@@ -91,9 +91,8 @@ class PixelPlan:
         return f"{self.mode}:{self.pipeline.key()}" if self.pipeline is not None else "float"
 
 
-def plan_pixels(model, source, runtime, decode: str, perturbation: Cell | None = None) -> PixelPlan:
-    """Pick the pixel path for `model` on `source` (see the module docstring); a pass whose images are perturbed
-    decodes on the CPU and has no pixel store."""
+def plan_pixels(model, source, runtime, decode: str) -> PixelPlan:
+    """Pick the pixel path for `model` on `source` (see the module docstring)."""
     pipeline = getattr(model, "pixel_pipeline", None)
     if pipeline is None:
         if decode == "gpu":
@@ -104,8 +103,6 @@ def plan_pixels(model, source, runtime, decode: str, perturbation: Cell | None =
     if decode == "gpu" and not on_cuda:
         log.warning("data.decode: gpu asked, but the run is on %s; decoding on the CPU", runtime.device)
     mode = "gpu" if on_cuda and decode in ("gpu", "auto") and hasattr(source, "read_bytes") else "uint8"
-    if _perturbs_images(perturbation):
-        return PixelPlan("uint8", pipeline, None)
     fingerprint = source_fingerprint(source)
     store = None
     if runtime.cache is not None and fingerprint is not None:  # GPU resizing differs from PIL's: its own entry
@@ -196,7 +193,9 @@ class ImageBatches:
         self.model, self.source, self.runtime = model, source, runtime
         self.on_bad_image, self.decode = on_bad_image, decode
         self.perturbation = perturbation if _perturbs_images(perturbation) else None
-        self.plan = plan_pixels(model, source, runtime, decode, self.perturbation)
+        self.plan = plan_pixels(model, source, runtime, decode)
+        if self.perturbation is not None:  # decoded on the CPU in the workers, never through the pixel store
+            self.plan = PixelPlan("float" if self.plan.pipeline is None else "uint8", self.plan.pipeline, None)
         self.done = ImagePass()  # the latest `batches` call's findings (this rank's share of the pass)
 
     @property
