@@ -219,6 +219,23 @@ def test_zeroshot_prompts_and_template_variants() -> None:
                                                                                      "art of the cat."]
 
 
+def test_zeroshot_template_variants_end_to_end_equal_a_run_with_those_templates(tmp_path: Path) -> None:
+    from mmeval.engine.evaluate import run_config
+
+    templates = ["a {c} shape.", "a photo of a {c} thing."]
+    zeroshot = {"task": "zeroshot_classification", "templates": templates,
+                "data": {"format": "shapes", "label_column": "color", "n_images": 16, "seed": 1}}
+    block = _block(run_config(config(tmp_path, {**zeroshot, "perturb": {"text": ["template_variant"],
+                                                                        "severities": [4]}})))
+    for s, severity in enumerate((4,)):
+        variants = [apply("text", "template_variant", t, severity, 0, k) for k, t in enumerate(templates)]
+        plain = run_config(config(tmp_path, {**zeroshot, "templates": variants}, f"variants{severity}"))
+        metrics = json.loads(plain.report_path.read_text())["benchmarks"]["b"]["metrics"]
+        for metric in ("top1", "mean_per_class_recall", "ece"):
+            assert block["grid"]["text:template_variant"][metric][s] == pytest.approx(metrics[metric]["value"])
+    assert block["grid"]["text:template_variant"]["ece"] != [block["clean"]["ece"]]  # the prompts did change
+
+
 def test_a_modality_the_task_cannot_perturb_is_a_config_error(tmp_path: Path) -> None:
     captions = {"task": "coco_captions", "data": {"format": "shapes", "n_images": 8}}
     with pytest.raises(ConfigError) as info:
