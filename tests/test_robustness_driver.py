@@ -236,6 +236,24 @@ def test_zeroshot_template_variants_end_to_end_equal_a_run_with_those_templates(
     assert block["grid"]["text:template_variant"]["ece"] != [block["clean"]["ece"]]  # the prompts did change
 
 
+def test_captioning_image_cells_load_the_clipscore_scorer_once(tmp_path: Path, monkeypatch) -> None:
+    from mmeval.engine import evaluate
+
+    loads = []
+    real_load = evaluate.load_model
+    monkeypatch.setattr(evaluate, "load_model", lambda cfg, *a, **k: (loads.append(cfg), real_load(cfg, *a, **k))[1])
+    captions = {"task": "coco_captions", "data": {"format": "shapes", "n_images": 8}, "metrics": ["Bleu", "CIDEr"],
+                "tokenizer": "python", "scorer": {"type": "reference"}, "generation": {"max_new_tokens": 12}}
+    block = _block(evaluate.run_config(config(tmp_path, {**captions, "perturb": {"image": ["test_swap_channels"],
+                                                                                 "severities": [1, 2]}})))
+    assert len(loads) == 2  # the run's model and the scorer, once for the clean run and both cells
+    assert set(block["grid"]["image:test_swap_channels"]) >= {"CIDEr", "Bleu_4", "CLIPScore"}
+    # the same corruption at both severities: the same captions, so the same scores
+    for metric, values in block["grid"]["image:test_swap_channels"].items():
+        assert values[0] == values[1], metric
+    assert block["timings"]["reused_passes"] >= 2 * 2  # each cell: the scorer's clean image and reference passes
+
+
 def test_a_modality_the_task_cannot_perturb_is_a_config_error(tmp_path: Path) -> None:
     captions = {"task": "coco_captions", "data": {"format": "shapes", "n_images": 8}}
     with pytest.raises(ConfigError) as info:

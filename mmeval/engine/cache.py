@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -146,6 +146,13 @@ class OutputMemo:
     def put(self, key: str, part: Any) -> None:
         self._parts[key] = part
 
+    def held(self, key: str, make: Callable[[], Any]) -> Any:
+        """`make()` once for the benchmark (e.g. a task's scorer model), the same object in every re-run."""
+        key = f"object:{key}"
+        if key not in self._parts:
+            self._parts[key] = make()
+        return self._parts[key]
+
 
 _MEMO: ContextVar[OutputMemo | None] = ContextVar("mmeval_output_memo", default=None)
 
@@ -153,6 +160,13 @@ _MEMO: ContextVar[OutputMemo | None] = ContextVar("mmeval_output_memo", default=
 def active_memo() -> OutputMemo | None:
     """The output memo of the benchmark being run, or None (no `output_memo()` block is open)."""
     return _MEMO.get()
+
+
+def held_for_benchmark(key: str, make: Callable[[], Any]) -> Any:
+    """`make()`, kept for the benchmark's robustness re-runs when a memo is open (so a scorer model is loaded
+    once and its passes over clean inputs are reused); a plain call otherwise."""
+    memo = _MEMO.get()
+    return make() if memo is None else memo.held(key, make)
 
 
 @contextmanager

@@ -117,11 +117,12 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
 def _clipscore(bench, data, ok_indices, captions, references, ids, ctx: RunContext) -> dict[str, np.ndarray]:
     """CLIP-S and RefCLIP-S of each caption with the configured scorer model (its own preprocessing)."""
+    from mmeval.engine.cache import held_for_benchmark
     from mmeval.engine.evaluate import lacking, load_model
     from mmeval.engine.runtime import place_model
     from mmeval.io.images import SubsetImages
 
-    scorer = load_model(bench.scorer)
+    scorer = held_for_benchmark(f"scorer {bench.scorer.model_dump_json()}", lambda: load_model(bench.scorer))
     problem = lacking(scorer, "image_text_encoder", "a CLIPScore scorer")
     if problem:
         raise MmevalError(f"benchmarks '{bench.name}'.scorer: {problem}")
