@@ -101,6 +101,20 @@ class FixedDraws:
         return self.values.reshape(size)
 
 
+def test_glass_blur_matches_the_package(images, monkeypatch):
+    """The fork's pixel loop run as plain Python (`py_func`: numpy's global generator, seeded by the package) and
+    ours on the same draws, every severity."""
+    from imagecorruptions import corruptions as package
+
+    monkeypatch.setattr(package, "_shuffle_pixels_njit_glass_blur", package._shuffle_pixels_njit_glass_blur.py_func)
+    for k, img in enumerate(images):
+        for severity in range(1, 6):
+            ref = ic.corrupt(img[:60, :70], severity, "glass_blur", seed=10 * k + severity)
+            np.random.seed(10 * k + severity)
+            np.testing.assert_array_equal(corruptions.glass_blur(img[:60, :70], severity, GlobalDraws()), ref)
+
+
+@pytest.mark.slow  # numba compiles the fork's loop (10 s on a loaded 2-core machine)
 def test_glass_blur_matches_the_package_with_numbas_draws(images):
     """The fork runs the pixel loop under numba with numba's own generator: draw the same offsets from it."""
     numba = pytest.importorskip("numba")
