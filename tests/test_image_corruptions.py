@@ -174,7 +174,6 @@ def test_frost_matches_the_package_on_the_same_crop(images):
 
 def test_frost_without_the_package_says_what_to_install(monkeypatch):
     corruptions._frost_texture.cache_clear()
-    corruptions._frost_resized.cache_clear()
     monkeypatch.setattr(corruptions.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MmevalError, match="pip install imagecorruptions-imaug"):
         corruptions.frost(np.zeros((40, 50, 3), np.uint8), 1, np.random.default_rng(0))

@@ -11,8 +11,8 @@ Differences from the package, on purpose:
 - glass_blur's pixel loop is vectorised (chains of copies resolved by pointer doubling, same result as the loop);
   like the published loop, its "swap" through numpy views copies the displaced pixel and leaves the other as is.
 - frost picks among the 5 textures the paper's code uses (`randint(5)`; the fork picks among 6); its textures
-  are read from the installed `imagecorruptions` package, and they are resized with torch's bicubic (a=-0.75,
-  OpenCV's kernel) instead of `cv2.resize` (within one grey level).
+  are read from the installed `imagecorruptions` package, and resized with torch's bicubic (a=-0.75, OpenCV's
+  kernel) instead of `cv2.resize` (within one grey level), for the crop's pixels only.
 - fog's fractal is float64 as in the paper's code (the fork computes it in float32).
 Like the paper's saved images, results are truncated to uint8 (`np.uint8`), not rounded.
 Sizes: noise, blur radii, glass and motion blur and snow flakes are in pixels, as in the package (so a blur is
@@ -265,14 +265,9 @@ def _frost_texture(index: int) -> np.ndarray:
         return np.asarray(texture.convert("RGB"))
 
 
-@functools.lru_cache(maxsize=32)
-def _frost_resized(index: int, h: int, w: int) -> np.ndarray:
-    """The texture scaled (x1.1, more when the image is larger) as the package sizes it, with a bicubic of
-    OpenCV's kernel (a=-0.75, pixel centres aligned; torch implements it, cv2 is not a dependency)."""
-    import torch  # only here: the other corruptions need no torch
-
-    texture = _frost_texture(index)
-    fh, fw = texture.shape[:2]
+def _frost_size(index: int, h: int, w: int) -> tuple[int, int]:
+    """The size the package resizes a texture to for an h x w image: x1.1, more when the image is larger."""
+    fh, fw = _frost_texture(index).shape[:2]
     factor = 1.0
     if fh < h and fw >= w:
         factor = h / fh
@@ -281,24 +276,46 @@ def _frost_resized(index: int, h: int, w: int) -> np.ndarray:
     elif fh < h and fw < w:
         factor = max(h / fh, w / fw)
     factor *= 1.1
-    size = (int(np.ceil(fh * factor)), int(np.ceil(fw * factor)))
-    t = torch.from_numpy(np.ascontiguousarray(texture.transpose(2, 0, 1))).float()[None]
-    out = torch.nn.functional.interpolate(t, size=size, mode="bicubic", align_corners=False)
-    return out[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return int(np.ceil(fh * factor)), int(np.ceil(fw * factor))
+
+
+def _frost_crop(index: int, h: int, w: int, top: int, left: int) -> np.ndarray:
+    """The h x w crop at (top, left) of the texture resized as `cv2.resize(INTER_CUBIC)` resizes it (a=-0.75,
+    pixel centres aligned, edges replicated), computed for the crop's pixels only: torch's bicubic `grid_sample`
+    at the crop's source coordinates (cv2 is not a dependency, and resizing the whole texture costs more)."""
+    import torch  # only here: the other corruptions need no torch
+
+    fh, fw = _frost_texture(index).shape[:2]
+    rh, rw = _frost_size(index, h, w)
+    ys = ((np.arange(top, top + h) + 0.5) * fh / rh - 0.5 + 0.5) * 2 / fh - 1  # source pixel -> [-1, 1]
+    xs = ((np.arange(left, left + w) + 0.5) * fw / rw - 0.5 + 0.5) * 2 / fw - 1
+    grid = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), axis=-1)
+    with torch.no_grad():
+        out = torch.nn.functional.grid_sample(_frost_tensor(index), torch.from_numpy(grid).float()[None],
+                                              mode="bicubic", padding_mode="border", align_corners=False)
+    # rounded as cv2 rounds its uint8 resize; in numpy (torch's small element-wise ops cost more here)
+    return np.clip(np.rint(out[0].numpy().transpose(1, 2, 0)), 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=None)
+def _frost_tensor(index: int):
+    """The texture as a float 1x3xHxW torch tensor (converted once per process)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(_frost_texture(index).transpose(2, 0, 1))).float()[None]
 
 
 def _frost_blend(img: np.ndarray, severity: int, index: int, top: int, left: int) -> np.ndarray:
     keep, add = ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))[severity - 1]
     h, w = img.shape[:2]
-    crop = _frost_resized(index, h, w)[top:top + h, left:left + w]
-    return _to_uint8(keep * img.astype(np.float64) + add * crop)
+    return _to_uint8(keep * img.astype(np.float64) + add * _frost_crop(index, h, w, top, left))
 
 
 def frost(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """A random crop of a frost photograph blended over the image."""
     h, w = _check(img).shape[:2]
     index = int(rng.integers(len(_FROST_FILES)))
-    th, tw = _frost_resized(index, h, w).shape[:2]
+    th, tw = _frost_size(index, h, w)
     top, left = int(rng.integers(0, th - h)), int(rng.integers(0, tw - w))
     return _frost_blend(img, severity, index, top, left)
 
