@@ -115,42 +115,40 @@ def defocus_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np
     pad = kernel.shape[0] // 2
     # numpy's 'reflect' is OpenCV's BORDER_REFLECT_101; the kernel is symmetric, so convolution = correlation
     padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    # circular convolution by FFT (numpy's: scipy.signal takes seconds to import); its valid part is the linear one
-    size = padded.shape[:2]
-    spectrum = np.fft.rfft2(padded, axes=(0, 1)) * np.fft.rfft2(kernel, s=size)[..., None]
-    out = np.fft.irfft2(spectrum, s=size, axes=(0, 1))[2 * pad:, 2 * pad:]
+    # convolution by FFT at a fast length (scipy.signal.fftconvolve would do it, but takes seconds to import);
+    # from index 2 * pad on, the circular convolution of the zero-extended input is the linear one
+    from scipy import fft  # lazily, like scipy.ndimage
+
+    h, w = x.shape[:2]
+    size = (fft.next_fast_len(padded.shape[0], True), fft.next_fast_len(padded.shape[1], True))
+    spectrum = fft.rfft2(padded, s=size, axes=(0, 1)) * fft.rfft2(kernel, s=size)[..., None]
+    out = fft.irfft2(spectrum, s=size, axes=(0, 1))[2 * pad:2 * pad + h, 2 * pad:2 * pad + w]
     return _to_uint8(out, 1.0)
 
 
-def _shuffle_sources(h: int, w: int, d: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each written pixel of one glass-blur pass takes its value from, in the image as it was before the
-    pass. The published loop visits (r, c) for r = h-d..d+1, c = w-d..d+1 (descending) and sets
-    x[r, c] = x[r+dy, c+dx] in place, so a source already visited earlier carries what was copied into it.
-    Following those chains to their start by pointer doubling gives the loop's result without the loop
-    (no library does this; the package's fork compiles the loop with numba)."""
-    rows = np.arange(h - d, d, -1)
-    cols = np.arange(w - d, d, -1)
-    nr, nc = len(rows), len(cols)
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    sr = rr + offsets[..., 1]
-    sc = cc + offsets[..., 0]
-    # visit order index of each source, if the source is a visited pixel that comes earlier in the loop
-    ir, ic = (h - d) - sr, (w - d) - sc
-    visited = (ir >= 0) & (ir < nr) & (ic >= 0) & (ic < nc)
-    step = np.arange(nr * nc).reshape(nr, nc)
-    src_step = np.where(visited, ir * nc + ic, -1)
-    nxt = np.where(visited & (src_step < step), src_step, -1).ravel()
-    base_r, base_c = sr.ravel().copy(), sc.ravel().copy()
+def _shuffle_sources(h: int, w: int, d: int, offsets: np.ndarray) -> np.ndarray:
+    """Where each written pixel of one glass-blur pass takes its value from (flat index r * w + c into the image
+    as it was before the pass), as an (h - 2d) x (w - 2d) array. The published loop visits (r, c) for
+    r = h-d..d+1, c = w-d..d+1 (descending) and sets x[r, c] = x[r+dy, c+dx] in place, so a source visited
+    earlier carries what was copied into it. Following those chains to their start by pointer doubling gives the
+    loop's result without the loop (no library does this; the package's fork compiles the loop with numba)."""
+    nr, nc = h - 2 * d, w - 2 * d
+    dx, dy = offsets[..., 0], offsets[..., 1]
+    i, j = np.ogrid[:nr, :nc]  # visit position: pixel (h - d - i, w - d - j), step i * nc + j
+    base = ((h - d - i + dy) * w + (w - d - j + dx)).ravel()
+    # the source is a visited pixel, visited before this one (a row below, or the same row to the right)
+    earlier = (i - dy >= 0) & (i - dy < nr) & (j - dx >= 0) & (j - dx < nc) & ((dy > 0) | ((dy == 0) & (dx > 0)))
+    nxt = np.where(earlier, (i - dy) * nc + (j - dx), -1).ravel()
     todo = np.flatnonzero(nxt >= 0)
     while todo.size:
         q = nxt[todo]
         q_next = nxt[q]
         done = q_next < 0  # q's own source is final: take it
-        base_r[todo[done]], base_c[todo[done]] = base_r[q[done]], base_c[q[done]]
+        base[todo[done]] = base[q[done]]
         nxt[todo[done]] = -1
         nxt[todo[~done]] = q_next[~done]  # jump over q (its source is q_next's)
         todo = todo[~done]
-    return base_r.reshape(nr, nc), base_c.reshape(nr, nc)
+    return base.reshape(nr, nc)
 
 
 def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -162,11 +160,10 @@ def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     # (dx, dy) per visited pixel, in the loop's order, as the loop draws them
     offsets = rng.integers(-delta, delta, size=(iterations, nr, nc, 2))
     if nr and nc:
-        r0, c0 = delta + 1, delta + 1
         for it in range(iterations):
-            src_r, src_c = _shuffle_sources(h, w, delta, offsets[it])
+            sources = _shuffle_sources(h, w, delta, offsets[it])
             new = x.copy()
-            new[h - delta:r0 - 1:-1, w - delta:c0 - 1:-1] = x[src_r, src_c]
+            new[h - delta:delta:-1, w - delta:delta:-1] = x.reshape(-1, 3)[sources]
             x = new
     return _to_uint8(_gaussian(x / 255.0, sigma), 1.0)
 
