@@ -14,6 +14,7 @@ before timing (once per process in a real run).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from pathlib import Path
@@ -76,8 +77,8 @@ def main() -> None:
         row = f"{name:18s}"
         for label, img in images.items():
             rng = np.random.default_rng(0)
-            ours = median_ms(lambda: fn(img, args.severity, rng), args.repeats)
-            theirs = (median_ms(lambda: package.corrupt(img, args.severity, name), args.repeats)
+            ours = median_ms(functools.partial(fn, img, args.severity, rng), args.repeats)
+            theirs = (median_ms(functools.partial(package.corrupt, img, args.severity, name), args.repeats)
                       if package else float("nan"))
             totals[label][0] += ours
             totals[label][1] += theirs

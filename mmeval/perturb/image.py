@@ -93,7 +93,7 @@ def _gaussian(x: np.ndarray, sigma, mode: str = "nearest", truncate: float = 4.0
 def _disk(radius: int, alias_blur: float) -> np.ndarray:
     """The paper's anti-aliased disk kernel: an aliased disk smoothed by a small Gaussian (cv2.GaussianBlur with
     its default reflect-101 border = scipy's 'mirror')."""
-    size = 8 if radius <= 8 else radius
+    size = max(8, radius)
     ksize = 3 if radius <= 8 else 5
     grid = np.arange(-size, size + 1)
     xx, yy = np.meshgrid(grid, grid)
@@ -247,7 +247,7 @@ def snow(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray
 _FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_texture(index: int) -> np.ndarray:
     """One of the paper's frost photographs (RGB uint8), read from the installed `imagecorruptions` package
     (either its original release or the `imagecorruptions-imaug` fork; the package itself is not imported)."""
@@ -294,7 +294,7 @@ def _frost_crop(index: int, h: int, w: int, top: int, left: int) -> np.ndarray:
     return np.clip(np.rint(out[0].numpy().transpose(1, 2, 0)), 0, 255).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_tensor(index: int):
     """The texture as a float 1x3xHxW torch tensor (converted once per process)."""
     import torch
