@@ -226,3 +226,16 @@ def test_rejects_what_is_not_a_uint8_rgb_image():
         corruptions.fog(np.zeros((40, 40, 3), np.float32), 1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         corruptions.contrast(np.zeros((40, 40), np.uint8), 1, np.random.default_rng(0))
+
+
+def test_any_size_and_strided_input():
+    """Tiny images (a model's 8x8 input, a 1x1) and non-contiguous views keep their shape (the package needs >= 32
+    pixels a side; ours runs on what the loader decodes)."""
+    rng = np.random.default_rng(9)
+    big = rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)
+    for img in (big[:1, :1], big[:5, :7], big[:8, :8], big[:, ::3], big[::-1]):
+        for name, fn in corruptions.CORRUPTIONS.items():
+            for severity in (1, 5):
+                out = fn(img, severity, np.random.default_rng(0))
+                assert out.shape == img.shape and out.dtype == np.uint8, (name, severity, img.shape)
+    np.testing.assert_array_equal(corruptions.contrast(big[::-1], 2, None), corruptions.contrast(big[::-1].copy(), 2, None))
