@@ -18,6 +18,8 @@ Like the paper's saved images, results are truncated to uint8 (`np.uint8`), not 
 Sizes: noise, blur radii, glass and motion blur and snow flakes are in pixels, as in the package (so a blur is
 relatively milder on a 640x480 image than on ImageNet's 224x224); zoom, fog, elastic and pixelate scale with the
 image; frost crops the textures at their own resolution (scaled up only when the image is larger).
+Libraries: scipy.ndimage (Gaussian filters, zooms, resampling), scipy.fft (defocus), Pillow (pixelate, JPEG),
+matplotlib (HSV), torch (frost's bicubic); OpenCV, scikit-image and numba (the package's) are not needed.
 """
 
 from __future__ import annotations
