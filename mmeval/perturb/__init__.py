@@ -64,4 +64,5 @@ def apply_cell(cell: Cell | None, modality: str, value: Any, sample_id: Any) -> 
     return apply(modality, cell.name, value, cell.severity, cell.seed, sample_id)
 
 
+from mmeval.perturb import image as _image  # noqa: E402,F401  registers the 15 ImageNet-C image corruptions
 from mmeval.perturb import text as _text  # noqa: E402,F401  registers the text perturbations
