@@ -52,6 +52,7 @@ class TaskSpec:
     data_fields: tuple[str, ...] = ()  # data fields only this task reads, beyond its format's (e.g. label_column)
     answers: str | None = None  # answering tasks: the form of answer the prompt asks for ("short", "letter")
     source: str = "mmeval"  # where the spec came from: mmeval, an entry point, or a module:attr reference
+    perturbs: tuple[str, ...] = ()  # modalities a robustness re-run can perturb (ctx.perturbation's readers)
 
     def load(self, attribute: str) -> Any:
         """Import the function that the "module:attr" field `attribute` names (None when the task has none)."""
