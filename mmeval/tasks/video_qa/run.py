@@ -25,8 +25,14 @@ from mmeval.models.base import GenerationSettings
 from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, sliced_only
-from mmeval.tasks.video_block import (load_choice_questions, load_questions, query_texts, video_block, video_data,
-                                      video_dataset)
+from mmeval.tasks.video_block import (
+    load_choice_questions,
+    load_questions,
+    query_texts,
+    video_block,
+    video_data,
+    video_dataset,
+)
 from mmeval.tasks.video_qa import TASK
 
 OPEN_TEMPLATE = "{question}\nAnswer the question using a single word or phrase."  # LLaVA-1.5's short-answer prompt
