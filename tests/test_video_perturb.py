@@ -6,6 +6,7 @@ model: it is hurt by frames out of order, frame-mean pooling is blind to them.""
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -202,3 +203,21 @@ def test_text_cells_perturb_the_queries_and_reuse_the_clean_video_outputs(setup)
     assert [row["question"] for row in asked] == [apply("text", "keyboard_typo", row["question"], 5, 0,
                                                         row["question_id"]) for row in plain]  # fmt: skip
     assert any(a["question"] != p["question"] for a, p in zip(asked, plain))
+
+
+def test_an_image_corruption_applies_to_every_frame_with_the_clips_one_generator() -> None:
+    def noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+        return np.clip(image.astype(np.int16) + rng.integers(-severity, severity + 1, image.shape), 0, 255)
+
+    frames = np.full((4, 6, 5, 3), 100, dtype=np.uint8)
+    fn = pv.per_frame(noise)
+    out = fn(frames, 3, np.random.default_rng(11))
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    rng = np.random.default_rng(11)  # frame by frame with one generator, by a loop
+    assert np.array_equal(out, np.stack([noise(f, 3, rng) for f in frames]))
+    assert not np.array_equal(out[0], out[1])  # fresh noise on every frame
+    for name, corrupt in PERTURBATIONS.get("image", {}).items():  # once mmeval/perturb/image.py exists
+        assert name in PERTURBATIONS["video"]
+        assert np.array_equal(apply("video", name, frames[:2], 2, 0, "v"),
+                              pv.per_frame(corrupt)(frames[:2], 2, np.random.default_rng(
+                                  [0, zlib.crc32(name.encode()), 2, zlib.crc32(repr("v").encode())])))
