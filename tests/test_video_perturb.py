@@ -31,7 +31,7 @@ from mmeval.tasks.video_retrieval.run import run as run_retrieval
 from mmeval.tasks.video_zeroshot.run import run as run_zeroshot
 
 TEMPORAL = ("frame_drop", "temporal_shuffle", "frame_reverse")
-N_VIDEOS = 24
+N_VIDEOS = 16
 
 
 def _clip(n_frames: int = 8) -> np.ndarray:
@@ -117,19 +117,37 @@ def test_video_tasks_declare_what_they_can_perturb() -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def clips_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(clips_home, monkeypatch) -> Path:
+    """The shapes_video clips are rendered once for this module (conftest's `own_cache` would render them per
+    test); every test still gets its own run cache (`runtime.cache_dir`), so none reuses another's outputs."""
+    monkeypatch.setenv("MMEVAL_CACHE_DIR", str(clips_home))
+    return clips_home
+
+
+@pytest.fixture(scope="module")
+def models():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    cache = tmp_path_factory.mktemp("cache")
+    yield load_video_folder(DEMO_VIDEO_CHECKPOINT), load_folder(DEMO_CHECKPOINT)
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def setup(models, tmp_path):
+    cache = tmp_path / "run-cache"
     data = {"format": "shapes_video", "n_videos": N_VIDEOS, "split": "test"}
     cfg = validate_mapping({"model": {"type": "reference_video"}, "benchmarks": [
         {"name": "zs", "task": "video_zeroshot", "data": data},
         {"name": "ret", "task": "video_retrieval", "data": data},
-        {"name": "qa", "task": "video_qa", "data": {**data, "n_videos": 6}}],
+        {"name": "qa", "task": "video_qa", "data": {**data, "n_videos": 2}},
+        {"name": "ret-small", "task": "video_retrieval", "data": {**data, "n_videos": 8}}],
         "runtime": {"device": "cpu", "num_workers": 0, "batch_size": 8, "cache_dir": str(cache)}})  # fmt: skip
-    runtime = resolve_runtime(cfg.runtime)
-    yield cfg, runtime, cache, load_video_folder(DEMO_VIDEO_CHECKPOINT), load_folder(DEMO_CHECKPOINT)
-    torch.set_num_threads(before)
+    return cfg, resolve_runtime(cfg.runtime), cache, *models
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -149,11 +167,10 @@ def test_temporal_model_is_hurt_by_shuffles_and_frame_mean_pooling_is_not(setup)
     ret_hurt = run_retrieval(temporal, ret, RunContext(runtime=runtime, perturbation=shuffle)).metrics["t2v_R@1"]
     assert ret_hurt["value"] < ret_clean - 0.2, (ret_clean, ret_hurt)
     # frame-mean pooling cannot see the order of frames: the same numbers, shuffled or not
-    for bench, metric in ((zs, "top1"), (ret, "t2v_R@1")):
-        clean_p = run_retrieval if bench is ret else run_zeroshot
-        before = clean_p(pooled, bench, RunContext(runtime=runtime)).metrics
-        after = clean_p(pooled, bench, RunContext(runtime=runtime, perturbation=shuffle)).metrics
-        assert after[metric]["value"] == pytest.approx(before[metric]["value"], abs=1e-9)
+    before = run_zeroshot(pooled, zs, RunContext(runtime=runtime)).metrics
+    after = run_zeroshot(pooled, zs, RunContext(runtime=runtime, perturbation=shuffle)).metrics
+    for metric in ("top1", "mean_per_class_recall", "macro_f1", "ece"):
+        assert after[metric]["value"] == pytest.approx(before[metric]["value"], abs=1e-6), metric
     # the perturbed passes added entries (their own keys) and changed none of the clean run's
     now = _snapshot(cache)
     assert all(now.get(path) == digest for path, digest in clean_cache.items())
@@ -192,12 +209,12 @@ def test_workers_and_the_decoded_frame_cache_give_the_same_perturbed_frames(setu
 
 def test_text_cells_perturb_the_queries_and_reuse_the_clean_video_outputs(setup) -> None:
     cfg, runtime, _, temporal, _ = setup
-    ret, qa = cfg.benchmarks[1], cfg.benchmarks[2]
+    ret, qa = cfg.benchmarks[3], cfg.benchmarks[2]
     typo = Cell("text", "keyboard_typo", 5, 0)
     clean = run_retrieval(temporal, ret, RunContext(runtime=runtime))
     typed = run_retrieval(temporal, ret, RunContext(runtime=runtime, perturbation=typo))
     assert typed.extra["video"]["frames_from"] == "output cache"  # the video pass is the clean run's
-    assert typed.metrics["t2v_R@1"]["value"] < clean.metrics["t2v_R@1"]["value"]
+    assert typed.metrics["t2v_R@1"]["value"] < clean.metrics["t2v_R@1"]["value"] - 0.1, (typed.metrics, clean.metrics)
     asked = run_qa(temporal, qa, RunContext(runtime=runtime, perturbation=typo)).per_sample["answers"]
     plain = run_qa(temporal, qa, RunContext(runtime=runtime)).per_sample["answers"]
     assert [row["question"] for row in asked] == [apply("text", "keyboard_typo", row["question"], 5, 0,
