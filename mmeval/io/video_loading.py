@@ -17,6 +17,14 @@ Two ways to make frames, as for images (`io/image_loading.py`):
 The decoded-frame cache (`decoded_cache.DecodedStore` under `frames/`) is keyed by the source's fingerprint
 (paths, sizes, modification times), `FrameSampling.key()`, the frame geometry and the decoder's version: a second
 pass over the same videos with the same sampling decodes nothing, another sampling misses.
+
+A robustness pass with a video `Cell` (`mmeval.perturb`, from `RunContext.perturbation`) perturbs each clip's
+sampled uint8 frames in the workers, before the model's preprocessing (sample id: the video id). It never writes
+the decoded-frame cache (which holds clean frames only) and reads it only for a temporal perturbation
+(`perturb/video.TEMPORAL`: whole frames moved, which commutes with per-frame preprocessing), applying the same
+index map to the cached clean frames; any other video perturbation decodes again. Its output-cache key names the
+cell, so perturbed outputs never mix with clean ones; a cell of another modality leaves the video pass, and its
+key, exactly as in the clean run (the clean outputs are reused).
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from mmeval.errors import DataError
 from mmeval.io.source import Batch, source_fingerprint
 from mmeval.io.texts import digest
 from mmeval.io.video import describe_decoder, read_clip
+from mmeval.perturb import Cell, apply_cell, rng_for
+from mmeval.perturb.video import TEMPORAL, source_of
 
 log = logging.getLogger(__name__)
 _HASH_CHUNK = 1 << 20
@@ -86,8 +96,10 @@ def file_digest(path) -> str:
 class _VideoDataset(Dataset):
     """Item k -> (source index, frames (T, 3, H, W) or None, sha256 hex of the file or "", error or None)."""
 
-    def __init__(self, source, sampling: FrameSampling, per_frame: Callable, indices: list[int]):
+    def __init__(self, source, sampling: FrameSampling, per_frame: Callable, indices: list[int],
+                 cell: Cell | None = None):  # fmt: skip
         self.source, self.sampling, self.per_frame, self.indices = source, sampling, per_frame, indices
+        self.cell = cell
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -102,8 +114,9 @@ class _VideoDataset(Dataset):
             return index, None, "", str(exc)
         except OSError as exc:  # the file vanished or became unreadable between decoding and hashing
             return index, None, "", f"{path}: cannot read the video file ({exc})"
+        sampled = perturbed(self.cell, clip.frames, self.source.ids[index])
         try:
-            frames = torch.stack([self.per_frame(Image.fromarray(frame)) for frame in clip.frames])
+            frames = torch.stack([self.per_frame(Image.fromarray(frame)) for frame in sampled])
         except Exception as exc:  # noqa: BLE001 - a transform that chokes on one video must not kill the worker
             return index, None, file_hash, f"{path}: preprocessing failed ({exc})"
         return index, frames, file_hash, None
@@ -113,13 +126,24 @@ def _collate(items):
     return items
 
 
+def perturbed(cell: Cell | None, frames: np.ndarray, video_id: Any) -> np.ndarray:
+    """A clip's sampled uint8 (T, H, W, 3) frames under `cell` when it is a video cell, else `frames` as they are."""
+    out = apply_cell(cell, "video", frames, video_id)
+    if out is not frames and (out.shape != frames.shape or out.dtype != np.uint8):
+        raise ValueError(f"video perturbation {cell.name} returned {out.dtype} {out.shape}, expected uint8 "
+                         f"{frames.shape}")
+    return out
+
+
 class VideoBatches:
     """The `BatchLoader` of a video pass: (B, T, 3, H, W) float frames of `source` for `model` on the run's
     device (see the module docstring). `done` holds the latest `batches` call's findings."""
 
-    def __init__(self, model, source, runtime: Runtime, sampling: FrameSampling, on_bad_input: str):
+    def __init__(self, model, source, runtime: Runtime, sampling: FrameSampling, on_bad_input: str,
+                 perturbation: Cell | None = None):  # fmt: skip
         self.model, self.source, self.runtime = model, source, runtime
         self.sampling, self.on_bad_input = sampling, on_bad_input
+        self.cell = perturbation if perturbation is not None and perturbation.modality == "video" else None
         self.pipeline = getattr(model, "pixel_pipeline", None)
         self.mode = "uint8" if self.pipeline is not None else "float"
         self.store = self._store()
@@ -145,8 +169,11 @@ class VideoBatches:
         return list(range(len(self.source)))
 
     def cache_parts(self) -> dict[str, Any]:
-        return {"videos": source_fingerprint(self.source), "sampling": self.sampling.key(), "frames": self.mode,
-                "decoder": describe_decoder(), "on_bad_input": self.on_bad_input}  # fmt: skip
+        parts = {"videos": source_fingerprint(self.source), "sampling": self.sampling.key(), "frames": self.mode,
+                 "decoder": describe_decoder(), "on_bad_input": self.on_bad_input}  # fmt: skip
+        if self.cell is not None:  # only then: a clean pass keeps the key it always had
+            parts["perturbation"] = dataclasses.asdict(self.cell)
+        return parts
 
     def batches(self, indices: list[int], timer: Timer) -> Iterator[Batch]:
         """Batches of `indices` (ascending), each `batch_size` consecutive entries with the unreadable videos
@@ -154,11 +181,12 @@ class VideoBatches:
         self.done = VideoPass(timer=timer, frames_from=self.mode)
         if not indices:
             return
-        if self.store is not None and self.store.complete():
+        reusable = self.cell is None or self.cell.name in TEMPORAL  # see the module docstring
+        if self.store is not None and reusable and self.store.complete():
             self.done.frames_from = "cache"
             yield from self._stored(indices)
             return
-        whole = len(indices) == len(self.source)
+        whole = len(indices) == len(self.source) and self.cell is None
         writing = False
         if whole and self.store is not None:
             shape = self._frame_shape()
@@ -183,7 +211,7 @@ class VideoBatches:
 
     def _decoded(self, indices: list[int], store) -> Iterator[Batch]:
         per_frame = self.pipeline.to_uint8 if self.pipeline is not None else self.model.image_transform
-        loader = DataLoader(_VideoDataset(self.source, self.sampling, per_frame, indices),
+        loader = DataLoader(_VideoDataset(self.source, self.sampling, per_frame, indices, self.cell),
                             batch_size=self.runtime.batch_size, num_workers=self.runtime.num_workers,
                             collate_fn=_collate, persistent_workers=False)  # fmt: skip
         timer = self.done.timer
@@ -224,9 +252,19 @@ class VideoBatches:
                     self._bad(index, unreadable[index])
             ok = [index for index in items if index not in unreadable]
             began = time.perf_counter()
-            batch = torch.from_numpy(np.ascontiguousarray(array[ok])) if ok else None
+            batch = torch.from_numpy(np.ascontiguousarray(self._moved(array, ok))) if ok else None
             self.done.timer.data_s += time.perf_counter() - began
             yield self._batch(items, ok, batch, seen_bad)
+
+    def _moved(self, array: np.ndarray, ok: list[int]) -> np.ndarray:
+        """The cached clean frames of the videos `ok`, each under the temporal cell's index map (its worker would
+        have moved the same uint8 frames before preprocessing them one by one: the same result)."""
+        if self.cell is None:
+            return array[ok]
+        cell, n_frames = self.cell, array.shape[1]
+        return np.stack([array[index][source_of(cell.name, n_frames, cell.severity,
+                                                rng_for(cell.seed, cell.name, cell.severity, self.source.ids[index]))]
+                         for index in ok])  # fmt: skip
 
     def _batch(self, items: list[int], ok: list[int], frames: torch.Tensor | None, seen_bad: int) -> Batch:
         self.done.ok_indices.extend(ok)
@@ -259,29 +297,31 @@ class VideoBatches:
 
 
 def encode_videos(model, source, runtime: Runtime, sampling: FrameSampling, on_bad_input: str,
-                  progress: Callable[[int], None]) -> tuple[torch.Tensor, VideoPass]:  # fmt: skip
+                  progress: Callable[[int], None], perturbation: Cell | None = None,
+                  ) -> tuple[torch.Tensor, VideoPass]:  # fmt: skip
     """Embed every readable video of `source` once, in order, with `model.encode_video` (rows on the run's
-    device; in a data-parallel run whole on rank 0 only)."""
-    loader = VideoBatches(model, source, runtime, sampling, on_bad_input)
+    device; in a data-parallel run whole on rank 0 only); a video `perturbation` perturbs the sampled frames."""
+    loader = VideoBatches(model, source, runtime, sampling, on_bad_input, perturbation)
     done = model_pass(model, loader, Embeddings(model.encode_video, "video", runtime), runtime, progress)
     return done.rows.to(runtime.device), _video_pass(done, loader)
 
 
 def generate_for_videos(model, source, runtime: Runtime, sampling: FrameSampling, settings, on_bad_input: str,
-                        progress: Callable[[int], None]) -> tuple[list[str], VideoPass]:  # fmt: skip
+                        progress: Callable[[int], None], perturbation: Cell | None = None,
+                        ) -> tuple[list[str], VideoPass]:  # fmt: skip
     """One caption per readable video (`model.generate_video`), aligned with `VideoPass.ok_indices`."""
-    loader = VideoBatches(model, source, runtime, sampling, on_bad_input)
+    loader = VideoBatches(model, source, runtime, sampling, on_bad_input, perturbation)
     kind = Generation(lambda frames, _: model.generate_video(frames, settings), "captions", "videos", runtime)
     done = model_pass(model, loader, kind, runtime, progress, settings=dataclasses.asdict(settings))
     return list(done.part.items or []), _video_pass(done, loader)
 
 
 def answer_for_videos(model, source, prompts_of: list[list[tuple[Any, str]]], runtime: Runtime,
-                      sampling: FrameSampling, settings, on_bad_input: str,
-                      progress: Callable[[int], None]) -> tuple[dict[Any, str], VideoPass]:  # fmt: skip
+                      sampling: FrameSampling, settings, on_bad_input: str, progress: Callable[[int], None],
+                      perturbation: Cell | None = None) -> tuple[dict[Any, str], VideoPass]:  # fmt: skip
     """Answer every question about every readable video (`model.answer_video`); each video is decoded once.
     `prompts_of[i]` lists (key, prompt) for video i; returns {key: answer} and the video pass."""
-    loader = VideoBatches(model, source, runtime, sampling, on_bad_input)
+    loader = VideoBatches(model, source, runtime, sampling, on_bad_input, perturbation)
     kind = Answers(lambda frames, prompts: model.answer_video(frames, prompts, settings), prompts_of, runtime)
     done = model_pass(model, loader, kind, runtime, progress, settings=dataclasses.asdict(settings),
                       prompts=digest(prompts_of))  # fmt: skip

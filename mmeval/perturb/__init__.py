@@ -66,3 +66,4 @@ def apply_cell(cell: Cell | None, modality: str, value: Any, sample_id: Any) -> 
 
 from mmeval.perturb import image as _image  # noqa: E402,F401  registers the 15 ImageNet-C image corruptions
 from mmeval.perturb import text as _text  # noqa: E402,F401  registers the text perturbations
+from mmeval.perturb import video as _video  # noqa: F401  registers the video perturbations

@@ -3,6 +3,9 @@
 Every video benchmark's report entry records how its frames were made (the `frames:` sampling and its key, the
 decoder's name and version, how frames reached the model), how videos were embedded (frame pooling or the
 model's own video encoder) and which file / split the data came from (`split_note`).
+
+Robustness re-runs: a video cell (`ctx.perturbation`) goes to the video passes of `io/video_loading.py`, which
+perturb the sampled frames; a text cell perturbs the task's query texts (`query_texts`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 from typing import Any
 
 from mmeval.data.video_manifest import load_video_data
+from mmeval.perturb import apply_cell
 
 
 def load_for(want: str):
@@ -38,6 +42,13 @@ load_captions = load_for("captions")
 load_questions = load_for("questions")
 load_choice_questions = load_for("choice_questions")
 load_classes = load_for("classes")
+
+
+def query_texts(ctx, texts: list[str], sample_ids: list[Any]) -> list[str]:
+    """The task's query texts (captions, questions, class prompts) under the run's text cell, each seeded by its
+    sample id; unchanged in a clean run or under a cell of another modality."""
+    cell = getattr(ctx, "perturbation", None)
+    return [apply_cell(cell, "text", text, i) for text, i in zip(texts, sample_ids)]
 
 
 def video_block(sampling, done, encoder: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -21,4 +21,5 @@ TASK = TaskSpec(
     headline=first_present(("CIDEr", "Bleu_4", "METEOR", "SPICE")),
     paired="mmeval.tasks.video_captioning.samples:paired_values",
     html="mmeval.tasks.video_captioning.html:section",
+    perturbs=("video",),  # robustness: video cells perturb the sampled frames (no text input)
 )

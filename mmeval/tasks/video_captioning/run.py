@@ -40,7 +40,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = ctx.progress.add_task(f"{bench.name}: captions", total=len(data.videos))
     captions, videos = generate_for_videos(model, data.videos, ctx.runtime, bench.frames, settings,
-                                           bench.data.on_bad_input, lambda n: ctx.progress.advance(task, n))  # fmt: skip
+                                           bench.data.on_bad_input, lambda n: ctx.progress.advance(task, n),
+                                           ctx.perturbation)  # fmt: skip
     if not ctx.passes_done():
         return None
     ids = [data.videos.ids[i] for i in videos.ok_indices]

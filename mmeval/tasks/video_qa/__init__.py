@@ -26,4 +26,5 @@ TASK = TaskSpec(
     headline=first_present(("exact_match", "mc_accuracy")),
     paired="mmeval.tasks.video_qa.samples:paired_values",
     answers="short",
+    perturbs=("video", "text"),  # robustness: video cells perturb the sampled frames, text cells the questions
 )

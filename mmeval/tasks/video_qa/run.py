@@ -25,7 +25,14 @@ from mmeval.models.base import GenerationSettings
 from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, sliced_only
-from mmeval.tasks.video_block import load_choice_questions, load_questions, video_block, video_data, video_dataset
+from mmeval.tasks.video_block import (
+    load_choice_questions,
+    load_questions,
+    query_texts,
+    video_block,
+    video_data,
+    video_dataset,
+)
 from mmeval.tasks.video_qa import TASK
 
 OPEN_TEMPLATE = "{question}\nAnswer the question using a single word or phrase."  # LLaVA-1.5's short-answer prompt
@@ -70,9 +77,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         raise DataError(f"{data.split_note}: style: choice needs questions with choices")
     options = [dict(zip(letters(len(c)), c)) for c in data.choices] if bench.style == "choice" else None
     load_s = time.perf_counter() - started
+    qid = lambda q: data.question_ids[q] if data.question_ids else q
+    questions = query_texts(ctx, data.questions, [qid(q) for q in range(len(data.questions))])  # as asked
 
     def prompt(q: int) -> str:
-        values = {"question": data.questions[q], "options": format_options(options[q]) if options else ""}
+        values = {"question": questions[q], "options": format_options(options[q]) if options else ""}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
     prompts_of: list[list[tuple[Any, str]]] = [[] for _ in range(len(data.videos))]
@@ -80,7 +89,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         prompts_of[v].append((q, prompt(q)))
     task = ctx.progress.add_task(f"{bench.name}: answers", total=len(data.videos))
     answers, videos = answer_for_videos(model, data.videos, prompts_of, ctx.runtime, bench.frames, settings,
-                                        bench.data.on_bad_input, lambda n: ctx.progress.advance(task, n))  # fmt: skip
+                                        bench.data.on_bad_input, lambda n: ctx.progress.advance(task, n),
+                                        ctx.perturbation)  # fmt: skip
     if not ctx.passes_done():
         return None
     asked = sorted(int(q) for q in answers)
@@ -93,9 +103,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     prompts = recorded_prompts(model, settings)
     if prompts is not None:
         extra["prompts"] = prompts
-    qid = lambda q: data.question_ids[q] if data.question_ids else q
     vid = lambda q: data.videos.ids[data.video_index[q]]
-    rows = [{"question_id": qid(q), "video_id": vid(q), "type": data.types[q], "question": data.questions[q],
+    rows = [{"question_id": qid(q), "video_id": vid(q), "type": data.types[q], "question": questions[q],
              "answer": answers[q]} for q in asked]  # fmt: skip
     if bench.style == "open":
         correct = [exact_match(answers[q], data.answers[q]) for q in asked]

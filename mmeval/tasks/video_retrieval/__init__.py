@@ -46,4 +46,5 @@ TASK = TaskSpec(
     headline=headline,
     paired="mmeval.tasks.video_retrieval.samples:paired_values",
     html="mmeval.tasks.video_retrieval.html:section",
+    perturbs=("video", "text"),  # robustness: video cells perturb the sampled frames, text cells the caption queries
 )

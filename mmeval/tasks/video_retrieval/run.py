@@ -26,7 +26,7 @@ from mmeval.models.frame_pooling import as_video_encoder
 from mmeval.models.video_plugin import check_frame_count
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, retrieval_bias
-from mmeval.tasks.video_block import video_block, video_data, video_dataset
+from mmeval.tasks.video_block import query_texts, video_block, video_data, video_dataset
 from mmeval.tasks.video_retrieval import TASK
 from mmeval.tasks.video_retrieval.rerank import RERANKERS, ranks_from_scores
 
@@ -52,7 +52,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: videos", total=len(data.videos))
     video_emb, videos = encode_videos(encoder, data.videos, runtime, bench.frames, bench.data.on_bad_input,
-                                      lambda n: progress.advance(task, n))  # fmt: skip
+                                      lambda n: progress.advance(task, n), ctx.perturbation)  # fmt: skip
     kept = set(videos.ok_indices)
     text_owner = data.text_video_index
     kept_texts = [t for t, owner in enumerate(text_owner) if owner in kept]
@@ -60,7 +60,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         raise DataError(f"{data.split_note}: no readable video has a caption")
     task = progress.add_task(f"{bench.name}: texts", total=len(kept_texts))
     all_texts = data.texts
-    text_emb, text_timer = encode_texts(encoder, [all_texts[i] for i in kept_texts], runtime,
+    queries = query_texts(ctx, [all_texts[i] for i in kept_texts], kept_texts)  # sample id: the caption's index
+    text_emb, text_timer = encode_texts(encoder, queries, runtime,
                                         lambda n: progress.advance(task, n))  # fmt: skip
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here, rank 0 computes the metrics
         return None

@@ -25,4 +25,5 @@ TASK = TaskSpec(
     load_data="mmeval.tasks.video_block:load_classes",
     headline=first_present(("top1", "mean_per_class_recall")),
     paired="mmeval.tasks.video_zeroshot.samples:paired_values",
+    perturbs=("video", "text"),  # robustness: video cells perturb the sampled frames, text cells the class prompts
 )

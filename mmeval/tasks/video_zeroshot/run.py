@@ -24,7 +24,7 @@ from mmeval.models.frame_pooling import as_video_encoder
 from mmeval.models.video_plugin import check_frame_count
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, classification_bias
-from mmeval.tasks.video_block import video_block, video_data, video_dataset
+from mmeval.tasks.video_block import query_texts, video_block, video_data, video_dataset
 from mmeval.tasks.video_zeroshot import TASK
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: videos", total=len(data.videos))
     video_emb, videos = encode_videos(encoder, data.videos, runtime, bench.frames, bench.data.on_bad_input,
-                                      lambda n: progress.advance(task, n))  # fmt: skip
+                                      lambda n: progress.advance(task, n), ctx.perturbation)  # fmt: skip
     if not videos.ok_indices:
         raise DataError(f"{data.split_note}: no readable video to classify")
     prompts = [template.format(c=name) for name in classes for template in templates]
+    prompts = query_texts(ctx, prompts, list(range(len(prompts))))  # sample id: the prompt's index
     task = progress.add_task(f"{bench.name}: class prompts", total=len(prompts))
     text_emb, text_timer = encode_texts(encoder, prompts, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():
