@@ -65,3 +65,4 @@ def apply_cell(cell: Cell | None, modality: str, value: Any, sample_id: Any) -> 
 
 
 from mmeval.perturb import text as _text  # noqa: E402,F401  registers the text perturbations
+from mmeval.perturb import audio as _audio  # noqa: E402,F401  registers the audio perturbations

@@ -52,6 +52,9 @@ class TaskSpec:
     data_fields: tuple[str, ...] = ()  # data fields only this task reads, beyond its format's (e.g. label_column)
     answers: str | None = None  # answering tasks: the form of answer the prompt asks for ("short", "letter")
     source: str = "mmeval"  # where the spec came from: mmeval, an entry point, or a module:attr reference
+    # The input modalities a `perturb` section may perturb ("text", "image", "video", "audio"): the task's readers
+    # of those inputs apply `RunContext.perturbation` (engine/robustness.py re-runs the task once per grid cell)
+    perturbs: tuple[str, ...] = ()
 
     def load(self, attribute: str) -> Any:
         """Import the function that the "module:attr" field `attribute` names (None when the task has none)."""

@@ -10,6 +10,7 @@ import numpy as np
 from mmeval.data.audio_formats import audio_dataset_summary, load_audio_data
 from mmeval.engine.audio_passes import encode_audio
 from mmeval.engine.runner import encode_texts
+from mmeval.perturb import apply_cell
 from mmeval.errors import DataError
 from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics, higher_is_better, map_at_k
 from mmeval.metrics.retrieval import RetrievalRanks, saturated_recall_warnings
@@ -35,7 +36,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: clips", total=len(data.ids))
     audio_emb, clips = encode_audio(model, data.audio, runtime, bench.audio, bench.data.on_bad_input,
-                                    lambda n: progress.advance(task, n))  # fmt: skip
+                                    lambda n: progress.advance(task, n), ctx.perturbation)  # fmt: skip
     kept = set(clips.ok_indices)
     owners = data.text_owner
     kept_texts = [t for t, owner in enumerate(owners) if owner in kept]
@@ -43,8 +44,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         raise DataError(f"{data.source}: no readable clip has a caption")
     texts = data.texts
     task = progress.add_task(f"{bench.name}: captions", total=len(kept_texts))
-    text_emb, text_timer = encode_texts(model, [texts[t] for t in kept_texts], runtime,
-                                        lambda n: progress.advance(task, n))  # fmt: skip
+    queries = [apply_cell(ctx.perturbation, "text", texts[t], t) for t in kept_texts]  # robustness re-runs
+    text_emb, text_timer = encode_texts(model, queries, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here
         return None
 
