@@ -156,3 +156,41 @@ def test_speech_recognition_under_white_noise_gets_worse_with_severity_and_keeps
     assert {k: v for k, v in after.items() if k in clean_files} == clean_files  # clean entries untouched
     assert len(after) > len(clean_files)  # the perturbed passes have their own output entries
     assert wer(None) == (clean_wer, clean_text)  # and the clean run reads its own again
+
+
+@pytest.mark.parametrize("task", ["audio_retrieval", "audio_zeroshot"])
+def test_text_cells_perturb_captions_and_prompts_and_reuse_the_clean_audio_outputs(task: str, own_cache: Path,
+                                                                                   monkeypatch) -> None:  # fmt: skip
+    import importlib
+
+    from mmeval.models.reference_audio import DEMO_CHECKPOINT, load_folder
+    from mmeval.registry import task_spec
+    from mmeval.tasks.base import RunContext
+
+    spec = task_spec(task)
+    assert spec.perturbs == ("audio", "text")
+    bench = spec.config(name="b", task=task, data={"format": "shapes_audio", "n_clips": 40})
+    model = load_folder(DEMO_CHECKPOINT)
+    seen: list[str] = []
+    module = importlib.import_module(f"mmeval.tasks.{task}.run")
+    original = module.encode_texts
+    monkeypatch.setattr(module, "encode_texts", lambda m, texts, *rest: seen.extend(texts) or original(m, texts, *rest))
+    run, runtime = spec.load("run"), _runtime(16, 0, cache=True)
+    clean = run(model, bench, RunContext(runtime))
+    clean_texts, seen[:] = list(seen), []
+    audio_calls = []
+    encode = model.encode_audio
+    model.encode_audio = lambda *a: audio_calls.append(1) or encode(*a)
+    cell = Cell("text", "char_drop", 5, seed=0)
+    perturbed = run(model, bench, RunContext(runtime, perturbation=cell))
+    assert audio_calls == []  # the clips' embeddings: the clean pass's, from the output cache
+    assert seen and seen != clean_texts  # the captions / prompts went in perturbed ...
+    if task == "audio_retrieval":  # ... each caption by its own position
+        expected = [apply_cell(cell, "text", text, t) for t, text in enumerate(clean_texts)]
+    else:  # ... each class prompt by its (class, template) positions
+        n_templates = len(module.DEFAULT_TEMPLATES)
+        expected = [apply_cell(cell, "text", text, (j // n_templates, j % n_templates))
+                    for j, text in enumerate(clean_texts)]  # fmt: skip
+    assert seen == expected
+    headline = "t2a_R@1" if task == "audio_retrieval" else "top1"
+    assert perturbed.metrics[headline]["value"] != clean.metrics[headline]["value"]
