@@ -12,7 +12,7 @@ summation order, so the check is exact and there are many genuine ties to get ri
 
 At N = 200k, dim 8, on the 2-core dev box: ~55 CPU-seconds; 35 s of wall time with two threads on an idle
 machine, up to ~130 s when other jobs share the cores (this is why it is a script, not a test; the test suite
-runs the same code at N = 20k: tests/test_retrieval_metrics.py). Exits 1 when the bound or a check fails.
+runs the same code at N = 10k: tests/test_retrieval_metrics.py). Exits 1 when the bound or a check fails.
 """
 
 from __future__ import annotations
