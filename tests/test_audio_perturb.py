@@ -20,7 +20,7 @@ from mmeval.engine.runtime import resolve_runtime
 from mmeval.engine.timing import Timer
 from mmeval.io.audio import read_audio
 from mmeval.io.audio_loading import AudioBatches, AudioSource
-from mmeval.perturb import PERTURBATIONS, Cell, apply, apply_cell, rng_for
+from mmeval.perturb import PERTURBATIONS, Cell, apply, apply_cell
 from mmeval.perturb.audio import CLIP_LEVEL, SNR_DB
 
 CLIPS = [SPOKEN_SHAPES / f"{n:04d}.flac" for n in range(0, 60, 7)]

@@ -28,8 +28,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -262,7 +262,8 @@ class AudioBatches:
             batches.close()
             done.close()  # stops the threads at once when the pass stops early
 
-    def _collected(self, batches: Iterator[Any], timer: Timer, store: AudioStore | None, began: float) -> Iterator[Batch]:
+    def _collected(self, batches: Iterator[Any], timer: Timer, store: AudioStore | None,
+                   began: float) -> Iterator[Batch]:  # fmt: skip
         while True:
             try:
                 items, waves, padded = next(batches)

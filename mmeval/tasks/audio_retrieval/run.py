@@ -10,12 +10,12 @@ import numpy as np
 from mmeval.data.audio_formats import audio_dataset_summary, load_audio_data
 from mmeval.engine.audio_passes import encode_audio
 from mmeval.engine.runner import encode_texts
-from mmeval.perturb import apply_cell
 from mmeval.errors import DataError
 from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics, higher_is_better, map_at_k
 from mmeval.metrics.retrieval import RetrievalRanks, saturated_recall_warnings
 from mmeval.metrics.stats.bootstrap import Clusters, Statistic, add_intervals, mean
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
+from mmeval.perturb import apply_cell
 from mmeval.tasks.audio_retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import attribute_columns, sliced_only

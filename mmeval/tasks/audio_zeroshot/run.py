@@ -14,11 +14,11 @@ import numpy as np
 from mmeval.data.audio_formats import audio_dataset_summary, load_audio_data
 from mmeval.engine.audio_passes import encode_audio
 from mmeval.engine.runner import encode_texts
-from mmeval.perturb import apply_cell
 from mmeval.errors import DataError
 from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.perturb import apply_cell
 from mmeval.tasks.audio_zeroshot import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import attribute_columns, classification_bias
