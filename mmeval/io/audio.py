@@ -192,10 +192,11 @@ def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarr
 
 
 def _first_line(exc: BaseException) -> str:
-    """The library's own reason, without soundfile's "Error opening <BytesIO object at 0x...>: " prefix."""
+    """The library's own reason, without soundfile's "Error opening <BytesIO object at 0x...>: " (or "'<path>': ")
+    prefix: the message names the file already."""
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
-    return re.sub(r"^Error opening <[^>]*>: ", "", line)
+    return re.sub(r"^Error opening (<[^>]*>|'[^']*'): ", "", line)
 
 
 def describe_decoder(settings: AudioSettings | None = None) -> dict[str, Any]:

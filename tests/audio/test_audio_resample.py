@@ -42,3 +42,30 @@ def test_one_clip_or_matching_rates_are_passed_through_unjoined() -> None:
     np.testing.assert_array_equal(resample_joined(CLIPS[:1], 16000, 22050, "soxr_hq")[0],
                                   soxr.resample(CLIPS[0], 16000, 22050, quality="HQ"))  # fmt: skip
     assert resample_joined(CLIPS[:2], 16000, 16000, "soxr_hq")[1] is CLIPS[1]
+
+
+def test_threaded_loader_names_an_undecodable_file_once_and_stops_cleanly(tmp_path) -> None:
+    import threading
+
+    from mmeval.config.audio import AudioSettings
+    from mmeval.config.run import RuntimeConfig
+    from mmeval.engine.runtime import resolve_runtime
+    from mmeval.engine.timing import Timer
+    from mmeval.errors import DataError
+    from mmeval.io.audio_loading import AudioBatches, AudioSource
+
+    paths = [SPOKEN_SHAPES / f"{n:04d}.flac" for n in range(12)]
+    (tmp_path / "bad.flac").write_bytes(b"garbage" * 10)
+    paths.insert(6, tmp_path / "bad.flac")
+    runtime = resolve_runtime(RuntimeConfig(device="cpu", precision="fp32", batch_size=2, num_workers=2))
+    runtime.cache = None
+    before = threading.active_count()
+    loader = AudioBatches(AudioSource(paths), runtime, AudioSettings(), 22050, "fail")
+    with pytest.raises(DataError) as raised:
+        list(loader.batches(loader.order(), Timer()))
+    assert str(raised.value).count("bad.flac") == 1 and "Format not recognised" in str(raised.value)
+    assert threading.active_count() == before  # the decoding threads are gone
+    loader = AudioBatches(AudioSource(paths), runtime, AudioSettings(), 22050, "skip")
+    batches = list(loader.batches(loader.order(), Timer()))
+    assert [i for b in batches for i in b.indices] == [i for i in range(13) if i != 6]
+    assert [i for b in batches for i, _ in b.bad] == [6]
