@@ -38,32 +38,36 @@ class _WithSeconds(Generation):
 
 
 def encode_audio(model, source: AudioSource, runtime: Runtime, settings: AudioSettings, on_bad_input: str,
-                 progress: Callable[[int], None]) -> tuple[torch.Tensor, AudioPass]:  # fmt: skip
+                 progress: Callable[[int], None], perturbation=None) -> tuple[torch.Tensor, AudioPass]:  # fmt: skip
     """Embed every readable clip of `source` once, in order: L2-normalised float32 rows on the run's device
-    (aligned with `AudioPass.ok_indices`; whole on rank 0 only in a data-parallel run)."""
-    loader = AudioBatches(source, runtime, settings, model.sample_rate, on_bad_input)
+    (aligned with `AudioPass.ok_indices`; whole on rank 0 only in a data-parallel run). `perturbation` (a
+    RunContext's Cell): the clips are perturbed in the loader's threads when it perturbs audio; every audio pass
+    takes it."""
+    loader = AudioBatches(source, runtime, settings, model.sample_rate, on_bad_input, perturbation)
     kind = Embeddings(lambda inputs: model.encode_audio(inputs["audio"], inputs["lengths"]), "audio", runtime)
     done = model_pass(model, loader, kind, runtime, progress)
     return done.rows.to(runtime.device), _audio_pass(done, loader, settings)
 
 
 def transcribe(model, source: AudioSource, runtime: Runtime, settings: AudioSettings, generation, on_bad_input: str,
-               progress: Callable[[int], None]) -> tuple[list[tuple[str, float]], AudioPass]:  # fmt: skip
+               progress: Callable[[int], None], perturbation=None) -> tuple[list[tuple[str, float]], AudioPass]:  # fmt: skip
     """(transcript, seconds of decoded audio) per readable clip of `source`, in order (aligned with
     `AudioPass.ok_indices`; on rank 0 only in a data-parallel run)."""
     return _generate(model, model.transcribe, "transcripts", source, runtime, settings, generation, on_bad_input,
-                     progress)  # fmt: skip
+                     progress, perturbation)  # fmt: skip
 
 
 def generate_audio_captions(model, source: AudioSource, runtime: Runtime, settings: AudioSettings, generation,
-                            on_bad_input: str, progress: Callable[[int], None]) -> tuple[list[tuple[str, float]], AudioPass]:  # fmt: skip
+                            on_bad_input: str, progress: Callable[[int], None],
+                            perturbation=None) -> tuple[list[tuple[str, float]], AudioPass]:  # fmt: skip
     """(caption, seconds) per readable clip of `source`, as `transcribe` (capability `audio_captioner`)."""
     return _generate(model, model.generate_audio, "audio_captions", source, runtime, settings, generation,
-                     on_bad_input, progress)  # fmt: skip
+                     on_bad_input, progress, perturbation)  # fmt: skip
 
 
-def _generate(model, method, name: str, source, runtime, settings, generation, on_bad_input, progress):
-    loader = AudioBatches(source, runtime, settings, model.sample_rate, on_bad_input)
+def _generate(model, method, name: str, source, runtime, settings, generation, on_bad_input, progress,
+              perturbation=None):  # fmt: skip
+    loader = AudioBatches(source, runtime, settings, model.sample_rate, on_bad_input, perturbation)
     kind = _WithSeconds(lambda inputs, _: method(inputs["audio"], inputs["lengths"], generation), name,
                         loader.rate, runtime)  # fmt: skip
     done = model_pass(model, loader, kind, runtime, progress, settings=dataclasses.asdict(generation),

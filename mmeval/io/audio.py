@@ -21,10 +21,10 @@ import numpy as np
 
 from mmeval.config.audio import AudioSettings
 from mmeval.errors import DataError
+from mmeval.io.audio_resample import SOXR_QUALITY, resample
 
 _SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
 _RATE_RANGE = (1000, 768_000)  # header rates outside this are corrupt metadata, not audio
-_SOXR_QUALITY = {"soxr_hq": "HQ", "soxr_vhq": "VHQ"}
 
 
 class ClipTooLong(DataError):
@@ -40,30 +40,42 @@ class Audio:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def read_audio(path: Path | str, settings: AudioSettings, target_rate: int, data: bytes | None = None) -> Audio:
+def read_audio(path: Path | str, settings: AudioSettings, target_rate: int, data: bytes | None = None,
+               from_path: bool = False) -> Audio:
     """Decode `path` (or its bytes `data`, already read) to mono float32 at `settings.sample_rate` (or
-    `target_rate`, the model's, when unset). Errors name `path`."""
-    path = Path(path)
+    `target_rate`, the model's, when unset). Errors name `path`. `from_path`: see `decode_native`."""
+    native = decode_native(path, settings, data, from_path)
     rate_out = settings.sample_rate or target_rate
+    return Audio(resample(native.samples, native.rate, rate_out, settings.resampler), rate_out, native.info)
+
+
+def decode_native(path: Path | str, settings: AudioSettings, data: bytes | None = None,
+                  from_path: bool = False) -> Audio:  # fmt: skip
+    """Decode `path` (or its bytes `data`) to mono float32 at the file's own rate, cut to `settings.max_seconds`
+    (the loader resamples a batch of these at once: io/audio_resample.py). Errors name `path`.
+
+    `from_path`: libsndfile decodes the file at `path` itself rather than `data` (the same bytes, already read for
+    the checks and the digest): reading from memory goes through Python read callbacks that hold the GIL, reading
+    the file does not, so decoding threads run in parallel (io/audio_loading.py)."""
+    path = Path(path)
     if data is None:
         data = read_bytes(path)
     if not data:
         raise DataError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
-        samples, rate, info = _read_soundfile(path, data, settings)
+        samples, rate, info = _read_soundfile(path, data, settings, from_path)
     else:
         samples, rate, info = _read_av(path, data, settings)
     if samples.size == 0:
         raise DataError(f"{path}: no audio samples (zero-length clip)")
     if not np.isfinite(samples).all():
         raise DataError(f"{path}: NaN or Inf samples")
-    mono = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32)
+    if samples.ndim == 2 and samples.shape[1] == 1:
+        mono = samples[:, 0]  # one channel: its own samples (a mean over one channel would only copy them)
+    else:
+        mono = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32)
     mono = _cut(path, mono, rate, settings, info)
-    if rate != rate_out:
-        import soxr  # imported here: only clips not already at the model's rate need it
-
-        mono = soxr.resample(mono, rate, rate_out, quality=_SOXR_QUALITY[settings.resampler]).astype(np.float32)
-    return Audio(np.ascontiguousarray(mono, dtype=np.float32), rate_out, info)
+    return Audio(np.ascontiguousarray(mono, dtype=np.float32), rate, info)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -100,12 +112,13 @@ def _cut(path: Path, mono: np.ndarray, rate: int, settings: AudioSettings, info:
                       f"{settings.max_seconds:g} (audio.on_too_long: {settings.on_too_long})")  # fmt: skip
 
 
-def _read_soundfile(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarray, int, dict[str, Any]]:
+def _read_soundfile(path: Path, data: bytes, settings: AudioSettings,
+                    from_path: bool = False) -> tuple[np.ndarray, int, dict[str, Any]]:  # fmt: skip
     import soundfile as sf
 
     _check_wav_header(path, data)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as handle:
+        with sf.SoundFile(str(path) if from_path else io.BytesIO(data)) as handle:
             rate = _check_rate(path, handle.samplerate)
             declared = handle.frames
             info = {"original_rate": rate, "channels": handle.channels, "duration_s": declared / rate,
@@ -179,10 +192,11 @@ def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarr
 
 
 def _first_line(exc: BaseException) -> str:
-    """The library's own reason, without soundfile's "Error opening <BytesIO object at 0x...>: " prefix."""
+    """The library's own reason, without soundfile's "Error opening <BytesIO object at 0x...>: " (or "'<path>': ")
+    prefix: the message names the file already."""
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
-    return re.sub(r"^Error opening <[^>]*>: ", "", line)
+    return re.sub(r"^Error opening (<[^>]*>|'[^']*'): ", "", line)
 
 
 def describe_decoder(settings: AudioSettings | None = None) -> dict[str, Any]:
@@ -195,5 +209,5 @@ def describe_decoder(settings: AudioSettings | None = None) -> dict[str, Any]:
     return {"soundfile": sf.__version__, "libsndfile": sf.__libsndfile_version__, "av": av.__version__,
             "ffmpeg": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())) or None,
             "resampler": f"{settings.resampler} (soxr {soxr.__version__}, libsoxr quality "
-                         f"{_SOXR_QUALITY[settings.resampler]})",
+                         f"{SOXR_QUALITY[settings.resampler]})",
             "mono": settings.mono, "settings": settings.model_dump()}  # fmt: skip

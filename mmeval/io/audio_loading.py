@@ -1,36 +1,48 @@
-"""Reading audio files into model-ready waveform batches: decoding and padding in workers, the decoded cache.
+"""Reading audio files into model-ready waveform batches: decoding and padding in threads, the decoded cache.
 
 `AudioBatches` is the audio `BatchLoader` (`io/source.py`) the engine's model pass runs over. Clips are read and
-decoded (`io/audio.read_audio`: mono, resampled to the model's rate) in DataLoader workers, which also hash the
-raw bytes (the dataset digest). A batch is `{"audio": float32 [B, N] zero-padded, "lengths": int64 [B]}`; models
+decoded (`io/audio.read_audio`: mono, resampled to the model's rate) a whole batch at a time in
+`runtime.num_workers` threads (`in_threads`: the C libraries release the GIL), which also hash the raw bytes
+(the dataset digest). A batch is `{"audio": float32 [B, N] zero-padded, "lengths": int64 [B]}`; models
 must ignore the padding (the capability contracts in models/base.py). Unreadable clips come back by index with
 the reason, so the main process skips them (counted, named) or stops with one line (`on_bad_input: fail`); a clip
 over `audio.max_seconds` with `audio.on_too_long: fail` always stops the run.
 
 Decoded-input cache (`io/audio_store.AudioStore`): a pass over a whole source appends every decoded clip to one
 float32 file keyed by the source, the settings and the rate; a later pass (another model at the same rate, a
-rerun) reads it back through a memory map, without reading, decoding or resampling a file or starting a worker.
+rerun) reads it back through a memory map, without reading, decoding or resampling a file or starting a thread.
+
+A robustness re-run (`perturbation`, a `mmeval.perturb.Cell` of modality "audio") perturbs each clip in the
+decoding threads, on the decoded mono float32 wave at the model's rate (before the model's feature extraction),
+seeded by the clip's id. The decoded-input cache holds clean clips only: a perturbed pass never writes it, and
+reads a complete one as the clean decoded clips it then perturbs (the perturbation comes after decoding, so that
+is the same input and saves the decoding); the cell is in the output-cache key, so no perturbed pass reads a
+clean pass's outputs. A cell of another modality leaves the audio, and its cache keys, clean.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from mmeval.config.audio import AudioSettings
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
-from mmeval.io.audio import ClipTooLong, read_audio, read_bytes
+from mmeval.io.audio import Audio, ClipTooLong, decode_native, read_bytes
+from mmeval.io.audio_resample import resample_joined
 from mmeval.io.audio_store import AudioStore
 from mmeval.io.source import Batch
+from mmeval.perturb import Cell, apply_cell
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +106,92 @@ class AudioPass:
     decoder: dict[str, Any] = field(default_factory=dict)  # io.audio.describe_decoder(), for the report
 
 
-class _AudioDataset(Dataset):
-    """Item k -> (source index, float32 samples or None, sha256 hex of the raw bytes, error or None, fatal)."""
+# Clips a decoding thread reads, decodes and resamples in one go (whole batches: at least one): one libsoxr call
+# for 64 short 16 kHz clips to 22.05 kHz took 0.64 of the time of four calls for 16 (74 vs 115 ms for 200 clips,
+# idle box); 32 keeps enough groups for two threads on a small set. Read ahead: (threads + 1) groups.
+GROUP_CLIPS = 32
 
-    def __init__(self, source: AudioSource, settings: AudioSettings, rate: int, indices: list[int]):
-        self.source, self.settings, self.rate, self.indices = source, settings, rate, indices
 
-    def __len__(self) -> int:
-        return len(self.indices)
+class _Reader:
+    """Reads, digests, decodes (and under an audio robustness cell perturbs) whole batches of clips; called in
+    the decoding threads. A batch -> (findings per clip: (index, digest, error, fatal), the readable clips'
+    samples, those padded) with everything a batch needs done in the thread, so the main thread only yields."""
 
-    def __getitem__(self, item: int) -> tuple[int, np.ndarray | None, str, str | None, bool]:
-        index = self.indices[item]
+    def __init__(self, source: AudioSource, settings: AudioSettings, rate: int, cell: Cell | None):
+        self.source, self.settings, self.rate, self.cell = source, settings, rate, cell
+
+    def clip(self, index: int) -> tuple[int, Audio | None, str, str | None, bool]:
+        """(index, decoded mono clip at its own rate or None, sha256 hex of the raw bytes, error or None, fatal)."""
         try:
             data = self.source.read(index)
         except DataError as exc:
             return index, None, "", str(exc), False
         digest = hashlib.sha256(data).hexdigest()
+        from_path = self.source.blobs is None or self.source.blobs[index] is None
         try:
-            return index, read_audio(self.source.paths[index], self.settings, self.rate, data).samples, digest, None, False
+            return index, decode_native(self.source.paths[index], self.settings, data, from_path), digest, None, False
         except ClipTooLong as exc:
             return index, None, digest, str(exc), self.settings.on_too_long == "fail"
         except DataError as exc:
             return index, None, digest, str(exc), False
+
+    def group(self, batches: list[list[int]]) -> list[tuple[list, list[np.ndarray], Any]]:
+        """Several consecutive batches at once, so that one libsoxr call resamples all their clips of one rate
+        (io/audio_resample.py: the fewer calls, the less set-up); returns each batch's result as `batch` would."""
+        items = [self.clip(index) for indices in batches for index in indices]
+        ok = [(index, audio) for index, audio, _, error, _ in items if error is None]
+        waves: dict[int, np.ndarray] = {}
+        for rate in sorted({audio.rate for _, audio in ok}):  # one libsoxr call per rate
+            same = [(index, audio.samples) for index, audio in ok if audio.rate == rate]
+            resampled = resample_joined([s for _, s in same], rate, self.rate, self.settings.resampler)
+            waves.update({index: wave for (index, _), wave in zip(same, resampled)})
+        out, at = [], 0
+        for indices in batches:
+            mine, at = items[at : at + len(indices)], at + len(indices)
+            good = [perturbed_audio(self.cell, waves[index], self.source.ids[index])
+                    for index, _, _, error, _ in mine if error is None]  # fmt: skip
+            out.append(([(index, digest, error, fatal) for index, _, digest, error, fatal in mine], good,
+                        pad(good) if good else None))  # fmt: skip
+        return out
+
+    def batch(self, indices: list[int]) -> tuple[list, list[np.ndarray], Any]:
+        """One batch: (findings per clip: (index, digest, error, fatal), the readable clips' samples, those padded)."""
+        return self.group([indices])[0]
+
+
+def perturbed_audio(cell: Cell | None, samples: np.ndarray, clip_id: str) -> np.ndarray:
+    """`samples` (the decoded mono float32 wave at the model's rate) under `cell` when it perturbs audio, seeded
+    by the clip's id; else `samples` unchanged."""
+    if cell is None or cell.modality != "audio":
+        return samples
+    out = apply_cell(cell, "audio", samples, clip_id)
+    if not isinstance(out, np.ndarray) or out.shape != samples.shape:
+        raise ValueError(f"audio perturbation {cell.name!r} returned {getattr(out, 'shape', type(out))}; "
+                         f"expected {samples.shape}")  # fmt: skip
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def in_threads(work: Callable[[Any], Any], chunks: list[Any], threads: int) -> Iterator[Any]:
+    """`work(chunk)` for every chunk, in order, computed `threads` at a time with one chunk more than `threads`
+    read ahead (inline when `threads` is 0). Threads, not processes: libsndfile (reading a file), libsoxr and
+    hashlib release the GIL, so the threads decode in parallel, with no worker start-up and no copying of the
+    decoded samples between processes (both cost more than the decoding of short clips; scripts/bench_audio.py)."""
+    if threads <= 0:
+        yield from (work(chunk) for chunk in chunks)
+        return
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mmeval-audio")
+    pending: deque = deque()
+    try:
+        ahead = iter(chunks)
+        for chunk in islice(ahead, threads + 1):
+            pending.append(pool.submit(work, chunk))
+        while pending:
+            done = pending.popleft().result()
+            for chunk in islice(ahead, 1):
+                pending.append(pool.submit(work, chunk))
+            yield done
+    finally:  # an error, a stopped pass or an interrupt: drop what was read ahead
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def pad(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,19 +204,15 @@ def pad(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
-def _collate(items):
-    """In the worker: the items' findings, and the readable clips (also padded into one batch)."""
-    good = [samples for _, samples, _, error, _ in items if error is None]
-    return [(index, digest, error, fatal) for index, _, digest, error, fatal in items], good, pad(good) if good else None
-
-
 class AudioBatches:
     """The `BatchLoader` of an audio pass: padded waveforms of `source` at `rate` (the model's, unless the
     settings fix one)."""
 
-    def __init__(self, source: AudioSource, runtime, settings: AudioSettings, rate: int, on_bad_input: str):
+    def __init__(self, source: AudioSource, runtime, settings: AudioSettings, rate: int, on_bad_input: str,
+                 perturbation: Cell | None = None):  # fmt: skip
         self.source, self.runtime, self.settings, self.on_bad_input = source, runtime, settings, on_bad_input
         self.rate = settings.sample_rate or rate
+        self.cell = perturbation if perturbation is not None and perturbation.modality == "audio" else None
         cache, fingerprint = runtime.cache, source.fingerprint()
         self.store = AudioStore(cache.root, {"audio": fingerprint, "settings": settings.key(), "rate": self.rate}) \
             if cache is not None and cache.pixels else None  # fmt: skip
@@ -150,8 +222,11 @@ class AudioBatches:
         return list(range(len(self.source)))
 
     def cache_parts(self) -> dict[str, Any]:
-        return {"audio": self.source.fingerprint(), "audio_settings": self.settings.key(), "rate": self.rate,
-                "on_bad_input": self.on_bad_input}  # fmt: skip
+        parts = {"audio": self.source.fingerprint(), "audio_settings": self.settings.key(), "rate": self.rate,
+                 "on_bad_input": self.on_bad_input}  # fmt: skip
+        if self.cell is not None:  # perturbed audio: its outputs are the cell's, never the clean pass's
+            parts["perturbation"] = [self.cell.modality, self.cell.name, self.cell.severity, self.cell.seed]
+        return parts
 
     def batches(self, indices: list[int], timer: Timer) -> Iterator[Batch]:
         """Batches of `batch_size` consecutive entries of `indices`, the unreadable clips left out. Only a pass
@@ -160,7 +235,10 @@ class AudioBatches:
         if self.store is not None and self.store.complete():
             yield from self._stored(indices, timer)
             return
-        writing = self.store is not None and len(indices) == len(self.source) and self.store.begin()
+        # the store holds clean decoded clips: a perturbed pass reads a complete one (and perturbs what it reads)
+        # but never writes one
+        writing = self.store is not None and self.cell is None and len(indices) == len(self.source) \
+            and self.store.begin()  # fmt: skip
         try:
             yield from self._decoded(indices, timer, self.store if writing else None)
         except BaseException:
@@ -171,13 +249,24 @@ class AudioBatches:
             self.store.finish({"bad": [list(b) for b in self.done.bad], "digests": self.done.digests})
 
     def _decoded(self, indices: list[int], timer: Timer, store: AudioStore | None) -> Iterator[Batch]:
-        dataset = _AudioDataset(self.source, self.settings, self.rate, indices)
-        loader = DataLoader(dataset, batch_size=self.runtime.batch_size, num_workers=self.runtime.num_workers,
-                            collate_fn=_collate, persistent_workers=False)  # fmt: skip
-        iterator, began = iter(loader), _now()
+        reader = _Reader(self.source, self.settings, self.rate, self.cell)
+        size = self.runtime.batch_size
+        chunks = [indices[start : start + size] for start in range(0, len(indices), size)]
+        per_task = max(1, -(-GROUP_CLIPS // size))  # batches a thread decodes and resamples together
+        groups = [chunks[start : start + per_task] for start in range(0, len(chunks), per_task)]
+        done, began = in_threads(reader.group, groups, self.runtime.num_workers), _now()
+        batches = (batch for group in done for batch in group)
+        try:
+            yield from self._collected(batches, timer, store, began)
+        finally:
+            batches.close()
+            done.close()  # stops the threads at once when the pass stops early
+
+    def _collected(self, batches: Iterator[Any], timer: Timer, store: AudioStore | None,
+                   began: float) -> Iterator[Batch]:  # fmt: skip
         while True:
             try:
-                items, waves, padded = next(iterator)
+                items, waves, padded = next(batches)
             except StopIteration:
                 break
             finally:
@@ -211,7 +300,8 @@ class AudioBatches:
                     self._bad(index, unreadable[index], False)
                 else:
                     good.append(index)
-            padded = pad([self.store.clip(index) for index in good]) if good else None
+            waves = [perturbed_audio(self.cell, self.store.clip(index), self.source.ids[index]) for index in good]
+            padded = pad(waves) if good else None
             self.done.decoded_from_cache += len(good)
             timer.data_s += _now() - began
             yield self._batch(items, good, padded, timer)

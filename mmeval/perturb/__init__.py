@@ -66,4 +66,5 @@ def apply_cell(cell: Cell | None, modality: str, value: Any, sample_id: Any) -> 
 
 from mmeval.perturb import image as _image  # noqa: E402,F401  registers the 15 ImageNet-C image corruptions
 from mmeval.perturb import text as _text  # noqa: E402,F401  registers the text perturbations
-from mmeval.perturb import video as _video  # noqa: F401  registers the video perturbations
+from mmeval.perturb import video as _video  # noqa: E402,F401  registers the video perturbations
+from mmeval.perturb import audio as _audio  # noqa: E402,F401  registers the audio perturbations

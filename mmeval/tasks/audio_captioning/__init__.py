@@ -23,4 +23,5 @@ TASK = TaskSpec(
     load_data="mmeval.data.audio_formats:load_captioned_audio",
     headline=first_present(("SPIDEr", "CIDEr", "Bleu_4", "METEOR")),
     paired="mmeval.tasks.audio_captioning.samples:paired_values",
+    perturbs=("audio",),
 )

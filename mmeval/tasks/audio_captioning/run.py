@@ -44,7 +44,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: captions", total=len(data.ids))
     generated, clips = generate_audio_captions(model, data.audio, runtime, bench.audio, settings,
-                                               bench.data.on_bad_input, lambda n: progress.advance(task, n))  # fmt: skip
+                                               bench.data.on_bad_input, lambda n: progress.advance(task, n),
+                                               ctx.perturbation)  # fmt: skip
     if not ctx.passes_done():
         return None
     ids = [data.ids[i] for i in clips.ok_indices]

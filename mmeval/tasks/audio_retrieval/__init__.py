@@ -40,4 +40,5 @@ TASK = TaskSpec(
     headline=headline,
     paired="mmeval.tasks.audio_retrieval.samples:paired_values",
     html="mmeval.tasks.audio_retrieval.html:section",
+    perturbs=("audio", "text"),
 )

@@ -15,6 +15,7 @@ from mmeval.metrics.audio_retrieval import audio_ranks, audio_retrieval_metrics,
 from mmeval.metrics.retrieval import RetrievalRanks, saturated_recall_warnings
 from mmeval.metrics.stats.bootstrap import Clusters, Statistic, add_intervals, mean
 from mmeval.metrics.stats.bootstrap_metrics import retrieval_statistic
+from mmeval.perturb import apply_cell
 from mmeval.tasks.audio_retrieval import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import attribute_columns, sliced_only
@@ -35,7 +36,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: clips", total=len(data.ids))
     audio_emb, clips = encode_audio(model, data.audio, runtime, bench.audio, bench.data.on_bad_input,
-                                    lambda n: progress.advance(task, n))  # fmt: skip
+                                    lambda n: progress.advance(task, n), ctx.perturbation)  # fmt: skip
     kept = set(clips.ok_indices)
     owners = data.text_owner
     kept_texts = [t for t, owner in enumerate(owners) if owner in kept]
@@ -43,8 +44,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         raise DataError(f"{data.source}: no readable clip has a caption")
     texts = data.texts
     task = progress.add_task(f"{bench.name}: captions", total=len(kept_texts))
-    text_emb, text_timer = encode_texts(model, [texts[t] for t in kept_texts], runtime,
-                                        lambda n: progress.advance(task, n))  # fmt: skip
+    queries = [apply_cell(ctx.perturbation, "text", texts[t], t) for t in kept_texts]  # robustness re-runs
+    text_emb, text_timer = encode_texts(model, queries, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():  # data-parallel: ranks other than 0 stop here
         return None
 

@@ -21,4 +21,5 @@ TASK = TaskSpec(
     headline=first_present(("top1", "mean_per_class_recall")),
     paired="mmeval.tasks.audio_zeroshot.samples:paired_values",
     data_fields=("label_column",),
+    perturbs=("audio", "text"),
 )

@@ -18,6 +18,7 @@ from mmeval.errors import DataError
 from mmeval.metrics import classification as metrics
 from mmeval.metrics.stats import bootstrap_metrics
 from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.perturb import apply_cell
 from mmeval.tasks.audio_zeroshot import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import attribute_columns, classification_bias
@@ -48,10 +49,12 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     task = progress.add_task(f"{bench.name}: clips", total=len(data.ids))
     audio_emb, clips = encode_audio(model, data.audio, runtime, bench.audio, bench.data.on_bad_input,
-                                    lambda n: progress.advance(task, n))  # fmt: skip
+                                    lambda n: progress.advance(task, n), ctx.perturbation)  # fmt: skip
     if not clips.ok_indices:
         raise DataError(f"{data.source}: no readable clip to classify")
-    prompts = [template.format(c=name) for name in classes for template in templates]
+    # a text robustness re-run perturbs each class prompt (sample id: class and template positions)
+    prompts = [apply_cell(ctx.perturbation, "text", template.format(c=name), (c, k))
+               for c, name in enumerate(classes) for k, template in enumerate(templates)]  # fmt: skip
     task = progress.add_task(f"{bench.name}: class prompts", total=len(prompts))
     text_emb, text_timer = encode_texts(model, prompts, runtime, lambda n: progress.advance(task, n))
     if not ctx.passes_done():

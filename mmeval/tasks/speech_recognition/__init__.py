@@ -26,4 +26,5 @@ TASK = TaskSpec(
     load_data="mmeval.tasks.speech_recognition.run:load_data",
     headline=first_present(("wer", "cer", "rtfx")),
     paired="mmeval.tasks.speech_recognition.samples:paired_values",
+    perturbs=("audio",),
 )

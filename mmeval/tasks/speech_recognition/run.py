@@ -86,7 +86,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
 
     progress = ctx.progress.add_task(f"{bench.name}: transcripts", total=len(data.ids))
     outputs, clips = transcribe(model, data.audio, ctx.runtime, bench.audio, settings, bench.data.on_bad_input,
-                                lambda n: ctx.progress.advance(progress, n))  # fmt: skip
+                                lambda n: ctx.progress.advance(progress, n), ctx.perturbation)  # fmt: skip
     if not ctx.passes_done():
         return None
     if not clips.ok_indices:
