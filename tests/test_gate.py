@@ -138,7 +138,7 @@ def test_missing_file_exits_2(tmp_path, runs, which):
     ("rules:\n  - metric: retr/t2i_R@1\n    max_dorp: 0.1\n",
      "rules[0].max_dorp: unknown key. Did you mean 'max_drop'?"),
     ("rules:\n  - metric: retr/t2i_R@1\n    min: [1\n", "not valid YAML: line 4, column 1: expected ',' or ']'"),
-    ("rules:\n  - min: 0.3\n", "rules[0]: a rule has exactly one of the keys metric, latency, bias; got none"),
+    ("rules:\n  - min: 0.3\n", "rules[0]: a rule has exactly one of the keys metric, latency, bias, robustness; got none"),
     ("rules:\n  - metric: t2i_R@1\n    min: 0.3\n", "rules[0].metric: expected 'benchmark/...'"),
     ("rules:\n  - latency: retr/images\n", "rules[0]: give max_ms, max_increase_relative or both"),
     ("rules:\n  - metric: retr/t2i_R@1\n    min: 0.3\n    alpha: 0.1\n",
