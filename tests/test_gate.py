@@ -18,7 +18,7 @@ from test_compare import GOLDENS, LATEST, retrieval_report, seeded_ranks
 from typer.testing import CliRunner
 
 from mmeval.cli import app
-from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule
+from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule, RobustnessRule
 from mmeval.metrics.stats.paired import paired_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,13 +192,14 @@ def test_latency_on_other_hardware_warns(tmp_path, runs):
 def test_example_rules_document_every_field_and_run(tmp_path):
     example = ROOT / "configs" / "gates.example.yaml"
     text = example.read_text()
-    for model in (GateRules, MetricRule, LatencyRule, BiasRule):
+    for model in (GateRules, MetricRule, LatencyRule, BiasRule, RobustnessRule):
         for field in model.model_fields:
             assert f"{field}:" in text, f"configs/gates.example.yaml does not document {model.__name__}.{field}"
     done = gate("--baseline", LATEST, "--candidate", LATEST, "--rules", example, "--junit", tmp_path / "g.xml")
     assert done.exit_code == 0, done.output
     assert {case.get("classname") for case in junit_cases(tmp_path / "g.xml")} == {
-        "mmeval.reporting.gate.metric", "mmeval.reporting.gate.latency", "mmeval.reporting.gate.bias"}
+        "mmeval.reporting.gate.metric", "mmeval.reporting.gate.latency", "mmeval.reporting.gate.bias",
+        "mmeval.reporting.gate.robustness"}  # skipped: the golden report has no robustness block
 
 
 def test_a_failed_benchmark_fails_its_rules(tmp_path, runs):
