@@ -76,7 +76,7 @@ def test_severity_plot_and_table_for_a_report_with_a_block(tmp_path, captured) -
     assert f"{0.1 / clean:.4f}" in section
     assert f"{(0.5 + 0.3 + 0.1 + 0.55 + 0.45 + 0.2) / clean / 6:.4f}" in section
     assert "1.0000 / 1.3000" in section  # mCE / relative mCE
-    assert "0.3500 (image:fog @ 5)" in section  # i2t's worst, no mCE for it
+    assert "0.3500 (image:fog @ 5)" in section and "not computed for this metric" in section  # i2t: no mCE
     assert "2 perturbation(s), seed 7" in section
 
 

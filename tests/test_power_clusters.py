@@ -131,3 +131,17 @@ def test_video_and_audio_retrieval_pair_by_their_gallery_item(task, gallery, to,
     if task == "audio_retrieval":
         mean_ap = paired_values(task, "t2a_mAP@10", rows_a, rows_b, names)
         assert mean_ap.unit == "clips" and len(set(mean_ap.clusters[0])) == 40
+
+
+def test_speech_recognition_pairs_by_speaker_when_every_utterance_names_one() -> None:
+    rows = lambda wers, speakers: {"utterances": [{"id": f"u{i}", "speaker": s, "wer": w}  # noqa: E731
+                                                  for i, (w, s) in enumerate(zip(wers, speakers))]}
+    a, b = [0.1, 0.2, 0.0, 0.3, 0.5, 0.1], [0.2, 0.2, 0.1, 0.1, 0.5, 0.0]
+    speakers = ["s1", "s1", "s2", "s2", "s3", "s3"]
+    data = paired_values("speech_recognition", "wer", rows(a, speakers), rows(b, speakers), ["wer", "cer"])
+    assert data.unit == "speakers" and list(data.clusters[0]) == speakers
+    out = minimum_detectable_effect([x for x, _ in data.strata], clusters=data.clusters, unit=data.unit)
+    assert out["unit"] == "speakers" and out["n_units"] == 3 and out["min_p_possible"] == pytest.approx(1 / 8)
+    unknown = paired_values("speech_recognition", "wer", rows(a, speakers[:5] + [None]), rows(b, speakers),
+                            ["wer", "cer"])
+    assert unknown.unit == "rows" and unknown.clusters is None  # one utterance without a speaker: per utterance

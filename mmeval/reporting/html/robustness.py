@@ -56,6 +56,8 @@ def _table(name: str, done: list[tuple[Run, dict[str, Any]]], metrics: list[str]
                 errors = "<td class=muted>no baseline</td>"
             elif "error" in mce:
                 errors = f"<td class=failed>{esc(mce['error'])}</td>"
+            elif not isinstance(mce.get(metric), dict):
+                errors = "<td class=muted>not computed for this metric</td>"
             else:
                 errors = f"<td class=num>{fmt(number('mce'))} / {fmt(number('relative_mce'))}</td>"
             rows.append(f"<tr><td>{swatch(run)}</td><td>{esc(metric)}</td>"
