@@ -69,7 +69,7 @@ def reports(tmp_path: Path) -> dict[str, Path]:
 
 def test_numbers_by_hand(reports) -> None:
     numbers = robustness_numbers(json.loads(reports["cand"].read_text()))
-    value = lambda key: numbers[f"retr/{key}"].value  # noqa: E731
+    value = lambda key: numbers[f"retr/{key}"].value
     assert value("t2i_R@1/grid/text:keyboard_typo@3") == 0.2
     assert value("t2i_R@1/relative/image:fog@3") == pytest.approx(0.5)
     assert value("t2i_R@1/worst") == 0.2 and value("t2i_R@1/worst_relative") == pytest.approx(0.25)

@@ -134,7 +134,7 @@ def test_video_and_audio_retrieval_pair_by_their_gallery_item(task, gallery, to,
 
 
 def test_speech_recognition_pairs_by_speaker_when_every_utterance_names_one() -> None:
-    rows = lambda wers, speakers: {"utterances": [{"id": f"u{i}", "speaker": s, "wer": w}  # noqa: E731
+    rows = lambda wers, speakers: {"utterances": [{"id": f"u{i}", "speaker": s, "wer": w}
                                                   for i, (w, s) in enumerate(zip(wers, speakers))]}
     a, b = [0.1, 0.2, 0.0, 0.3, 0.5, 0.1], [0.2, 0.2, 0.1, 0.1, 0.5, 0.0]
     speakers = ["s1", "s1", "s2", "s2", "s3", "s3"]
