@@ -18,7 +18,7 @@ from test_compare import GOLDENS, LATEST, retrieval_report, seeded_ranks
 from typer.testing import CliRunner
 
 from mmeval.cli import app
-from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule
+from mmeval.config.gate import BiasRule, GateRules, LatencyRule, MetricRule, RobustnessRule
 from mmeval.metrics.stats.paired import paired_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_missing_file_exits_2(tmp_path, runs, which):
     ("rules:\n  - metric: retr/t2i_R@1\n    max_dorp: 0.1\n",
      "rules[0].max_dorp: unknown key. Did you mean 'max_drop'?"),
     ("rules:\n  - metric: retr/t2i_R@1\n    min: [1\n", "not valid YAML: line 4, column 1: expected ',' or ']'"),
-    ("rules:\n  - min: 0.3\n", "rules[0]: a rule has exactly one of the keys metric, latency, bias; got none"),
+    ("rules:\n  - min: 0.3\n", "rules[0]: a rule has exactly one of the keys metric, latency, bias, robustness; got none"),
     ("rules:\n  - metric: t2i_R@1\n    min: 0.3\n", "rules[0].metric: expected 'benchmark/...'"),
     ("rules:\n  - latency: retr/images\n", "rules[0]: give max_ms, max_increase_relative or both"),
     ("rules:\n  - metric: retr/t2i_R@1\n    min: 0.3\n    alpha: 0.1\n",
@@ -192,13 +192,14 @@ def test_latency_on_other_hardware_warns(tmp_path, runs):
 def test_example_rules_document_every_field_and_run(tmp_path):
     example = ROOT / "configs" / "gates.example.yaml"
     text = example.read_text()
-    for model in (GateRules, MetricRule, LatencyRule, BiasRule):
+    for model in (GateRules, MetricRule, LatencyRule, BiasRule, RobustnessRule):
         for field in model.model_fields:
             assert f"{field}:" in text, f"configs/gates.example.yaml does not document {model.__name__}.{field}"
     done = gate("--baseline", LATEST, "--candidate", LATEST, "--rules", example, "--junit", tmp_path / "g.xml")
     assert done.exit_code == 0, done.output
     assert {case.get("classname") for case in junit_cases(tmp_path / "g.xml")} == {
-        "mmeval.reporting.gate.metric", "mmeval.reporting.gate.latency", "mmeval.reporting.gate.bias"}
+        "mmeval.reporting.gate.metric", "mmeval.reporting.gate.latency", "mmeval.reporting.gate.bias",
+        "mmeval.reporting.gate.robustness"}  # skipped: the golden report has no robustness block
 
 
 def test_a_failed_benchmark_fails_its_rules(tmp_path, runs):

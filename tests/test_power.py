@@ -68,11 +68,12 @@ def test_power_command_prints_mdes_and_writes_rules_the_gate_uses(tmp_path) -> N
     rules = tmp_path / "suggested.yaml"
     done = CliRunner().invoke(app, ["power", str(base), "--correlation", "0.7", "--rules", str(rules)])
     assert done.exit_code == 0, done.output
-    assert "minimum detectable effect" in done.output and "t2i_R@1" in done.output
+    assert "minimum detectable effect" in done.output and "t2i_R@1" in done.output and "1000 images" in done.output
     loaded = load_rules(rules)
     by_metric = {rule.metric: rule for rule in loaded.rules}
     hits = (seeded_ranks(5000, 0.60, 1) <= 1).astype(float)
-    expected = minimum_detectable_effect([hits], alpha=0.05, power=0.8, correlation=0.7)["mde"]
+    images = np.array([f"img-{i % 1000}" for i in range(5000)], dtype=object)  # the gate's paired test draws images
+    expected = minimum_detectable_effect([hits], alpha=0.05, power=0.8, correlation=0.7, clusters=[images])["mde"]
     rule = by_metric["retr/t2i_R@1"]
     assert rule.max_drop == pytest.approx(expected, rel=1e-3) and rule.significant
     # a 5-point drop is far beyond the ~1.4-point MDE: the suggested rules fail it

@@ -154,6 +154,12 @@ def _write_text(path: Path, text: str, mode: str) -> None:
         raise MmevalError(f"{path}: cannot write the gate summary ({exc.strerror or exc})") from None
 
 
+def _unit(result: dict) -> str:
+    """What the paired test resamples, e.g. '1000 images' (clustered) or 'rows'."""
+    unit = result.get("unit") or "-"
+    return f"{result['n_units']} {unit}" if unit not in ("rows", "-") and result.get("n_units") else unit
+
+
 @app.command()
 def power(
     baseline: Annotated[Path, typer.Argument(help="A report with per-sample output (output.per_sample: true).")],
@@ -181,7 +187,7 @@ def power(
 
     table = Table(title=f"minimum detectable effect (one-sided alpha {alpha}, power {power_}, "
                         f"correlation {correlation})")
-    for column in ("benchmark", "metric", "value", "n", "MDE", "note"):
+    for column in ("benchmark", "metric", "value", "n", "unit", "MDE", "note"):
         table.add_column(column)
     for row in rows:
         result = row.result or {}
@@ -189,7 +195,7 @@ def power(
         floor = result.get("min_p_possible")
         note = row.reason or ("" if mde is not None else f"cannot reach alpha (min p {floor:.3g})")
         table.add_row(row.benchmark, row.metric, "-" if row.value is None else f"{row.value:.4g}",
-                      str(result.get("n", "-")), "-" if mde is None else f"{mde:.4g}", escape(note))
+                      str(result.get("n", "-")), _unit(result), "-" if mde is None else f"{mde:.4g}", escape(note))
     stdout.print(table)
     if rules is not None:
         stderr.print(f"suggested gate rules: {rules}", markup=False, highlight=False)

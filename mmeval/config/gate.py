@@ -1,7 +1,7 @@
 """The rules file of `mmeval gate` (YAML): typed, unknown keys rejected, every problem reported at once with its
 place in the file, in the run config's style (`gates.yaml: rules[2].max_drop: ...`).
 
-Each rule has exactly one of `metric`, `latency` or `bias`, a glob pattern naming what it checks, and may be
+Each rule has exactly one of `metric`, `latency`, `bias` or `robustness`, a glob pattern naming what it checks, and may be
 `optional` (skipped when its pattern matches nothing); configs/gates.example.yaml documents every field.
 """
 
@@ -18,7 +18,8 @@ from mmeval.config.run import format_loc
 from mmeval.errors import ConfigError
 from mmeval.registry import did_you_mean
 
-KINDS = ("metric", "latency", "bias")
+KINDS = ("metric", "latency", "bias", "robustness")
+_ONE_OF = ", ".join(KINDS)
 
 
 def _slashed(value: str, example: str) -> str:
@@ -112,6 +113,37 @@ class BiasRule(_Rule):
         return self
 
 
+class RobustnessRule(_Rule):
+    """Bounds on a number of a benchmark's robustness block (mmeval.reporting.robustness_numbers), absolute or
+    relative to the baseline report's same number. No significance test: the perturbed passes keep no
+    per-sample output."""
+
+    robustness: str = Field(description="'benchmark/metric/number' glob into the robustness blocks; numbers: "
+                            "grid/<perturbation>@<severity>, relative/<perturbation>@<severity>, worst, "
+                            "worst_relative, mean_relative, mce, relative_mce, ce/<perturbation>; e.g. "
+                            "'*/t2i_R@1/relative/image:*@3'")
+    min: float | None = Field(None, description="each matched number must be >= min (e.g. a relative robustness)")
+    max: float | None = Field(None, description="each matched number must be <= max (e.g. an mCE)")
+    max_drop: float | None = Field(None, ge=0, description="largest allowed worsening vs the baseline's same "
+                                   "number (a drop where higher is better; a rise for mCE and ranks)")
+    max_drop_relative: float | None = Field(None, ge=0, description="largest allowed worsening as a fraction "
+                                            "of the baseline's number (0.05 = 5%)")
+
+    @field_validator("robustness")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        value = _slashed(value, "*/t2i_R@1/worst_relative")
+        if value.count("/") < 2 and "*" not in value:
+            raise ValueError(f"expected 'benchmark/metric/number', e.g. '*/t2i_R@1/mean_relative'; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_check(self) -> RobustnessRule:
+        if all(v is None for v in (self.min, self.max, self.max_drop, self.max_drop_relative)):
+            raise ValueError("give at least one of min, max, max_drop, max_drop_relative")
+        return self
+
+
 def _kind(raw: Any) -> str | None:
     if isinstance(raw, BaseModel):
         return next(k for k in KINDS if hasattr(raw, k))
@@ -123,9 +155,9 @@ def _kind(raw: Any) -> str | None:
 
 Rule = Annotated[
     Union[Annotated[MetricRule, Tag("metric")], Annotated[LatencyRule, Tag("latency")],
-          Annotated[BiasRule, Tag("bias")]],
+          Annotated[BiasRule, Tag("bias")], Annotated[RobustnessRule, Tag("robustness")]],
     Discriminator(_kind, custom_error_type="rule_kind",
-                  custom_error_message="each rule needs exactly one of the keys metric, latency, bias"),
+                  custom_error_message=f"each rule needs exactly one of the keys {_ONE_OF}"),
 ]
 
 
@@ -137,10 +169,10 @@ class GateRules(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1, description="default significance level of `significant` rules")
     resamples: int = Field(10_000, ge=100, description="permutation / bootstrap resamples of the paired test")
     seed: int = Field(0, description="seed of the paired test")
-    rules: list[Rule] = Field(min_length=1, description="the rules; each has one of metric, latency, bias")
+    rules: list[Rule] = Field(min_length=1, description=f"the rules; each has one of {_ONE_OF}")
 
 
-_RULE_CLASSES = {"metric": MetricRule, "latency": LatencyRule, "bias": BiasRule}
+_RULE_CLASSES = {"metric": MetricRule, "latency": LatencyRule, "bias": BiasRule, "robustness": RobustnessRule}
 
 
 def _describe(error: dict[str, Any], raw: Any) -> str:
@@ -161,7 +193,7 @@ def _describe(error: dict[str, Any], raw: Any) -> str:
         return f"{where}: required key is missing{about}"
     if kind == "rule_kind" and isinstance(error.get("input"), dict):
         given = [k for k in KINDS if k in error["input"]]
-        return (f"{where}: a rule has exactly one of the keys metric, latency, bias; got "
+        return (f"{where}: a rule has exactly one of the keys {_ONE_OF}; got "
                 f"{' and '.join(given) if given else 'none of them'}")
     message = error["msg"].removeprefix("Value error, ")
     if kind not in ("value_error", "rule_kind") and "input" in error and not isinstance(error["input"], dict):

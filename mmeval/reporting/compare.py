@@ -199,7 +199,8 @@ def _paired(first: LoadedReport, other: LoadedReport, bench: str, metric: str, m
         return None, data.reason
     result = paired_test(data.strata, data.statistic, n_resamples, seed, data.clusters)
     notes = [_caveat(data, values[0], values[n]), *significance_notes(result)]
-    return result.as_dict(), "; ".join(note for note in notes if note) or None
+    # the unit the test flipped and drew (e.g. "videos"), beside `resampled`, so the JSON says what a sample is
+    return {**result.as_dict(), "unit": data.unit}, "; ".join(note for note in notes if note) or None
 
 
 def cannot_reach(result: PairedResult, alpha: float, two_sided: bool = False) -> str:

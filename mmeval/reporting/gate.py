@@ -1,11 +1,12 @@
 """`mmeval gate`: check a candidate report against rules (and a baseline report) for CI.
 
-Every rule is matched (glob) against the reports; each (rule, matched metric / pass / bias number) is one
-check that passes, fails or is skipped (a drop rule on a metric the baseline lacks; an `optional` rule whose
+Every rule is matched (glob) against the reports; each (rule, matched metric / pass / bias number / robustness
+number) is one check that passes, fails or is skipped (a drop rule on a metric the baseline lacks; an `optional` rule whose
 pattern matches nothing, one skipped row). The gate fails when any check fails. What the gate cannot judge is
 an input error (exit 2), never a silent pass: a pattern of a non-optional rule that matches nothing, a
 significance rule without per-sample output, latency that was not measured (outputs from the cache) or a
-statistic the report's schema version lacks (p95 before 1.1.0).
+statistic the report's schema version lacks (p95 before 1.1.0), a robustness rule on reports without a
+robustness block.
 
 A drop rule with `significant: true` fails only when the worsening exceeds its limit *and* the paired
 sign-flip permutation test (mmeval.metrics.stats.paired) finds the candidate worse at `alpha`, one-sided: a gate only
@@ -15,15 +16,13 @@ fails on drops, so only a drop counts as evidence. When too few samples differ f
 
 from __future__ import annotations
 
-import math
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
-from mmeval.config.gate import KINDS, BiasRule, GateRules, LatencyRule, MetricRule, Rule
+from mmeval.config.gate import KINDS, BiasRule, GateRules, LatencyRule, MetricRule, RobustnessRule, Rule
 from mmeval.errors import MmevalError
 from mmeval.metrics.stats.paired import paired_test, significant_worsening
 from mmeval.reporting.compare import (
@@ -33,10 +32,14 @@ from mmeval.reporting.compare import (
     dataset_mismatches,
     hardware_differences,
 )
+from mmeval.reporting.gate_output import fmt, to_markdown, write_junit  # noqa: F401 (the CLI's renderings)
+from mmeval.reporting.gate_targets import absent, bias_numbers, complete, metric_values, passes, robust
+from mmeval.reporting.robustness_numbers import has_robustness
 from mmeval.reporting.sample_values import paired_values
 
 Status = Literal["pass", "fail", "skip"]
-_WHAT = {"metric": "benchmark/metric", "latency": "benchmark/pass", "bias": "bias number"}
+_WHAT = {"metric": "benchmark/metric", "latency": "benchmark/pass", "bias": "bias number",
+         "robustness": "robustness number"}
 _EPS = 1e-12  # float slack on limits: a value exactly at its limit passes
 
 
@@ -76,38 +79,6 @@ class GateResult:
         return sum(c.status == "fail" for c in self.checks)
 
 
-def _complete(item: LoadedReport | None) -> dict[str, dict[str, Any]]:
-    if item is None:
-        return {}
-    return {n: b for n, b in item.report["benchmarks"].items() if b.get("status") == "complete"}
-
-
-def _metric_values(item: LoadedReport | None) -> dict[str, float | None]:
-    return {f"{bench}/{metric}": entry["value"] for bench, b in _complete(item).items()
-            for metric, entry in b["metrics"].items()}
-
-
-def _passes(item: LoadedReport | None) -> dict[str, dict[str, Any]]:
-    return {f"{bench}/{name}": figures for bench, b in _complete(item).items()
-            for name, figures in ((b.get("latency") or {}).get("passes") or {}).items()}
-
-
-def _bias_numbers(item: LoadedReport | None) -> dict[str, float | None]:
-    """Every number under benchmarks.<name>.bias.attributes, keyed 'name/attribute/.../leaf'."""
-    out: dict[str, float | None] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}/{key}", value)
-        elif node is None or (isinstance(node, (int, float)) and not isinstance(node, bool)):
-            out[prefix] = None if node is None or not math.isfinite(node) else float(node)
-
-    for bench, b in _complete(item).items():
-        walk(bench, (b.get("bias") or {}).get("attributes") or {})
-    return out
-
-
 def _match(pattern: str, keys: list[str]) -> list[str]:
     return [k for k in keys if fnmatchcase(k, pattern)]
 
@@ -143,7 +114,8 @@ class _Gate:
 
     def run(self) -> GateResult:
         checks: list[Check] = []
-        evaluate_one = {"metric": self._metric, "latency": self._latency, "bias": self._bias}
+        evaluate_one = {"metric": self._metric, "latency": self._latency, "bias": self._bias,
+                        "robustness": self._robustness}
         any_match = False
         for n, rule in enumerate(self.rules.rules):
             kind = next(k for k in KINDS if hasattr(rule, k))
@@ -163,11 +135,22 @@ class _Gate:
 
     def _targets(self, n: int, rule: Rule, kind: str) -> list[str]:
         """What the rule's pattern matches in either report; matching nothing is a problem unless optional."""
-        tables = {"metric": _metric_values, "latency": _passes, "bias": _bias_numbers}[kind]
-        keys = list(dict.fromkeys([*tables(self.candidate), *tables(self.baseline)]))
-        matched = _match(getattr(rule, kind), keys)
+        tables = {"metric": metric_values, "latency": passes, "bias": bias_numbers, "robustness": robust}[kind]
+        found = {**tables(self.baseline), **tables(self.candidate)}
+        keys = list(found)
+        if kind == "robustness":  # a perturbation's name matches in either spelling (robustness_numbers)
+            matched = [k for k in keys if any(fnmatchcase(a, rule.robustness) for a in found[k].aliases)]
+        else:
+            matched = _match(getattr(rule, kind), keys)
         if not matched and not rule.optional:
-            self.problems.append(_no_match(f"rules[{n}].{kind}", getattr(rule, kind), keys, _WHAT[kind]) +
+            where = f"rules[{n}].{kind}"
+            if kind == "robustness" and not any(has_robustness(r.report) for r in (self.candidate, self.baseline)
+                                                if r is not None):
+                self.problems.append(f"{where}: '{rule.robustness}': no benchmark of the reports has a robustness "
+                                     "block (run it with a `perturb` section); mark the rule `optional: true` to "
+                                     "skip it on such reports")
+                return matched
+            self.problems.append(_no_match(where, getattr(rule, kind), keys, _WHAT[kind]) +
                                  "; mark the rule `optional: true` to skip it on such reports")
         return matched
 
@@ -180,6 +163,11 @@ class _Gate:
         if isinstance(rule, BiasRule):
             return ", ".join(([f"<= {rule.max:g}"] if rule.max is not None else []) + (
                 [f">= {rule.min:g}"] if rule.min is not None else []))
+        if isinstance(rule, RobustnessRule):
+            return ", ".join(([f">= {rule.min:g}"] if rule.min is not None else []) + (
+                [f"<= {rule.max:g}"] if rule.max is not None else []) + (
+                [f"drop <= {rule.max_drop:g}"] if rule.max_drop is not None else []) + (
+                [f"drop <= {rule.max_drop_relative:.1%}"] if rule.max_drop_relative is not None else []))
         limits = ([f">= {rule.min:g}"] if rule.min is not None else []) + (
             [f"<= {rule.max:g}"] if rule.max is not None else [])
         max_drop, max_relative = rule.drop_limits()
@@ -202,10 +190,10 @@ class _Gate:
         alpha = rule.alpha or self.rules.alpha
         check = Check(n, name, "metric", key, self._limit(rule))
         bench, metric = key.split("/", 1)
-        candidate, baseline = _metric_values(self.candidate), _metric_values(self.baseline)
+        candidate, baseline = metric_values(self.candidate), metric_values(self.baseline)
         check.candidate, check.baseline = candidate.get(key), baseline.get(key)
         if key not in candidate:
-            check.fail(f"not in the candidate ({_absent(self.candidate, bench)})")
+            check.fail(f"not in the candidate ({absent(self.candidate, bench)})")
             return check
         if check.candidate is None:
             check.fail("undefined (null) in the candidate")
@@ -219,14 +207,9 @@ class _Gate:
         if not self._need_baseline(f"rules[{n}] ({key})"):
             return check
         if check.baseline is None:
-            check.messages.append("no baseline value: drop not checked")
-            if check.status == "pass" and rule.min is None and rule.max is None:
-                check.status = "skip"
-            return check
+            return _no_baseline(check, rule)
         higher = self.candidate.report["benchmarks"][bench]["metrics"][metric]["higher_is_better"]
-        drop = (check.baseline - check.candidate) if higher else (check.candidate - check.baseline)
-        allowed = min(x for x in (max_drop, None if max_relative is None else max_relative * abs(check.baseline))
-                      if x is not None)
+        drop, allowed = _worsening(check, higher, max_drop, max_relative)
         exceeded = drop > allowed + _EPS
         text = f"drop {drop:+.4g} (allowed {allowed:.4g})"
         if rule.significant:
@@ -269,22 +252,22 @@ class _Gate:
     def _latency(self, n: int, name: str, rule: LatencyRule, key: str) -> Check:
         check = Check(n, name, "latency", key, self._limit(rule))
         where = f"rules[{n}] ({key})"
-        cand_passes = _passes(self.candidate)
-        if key not in cand_passes:
-            check.fail(f"not in the candidate ({_absent(self.candidate, key.split('/', 1)[0])})")
+        candpasses = passes(self.candidate)
+        if key not in candpasses:
+            check.fail(f"not in the candidate ({absent(self.candidate, key.split('/', 1)[0])})")
             return check
-        check.candidate = self._latency_value(where, self.candidate, cand_passes[key], rule.stat)
+        check.candidate = self._latency_value(where, self.candidate, candpasses[key], rule.stat)
         if check.candidate is None:
             return check
         if rule.max_ms is not None and check.candidate > rule.max_ms + _EPS:
             check.fail(f"{rule.stat} {check.candidate:.3g} ms > {rule.max_ms:g} ms")
         if rule.max_increase_relative is None or not self._need_baseline(where):
             return check
-        base_passes = _passes(self.baseline)
-        if key not in base_passes:
+        basepasses = passes(self.baseline)
+        if key not in basepasses:
             check.messages.append("not in the baseline: increase not checked")
             return check
-        check.baseline = self._latency_value(where, self.baseline, base_passes[key], rule.stat)
+        check.baseline = self._latency_value(where, self.baseline, basepasses[key], rule.stat)
         if check.baseline is None:
             return check
         differences = hardware_differences(self.baseline.report, self.candidate.report)
@@ -312,10 +295,10 @@ class _Gate:
 
     def _bias(self, n: int, name: str, rule: BiasRule, key: str) -> Check:
         check = Check(n, name, "bias", key, self._limit(rule))
-        candidate = _bias_numbers(self.candidate)
-        check.candidate, check.baseline = candidate.get(key), _bias_numbers(self.baseline).get(key)
+        candidate = bias_numbers(self.candidate)
+        check.candidate, check.baseline = candidate.get(key), bias_numbers(self.baseline).get(key)
         if key not in candidate:
-            check.fail(f"not in the candidate ({_absent(self.candidate, key.split('/', 1)[0])})")
+            check.fail(f"not in the candidate ({absent(self.candidate, key.split('/', 1)[0])})")
         elif check.candidate is None:
             check.fail("undefined (null) in the candidate")
         else:
@@ -325,14 +308,55 @@ class _Gate:
                 check.fail(f"{check.candidate:.4g} < min {rule.min:g}")
         return check
 
+    def _robustness(self, n: int, name: str, rule: RobustnessRule, key: str) -> Check:
+        """Bounds on a robustness number, and its worsening against the baseline's same number."""
+        check = Check(n, name, "robustness", key, self._limit(rule))
+        candidate, baseline = robust(self.candidate), robust(self.baseline)
+        mine, theirs = candidate.get(key), baseline.get(key)
+        check.candidate, check.baseline = mine.value if mine else None, theirs.value if theirs else None
+        if mine is None:
+            bench = key.split("/", 1)[0]
+            reason = absent(self.candidate, bench)
+            if bench in complete(self.candidate):
+                has_block = isinstance(self.candidate.report["benchmarks"][bench].get("robustness"), dict)
+                reason = "its robustness block lacks this number" if has_block else "it has no robustness block"
+            check.fail(f"not in the candidate ({reason})")
+            return check
+        if check.candidate is None:
+            check.fail("undefined (null) in the candidate" + (f": {mine.note}" if mine.note else ""))
+            return check
+        if rule.min is not None and check.candidate < rule.min - _EPS:
+            check.fail(f"{check.candidate:.4g} < min {rule.min:g}")
+        if rule.max is not None and check.candidate > rule.max + _EPS:
+            check.fail(f"{check.candidate:.4g} > max {rule.max:g}")
+        if rule.max_drop is None and rule.max_drop_relative is None:
+            return check
+        if not self._need_baseline(f"rules[{n}] ({key})"):
+            return check
+        if check.baseline is None:
+            return _no_baseline(check, rule)
+        drop, allowed = _worsening(check, mine.higher_is_better, rule.max_drop, rule.max_drop_relative)
+        text = f"drop {drop:+.4g} (allowed {allowed:.4g})"
+        if drop > allowed + _EPS:
+            check.fail(text)
+        else:
+            check.messages.append(text)
+        return check
 
-def _absent(item: LoadedReport, bench: str) -> str:
-    entry = item.report["benchmarks"].get(bench)
-    if entry is None:
-        return f"no benchmark '{bench}'"
-    if entry.get("status") != "complete":
-        return f"benchmark '{bench}' {entry.get('status')}: {entry.get('error', '')}".rstrip(": ")
-    return "the benchmark does not report it"
+
+def _no_baseline(check: Check, rule: MetricRule | RobustnessRule) -> Check:
+    check.messages.append("no baseline value: drop not checked")
+    if check.status == "pass" and rule.min is None and rule.max is None:
+        check.status = "skip"
+    return check
+
+
+def _worsening(check: Check, higher: bool, max_drop: float | None, max_relative: float | None) -> tuple[float, float]:
+    """(drop, allowed drop) of the candidate against the baseline: a fall if higher is better, else a rise."""
+    drop = (check.baseline - check.candidate) if higher else (check.candidate - check.baseline)
+    allowed = min(x for x in (max_drop, None if max_relative is None else max_relative * abs(check.baseline))
+                  if x is not None)
+    return drop, allowed
 
 
 def evaluate(rules: GateRules, candidate: LoadedReport, baseline: LoadedReport | None = None,
@@ -342,55 +366,3 @@ def evaluate(rules: GateRules, candidate: LoadedReport, baseline: LoadedReport |
     result = _Gate(rules, candidate, baseline).run()
     result.warnings = list(dict.fromkeys(warnings + result.warnings))
     return result
-
-
-# ------------------------------------------------------------------------------------------------ renderings
-
-
-def fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
-
-
-def to_markdown(result: GateResult) -> str:
-    """A summary fit for a CI job page (GITHUB_STEP_SUMMARY): the verdict, then every check."""
-    verdict = "passed" if result.passed else f"FAILED ({result.n_failed} of {len(result.checks)} checks)"
-    icon = {"pass": "✅ pass", "fail": "❌ fail", "skip": "⏭️ skip"}
-    lines = [f"## mmeval gate: {verdict}", "",
-             f"candidate `{result.candidate}`" + (f", baseline `{result.baseline}`" if result.baseline else ""), "",
-             "| rule | target | candidate | baseline | limit | p | result | detail |", "|---" * 8 + "|"]
-    for c in result.checks:
-        cells = [c.rule_name, c.target, fmt(c.candidate), fmt(c.baseline), c.limit,
-                 "" if c.p_value is None else f"{c.p_value:.2g}", icon[c.status], "; ".join(c.messages)]
-        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
-    lines += [""] + [f"> warning: {w}" for w in result.warnings]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def write_junit(result: GateResult, path: Path) -> None:
-    """JUnit XML: one test suite per rule, one test case per matched target (failures and skips as JUnit has)."""
-    root = ET.Element("testsuites", name="mmeval gate", tests=str(len(result.checks)),
-                      failures=str(result.n_failed), errors="0")
-    by_rule: dict[int, list[Check]] = {}
-    for check in result.checks:
-        by_rule.setdefault(check.rule, []).append(check)
-    for index, checks in by_rule.items():
-        suite = ET.SubElement(root, "testsuite", name=f"rules[{index}] {checks[0].rule_name}".strip(),
-                              tests=str(len(checks)), failures=str(sum(c.status == "fail" for c in checks)),
-                              skipped=str(sum(c.status == "skip" for c in checks)), errors="0")
-        for c in checks:
-            case = ET.SubElement(suite, "testcase", classname=f"mmeval.reporting.gate.{c.kind}", name=f"{c.target} {c.limit}",
-                                 time="0")
-            detail = "; ".join([f"candidate {fmt(c.candidate)}, baseline {fmt(c.baseline) or 'n/a'}", *c.messages])
-            if c.status == "fail":
-                ET.SubElement(case, "failure", message="; ".join(c.messages), type=c.kind).text = detail
-            elif c.status == "skip":
-                ET.SubElement(case, "skipped", message="; ".join(c.messages))
-            else:
-                ET.SubElement(case, "system-out").text = detail
-    tree = ET.ElementTree(root)
-    ET.indent(tree)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tree.write(path, encoding="utf-8", xml_declaration=True)
-    except OSError as exc:
-        raise MmevalError(f"--junit: cannot write {path} ({exc.strerror or exc})") from None

@@ -43,8 +43,9 @@ def power_rows(path: Path, alpha: float, power: float, correlation: float) -> li
             row = PowerRow(name, metric, entry.get("value"), bool(entry.get("higher_is_better", True)), None,
                            data.reason)
             if not data.reason:
+                # the unit the gate's paired test resamples (images, videos, clips; rows when unknown)
                 row.result = minimum_detectable_effect([a for a, _ in data.strata], data.statistic, alpha, power,
-                                                       correlation)
+                                                       correlation, data.clusters, data.unit)
             rows.append(row)
     if not rows:
         raise MmevalError(f"{path}: no complete benchmark with headline metrics")
@@ -58,7 +59,9 @@ def suggested_rules(rows: list[PowerRow], alpha: float) -> dict[str, Any]:
     for row in rows:
         if row.result is None or row.result["mde"] is None:
             continue
-        rules.append({"name": f"{row.benchmark}/{row.metric}: drop beyond the MDE at power {row.result['power']}",
+        unit = row.result.get("unit", "rows")
+        rules.append({"name": f"{row.benchmark}/{row.metric}: drop beyond the MDE at power {row.result['power']} "
+                              f"(paired by {unit})",
                       "metric": f"{row.benchmark}/{row.metric}", "max_drop": float(f"{row.result['mde']:.4g}"),
                       "significant": True})
     return {"alpha": alpha, "rules": rules}

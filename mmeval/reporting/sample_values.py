@@ -27,7 +27,8 @@ class PairedValues:
     n_b: int = 0
     reason: str | None = None  # no test possible: why
     note: str | None = None  # a caveat on the test
-    clusters: list[np.ndarray] | None = None  # per stratum, the image of each sample (paired tests draw images)
+    clusters: list[np.ndarray] | None = None  # per stratum, the cluster of each sample (paired tests draw clusters)
+    unit: str = "rows"  # what the paired test resamples: "rows", or the clusters' name ("images", "videos", ...)
 
     @property
     def n(self) -> int:
@@ -64,7 +65,8 @@ def matched(rows_a: list[dict], rows_b: list[dict], key: Callable[[dict], Any], 
 
 def single(rows_a, rows_b, key, value, keep=lambda _: True, statistic: Statistic = "mean",
            cluster: Callable[[dict], Any] | None = None) -> PairedValues:
-    """Matched values of one stratum; with `cluster` (e.g. `image_id`), each sample's cluster from run A's rows."""
+    """Matched values of one stratum; with `cluster` (e.g. `image_id`), each sample's cluster from run A's rows
+    (named by the cluster key's `unit`, e.g. "images"; a median's test stays per row)."""
     ids, a, b, n_a, n_b = matched(rows_a, rows_b, key, value, keep)
     if not len(a):
         return PairedValues(n_a=n_a, n_b=n_b, reason="no sample id in both runs")
@@ -73,11 +75,23 @@ def single(rows_a, rows_b, key, value, keep=lambda _: True, statistic: Statistic
         of = {key(row): cluster(row) for row in rows_a}
         labels = [of[i] for i in ids]
         clusters = None if any(label is None for label in labels) else [np.array(labels, dtype=object)]
-    return PairedValues([(a, b)], statistic, n_a, n_b, clusters=clusters)
+    unit = getattr(cluster, "unit", "clusters") if clusters is not None and statistic == "mean" else "rows"
+    return PairedValues([(a, b)], statistic, n_a, n_b, clusters=clusters, unit=unit)
 
 
-def image_id(row: dict) -> Any:
-    return row.get("image_id")
+@dataclass(frozen=True)
+class ClusterKey:
+    """The independent unit of a task's rows as a cluster function for `single`: the row's `field` (e.g.
+    "video_id"), and the unit's name that compare and power print (e.g. "videos")."""
+
+    field: str
+    unit: str
+
+    def __call__(self, row: dict) -> Any:
+        return row.get(self.field)
+
+
+image_id = ClusterKey("image_id", "images")
 
 
 def question_id(row: dict) -> Any:

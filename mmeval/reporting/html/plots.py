@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
@@ -236,4 +237,53 @@ def group_bars(metrics: dict[str, list[Series]], groups: Sequence[str]) -> str:
     for ax in axes[n:]:
         ax.set_visible(False)
     _legend(fig, next(iter(metrics.values())))
+    return to_data_uri(fig)
+
+
+def perturbation_colour(index: int, n: int) -> str:
+    """Perturbation colours: tab10 for up to 10 lines, tab20 beyond (the 15 ImageNet-C corruptions)."""
+    if n <= len(PALETTE):
+        return PALETTE[index]
+    from matplotlib import colormaps
+
+    rgba = colormaps["tab20"](index % 20)
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgba[:3])
+
+
+def severity_curves(panels: dict[str, list[tuple[Series, float | None, dict[str, list[tuple[float, float]]]]]],
+                    perturbations: Sequence[str]) -> str:
+    """A metric against perturbation severity, one panel per metric: one line per perturbation (its colour, the
+    same in every panel) and checkpoint (its line style), and each checkpoint's clean value as a grey reference
+    line in its line style. A panel's entry per checkpoint: (series, clean value, {perturbation: [(severity,
+    value), ...]})."""
+    axes = _panels(len(panels), 3, 3.4)
+    fig = axes[0].figure
+    colours = {p: perturbation_colour(i, len(perturbations)) for i, p in enumerate(perturbations)}
+    markers = ("o", "s", "^", "D", "v")
+    for ax, (title, lines) in zip(axes, panels.items()):
+        severities: set[float] = set()
+        for one, clean, grid in lines:
+            if clean is not None and math.isfinite(clean):
+                ax.axhline(clean, color="#555555", linestyle=one.linestyle, linewidth=1.2, alpha=0.8)
+            for p, points in grid.items():
+                kept = [(s, v) for s, v in points if v is not None and math.isfinite(v)]
+                if not kept:
+                    continue
+                xs, ys = zip(*kept)
+                severities.update(xs)
+                ax.plot(xs, ys, color=colours[p], linestyle=one.linestyle, linewidth=1.5, markersize=4,
+                        marker=markers[perturbations.index(p) // len(PALETTE) % len(markers)])
+        if severities:
+            ax.set_xticks(sorted(severities))
+        ax.set_title(f"{title} (grey: clean)", fontsize=10)
+        ax.set_xlabel("severity")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.margins(y=0.12)
+    handles = [Line2D([], [], color=colours[p], marker=markers[i // len(PALETTE) % len(markers)], markersize=4,
+                      label=p) for i, p in enumerate(perturbations)]
+    runs = list({one.label: one for lines in panels.values() for one, _, _ in lines}.values())
+    if len(runs) > 1:  # checkpoints by line style
+        handles += [Line2D([], [], color="#333333", linestyle=one.linestyle, label=one.label) for one in runs]
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5), frameon=False, fontsize=8)
     return to_data_uri(fig)

@@ -1,7 +1,8 @@
 """The per-benchmark sections of the HTML report (`mmeval.reporting.html.report`), and the small helpers both use.
 
 One section per benchmark: failures, the data each report used, metric bars with CIs, recall@k / top-k curves from
-the per-sample ranks, per-sample latency histograms, per-group bias bars and the captioning gallery. Each report
+the per-sample ranks, per-sample latency histograms, per-group bias bars, the captioning gallery, and metric vs
+perturbation severity with worst case and mCE where the report has a robustness block (html/robustness.py). Each report
 is a `Run` with a label, a colour and a line style that every figure and table uses.
 """
 
@@ -103,7 +104,14 @@ def benchmark_section(name: str, runs: list[Run]) -> str:
     parts.append(_task_parts(name, done))
     parts.append(_latency(name, done))
     parts.append(_bias(name, done))
+    parts.append(_robustness(name, done))
     return "\n".join(p for p in parts if p)
+
+
+def _robustness(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:
+    from mmeval.reporting.html.robustness import robustness_section  # it draws on this module's helpers
+
+    return robustness_section(name, done)
 
 
 def _task_parts(name: str, done: list[tuple[Run, dict[str, Any]]]) -> str:

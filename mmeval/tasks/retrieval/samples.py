@@ -44,7 +44,7 @@ def ranking_paired_values(metric: str, a: dict, b: dict, names: list[str], direc
             labels.append(part.clusters)
             out.n_a, out.n_b = out.n_a + part.n_a, out.n_b + part.n_b
         if all(part is not None for part in labels):  # an item's captions and its own query move together
-            out.clusters = [c for part in labels for c in part]
+            out.clusters, out.unit = [c for part in labels for c in part], getattr(cluster, "unit", "clusters")
         return out
     match = recall.fullmatch(metric) or rank.fullmatch(metric)
     if not match:
