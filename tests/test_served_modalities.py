@@ -32,7 +32,7 @@ from mmeval.models.base import GenerationSettings, capabilities_of  # noqa: E402
 from mmeval.models.served.adapter import load  # noqa: E402
 
 SETTINGS = GenerationSettings(max_new_tokens=8)
-ECHO = re.compile(r"images=(\d+) audio=(\d+) seconds=([\d.]+) urls=(\S*) prompt=(.*)")
+ECHO = re.compile(r"images=(\d+) audio=(\d+) seconds=([\d.]+) urls=(\S*) prompt=(.*)", re.DOTALL)
 
 
 @pytest.fixture
