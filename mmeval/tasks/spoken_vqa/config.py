@@ -58,11 +58,12 @@ class SpokenVQAConfig(BenchmarkConfig):
                 return [(("recognizer",), "not used in mode one_model (the run's model hears the questions itself); "
                                           "remove it, or set mode: pipeline")]
             return []
-        if recognizer is None:
-            return [(("recognizer",), "required in mode pipeline (the speech recogniser whose transcripts the "
-                                      "model answers); or set mode: one_model for a model that takes the audio")]
-        problems = [(("mode",), f"'{key}' is read in mode one_model only; set mode: one_model or remove it")
+        problems = [((key,), "read in mode one_model only; set mode: one_model or remove it")
                     for key in ("spoken_prompt", "measure_wer") if key in raw]  # fmt: skip
+        if recognizer is None:
+            problems.append((("recognizer",), "required in mode pipeline (the speech recogniser whose transcripts "
+                                              "the model answers); or set mode: one_model for a model that takes the "
+                                              "audio"))  # fmt: skip
         if not isinstance(recognizer, dict):
             return problems
         problems += [(("recognizer", *loc), message) for loc, message in _model_problems(recognizer)]

@@ -186,7 +186,7 @@ def _one_model(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         raise DataError(f"{data.source}: no spoken question could be decoded")
     metrics, rows, scores = score(data, scored, spoken, text, transcript, bench.normalizer, ctx.bootstrap)
     extra: dict[str, Any] = {
-        "mode": "one_model", "spoken_prompt": bench.spoken_prompt, "prompt_template": template,
+        "mode": "one_model", "spoken_prompt": bench.spoken_prompt, **({"prompt_template": template} if template else {}),
         "text_questions": "answered by the same model" if text is not None
         else "not measured: the model cannot answer text questions (no answerer capability), so no speech_loss",
         **scores,
@@ -209,7 +209,7 @@ def _dataset(data: SpokenQuestions, images: Any, clips: Any, rows: list[dict]) -
     else:  # one model without a text pass: the images were read with the clips
         dataset = {"n_images": len({q.image for q in questions}), "n_texts": len(rows), "n_skipped_images": 0,
                    "skipped_images": [], "source": data.source, "sha256": data.questions.annotation_digest,
-                   "pixels_from": "image_transform, once per image, with the clips"}  # fmt: skip
+                   "pixels_from": "float"}  # the model's image_transform, once per image, with the clips  # fmt: skip
     dataset.update({"n_questions": len(questions), "n_skipped_questions": len(questions) - len(rows),
                     "n_clips": len(clips.ok_indices), "skipped_clips": [{"clip_id": data.speech.ids[i], "reason": r}
                                                                        for i, r in clips.bad],
