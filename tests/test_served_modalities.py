@@ -165,3 +165,16 @@ def test_url_transport_refuses_images_without_a_file(server: FakeServer, tmp_pat
 def test_url_transport_needs_its_base_url_and_root(tmp_path: Path) -> None:
     with pytest.raises(MmevalError, match="image_transport: url needs image_base_url"):
         validate_mapping(run_yaml(tmp_path, served("http://127.0.0.1:9/v1", image_transport="url"), []))
+
+
+def test_url_transport_skips_a_file_outside_its_root_naming_it(server: FakeServer, tmp_path: Path) -> None:
+    data = vqav2_data(tmp_path, on_bad_image="fail")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    model = served(server.base_url, image_transport="url", image_base_url="https://img.example/",
+                   image_root=str(elsewhere))
+    outcome = run_config(validate_mapping(run_yaml(tmp_path, model, [{"name": "v", "task": "vqa", "data": data}])))
+    entry = outcome.report["benchmarks"]["v"]
+    assert entry["status"] == "failed" and server.requests == 0
+    assert "model.served.image_root:" in entry["error"] and f"is not under {elsewhere}" in entry["error"]
+    assert "COCO_val2014_" in entry["error"]  # the file is named
