@@ -1,5 +1,11 @@
 """A small OpenAI-compatible chat-completions server for the served-model tests and scripts/bench_served.py.
 
+`echo=True` (a scripted mode, beside the default below): the answer describes the request instead, so a test can assert what really
+went over the wire: `images=<n> audio=<n> seconds=<s> urls=<url|url..> prompt=<text>`, with `images` the number
+of image_url parts, `audio` of input_audio parts, `seconds` the summed duration of their WAV data (read back with
+the standard library's wave), `urls` the image URLs that are not data URLs. The content parts of every request are
+also kept in `contents`.
+
 Loopback only. By default it answers `answer: <prompt>` (or what `answer_fn(image_url, prompt, max_tokens)`
 returns), after a fixed `delay_s`. Faults are injected by a marker in the prompt, `[fault:<kind>x<n>]` (the
 first n requests with that prompt fail; without `x<n>`, every one):
@@ -10,12 +16,6 @@ first n requests with that prompt fail; without `x<n>`, every one):
   wrongmodel a reply naming another model id
 
 Every request is counted (`requests`, and per prompt `seen`), so tests can check that the cache sent nothing.
-
-`echo=True` (the scripted mode): the answer describes the request instead, so a test can assert what really
-went over the wire: `images=<n> audio=<n> seconds=<s> urls=<url|url..> prompt=<text>`, with `images` the number
-of image_url parts, `audio` of input_audio parts, `seconds` the summed duration of their WAV data (read back with
-the standard library's wave), `urls` the image URLs that are not data URLs. The content parts of every request are
-also kept in `contents`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,23 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client closing a kept-alive connection (or giving up on a hang) is not an error here
+
+
+def echo_answer(content: list[dict]) -> str:
+    """The scripted answer of `echo=True`: what the request's content parts carried."""
+    import base64
+    import io
+    import wave
+
+    images = [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]
+    sounds = [part["input_audio"] for part in content if part.get("type") == "input_audio"]
+    seconds = 0.0
+    for sound in sounds:
+        assert sound["format"] == "wav"
+        with wave.open(io.BytesIO(base64.b64decode(sound["data"]))) as clip:
+            seconds += clip.getnframes() / clip.getframerate()
+    urls = "|".join(url for url in images if not url.startswith("data:"))
+    return f"images={len(images)} audio={len(sounds)} seconds={seconds:.3f} urls={urls} prompt={content[-1]['text']}"
 
 
 class FakeServer:
@@ -173,23 +190,6 @@ class FakeServer:
             event("[DONE]")
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
-
-
-def echo_answer(content: list[dict]) -> str:
-    """The scripted answer of `echo=True`: what the request's content parts carried."""
-    import base64
-    import io
-    import wave
-
-    images = [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]
-    sounds = [part["input_audio"] for part in content if part.get("type") == "input_audio"]
-    seconds = 0.0
-    for sound in sounds:
-        assert sound["format"] == "wav"
-        with wave.open(io.BytesIO(base64.b64decode(sound["data"]))) as clip:
-            seconds += clip.getnframes() / clip.getframerate()
-    urls = "|".join(url for url in images if not url.startswith("data:"))
-    return f"images={len(images)} audio={len(sounds)} seconds={seconds:.3f} urls={urls} prompt={content[-1]['text']}"
 
 
 def main() -> None:
