@@ -72,10 +72,12 @@ def test_video_goes_as_its_frames_in_one_message(server: FakeServer, tmp_path: P
                           for v in range(2)])  # 2 videos x 4 frames, every frame a different grey
     answers = model.answer_video(frames, ["what moves?", "which colour?"], SETTINGS)
     assert [ECHO.fullmatch(a).group(1, 2, 5) for a in answers] == [("4", "0", "what moves?"), ("4", "0", "which colour?")]
-    for v, content in enumerate(server.contents):
+    sent_frames = []  # requests arrive concurrently, in any order
+    for content in server.contents:
         assert [part["type"] for part in content] == ["image_url"] * 4 + ["text"]
         sent = [decode_png(part["image_url"]["url"]) for part in content[:4]]  # lossless PNG, in time order
-        assert [int(f[0, 0, 0]) for f in sent] == [40 * v + 10 * t for t in range(4)]
+        sent_frames.append([int(f[0, 0, 0]) for f in sent])
+    assert sorted(sent_frames) == [[40 * v + 10 * t for t in range(4)] for v in range(2)]
     captions = model.generate_video(frames[:1], SETTINGS)
     assert ECHO.fullmatch(captions[0]).group(1, 5) == ("4", "Write a short caption for this video.")
 
@@ -102,11 +104,16 @@ def test_audio_goes_as_input_audio_wav(server: FakeServer, tmp_path: Path) -> No
     lengths = torch.tensor([8000, 2000])
     texts = model.transcribe(audio, lengths, SETTINGS)
     assert [ECHO.fullmatch(t).group(2, 3) for t in texts] == [("1", "1.000"), ("1", "0.250")]
-    for row, (content, n) in enumerate(zip(server.contents, (8000, 2000))):
+    received = {}  # requests arrive concurrently, in any order: each clip known by its length
+    for content in server.contents:
         part = content[0]["input_audio"]
         assert content[0]["type"] == "input_audio" and part["format"] == "wav"
         samples, rate = soundfile.read(io.BytesIO(base64.b64decode(part["data"])), dtype="int16")
-        assert rate == 8000 and len(samples) == n  # the padding is not sent
+        assert rate == 8000
+        received[len(samples)] = samples
+    assert sorted(received) == [2000, 8000]  # the padding is not sent
+    for row, n in enumerate((8000, 2000)):
+        samples = received[n]
         expected = np.round(audio[row, :n].numpy().astype(np.float64) * 32767)  # 16-bit PCM: x * 32767, rounded
         assert np.abs(samples.astype(np.float64) - expected).max() <= 1
     caption = model.generate_audio(audio[:1], lengths[:1], SETTINGS)[0]
