@@ -110,6 +110,7 @@ def capability_problem(entry: dict[str, Any], needs: str) -> str | None:
     """Why the raw `type: openai` model entry cannot do `needs` (checked with the config, exit code 2), or None."""
     served = entry.get("served")
     if needs in AUDIO_CAPABILITIES and isinstance(served, dict) and served.get("audio_input") is not True:
-        return (f"needs a model with capability '{needs}' (audio sent as input_audio parts); the served model's "
-                "served.audio_input is not true: set it when the server accepts audio input, else use another model")
+        return (f"needs a model with capability '{needs}' (audio sent as input_audio parts), but "
+                "model.served.audio_input is not true: set it when the server accepts audio input, else use another "
+                "model")
     return None
