@@ -75,7 +75,8 @@ MODELS: dict[str, Entry] = {
     "plugin": Entry(
         "mmeval.models.plugin:load",
         "your own 'module:factory' returning an image or audio model (a capability, checked when loaded)",
-        ("image_text_encoder", "captioner", "answerer", "audio_text_encoder", "speech_recognizer", "audio_captioner"),
+        ("image_text_encoder", "captioner", "answerer", "audio_text_encoder", "speech_recognizer", "audio_captioner",
+         "spoken_answerer"),
     ),
     # Video models (issue #15); image-text models also serve video retrieval by pooling frames (frame_pooling).
     "hf_xclip": Entry(
@@ -98,7 +99,9 @@ MODELS: dict[str, Entry] = {
     "openai": Entry(
         "mmeval.models.served.adapter:load",
         "an OpenAI-compatible chat-completions server (vLLM, SGLang, TGI, llama.cpp, transformers serve, APIs)",
-        ("captioner", "answerer"),
+        # video as frames; the audio ones only with served.audio_input (mmeval.config.served.served_capabilities)
+        ("captioner", "answerer", "video_captioner", "video_answerer", "speech_recognizer", "audio_captioner",
+         "spoken_answerer"),
         "served",
     ),
 }

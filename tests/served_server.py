@@ -1,5 +1,11 @@
 """A small OpenAI-compatible chat-completions server for the served-model tests and scripts/bench_served.py.
 
+`echo=True` (a scripted mode, beside the default below): the answer describes the request instead, so a test can assert what really
+went over the wire: `images=<n> audio=<n> seconds=<s> urls=<url|url..> prompt=<text>`, with `images` the number
+of image_url parts, `audio` of input_audio parts, `seconds` the summed duration of their WAV data (read back with
+the standard library's wave), `urls` the image URLs that are not data URLs. The content parts of every request are
+also kept in `contents`.
+
 Loopback only. By default it answers `answer: <prompt>` (or what `answer_fn(image_url, prompt, max_tokens)`
 returns), after a fixed `delay_s`. Faults are injected by a marker in the prompt, `[fault:<kind>x<n>]` (the
 first n requests with that prompt fail; without `x<n>`, every one):
@@ -33,12 +39,31 @@ class _Server(ThreadingHTTPServer):
         pass  # a client closing a kept-alive connection (or giving up on a hang) is not an error here
 
 
+def echo_answer(content: list[dict]) -> str:
+    """The scripted answer of `echo=True`: what the request's content parts carried."""
+    import base64
+    import io
+    import wave
+
+    images = [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]
+    sounds = [part["input_audio"] for part in content if part.get("type") == "input_audio"]
+    seconds = 0.0
+    for sound in sounds:
+        assert sound["format"] == "wav"
+        with wave.open(io.BytesIO(base64.b64decode(sound["data"]))) as clip:
+            seconds += clip.getnframes() / clip.getframerate()
+    urls = "|".join(url for url in images if not url.startswith("data:"))
+    return f"images={len(images)} audio={len(sounds)} seconds={seconds:.3f} urls={urls} prompt={content[-1]['text']}"
+
+
 class FakeServer:
     """Start with `start()` (a daemon thread on 127.0.0.1, a free port), stop with `stop()`."""
 
     def __init__(self, model: str = "fake-vlm", delay_s: float = 0.0, hang_s: float = 2.0,
-                 answer_fn: Callable[[str, str, int], str] | None = None):
+                 answer_fn: Callable[[str, str, int], str] | None = None, echo: bool = False):
         self.model, self.delay_s, self.hang_s, self.answer_fn = model, delay_s, hang_s, answer_fn
+        self.echo = echo
+        self.contents: list[list[dict]] = []  # the content parts of every chat request, in arrival order
         self.requests = 0
         self.seen: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -101,8 +126,11 @@ class FakeServer:
         if isinstance(content, str):  # text only (a judge's request)
             prompt, image = content, None
         else:
-            prompt, image = content[-1]["text"], content[0]["image_url"]["url"]
+            images = [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]
+            prompt, image = content[-1]["text"], images[0] if images else None
         with self.lock:
+            if not isinstance(content, str):
+                self.contents.append(content)
             self.requests += 1
             self.seen[prompt] += 1
             nth = self.seen[prompt]
@@ -117,7 +145,10 @@ class FakeServer:
             return h._json(500, {"error": "internal"})
         if kind == "hang":
             time.sleep(self.hang_s)
-        text = self.answer_fn(image, prompt, body.get("max_tokens", 16)) if self.answer_fn else f"answer: {prompt}"
+        if self.echo and not isinstance(content, str):
+            text = echo_answer(content)
+        else:
+            text = self.answer_fn(image, prompt, body.get("max_tokens", 16)) if self.answer_fn else f"answer: {prompt}"
         model = "other-model" if kind == "wrongmodel" else self.model
         if kind == "badjson":  # a body (or, streaming, an event) cut mid-JSON
             raw = b'{"choices": [{"message": {"content": "cut'

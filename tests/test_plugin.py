@@ -169,8 +169,9 @@ def test_object_without_capability_is_refused_with_what_it_lacks(plugins: Path) 
         "nor an audio_text_encoder (needs info, module, sample_rate, tokenize, encode_text, encode_audio; "
         "lacks sample_rate, tokenize, encode_text, encode_audio) "
         "nor a speech_recognizer (needs info, module, sample_rate, transcribe; lacks sample_rate, transcribe) "
-        "nor an audio_captioner (needs info, module, sample_rate, generate_audio; lacks sample_rate, generate_audio)"
-        "; a video model is model.type: video_plugin"
+        "nor an audio_captioner (needs info, module, sample_rate, generate_audio; lacks sample_rate, generate_audio) "
+        "nor a spoken_answerer (needs info, module, image_transform, sample_rate, answer_spoken; lacks "
+        "image_transform, sample_rate, answer_spoken); a video model is model.type: video_plugin"
     )
 
 

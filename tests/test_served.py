@@ -57,7 +57,7 @@ def pixels(n: int) -> torch.Tensor:
 
 def test_answers_cache_hits_and_settings_in_the_key(server: FakeServer, tmp_path: Path) -> None:
     model = loaded(server.base_url, tmp_path)
-    assert capabilities_of(model) == {"captioner", "answerer"}
+    assert capabilities_of(model) == {"captioner", "answerer", "video_captioner", "video_answerer"}  # no audio_input
     questions = ["what colour?", "how many?", "is it red?"]
     assert model.answer(pixels(3), questions, SETTINGS) == [f"answer: {q}" for q in questions]
     assert server.requests == 3

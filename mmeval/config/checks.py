@@ -11,7 +11,7 @@ from typing import Any
 
 from mmeval.config.base import Loc, _known, format_loc
 from mmeval.config.data import _data_problems
-from mmeval.config.model import _model_entries, _model_problems
+from mmeval.config.model import _model_entries, _model_problems, entry_capability_problem
 from mmeval.config.perturb import perturb_problems
 from mmeval.errors import MmevalError
 from mmeval.registry import DATA_FORMATS, MODELS, can_serve, task_names, task_spec
@@ -47,7 +47,7 @@ def spec_of(bench: Any) -> Any:
 
 def benchmark_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Unique benchmark names, known tasks that the model types can do, data and settings the task reads."""
-    kinds = [(loc, entry.get("type")) for loc, entry in _model_entries(raw) if _known(entry.get("type"), MODELS)]
+    kinds = [(loc, entry.get("type"), entry) for loc, entry in _model_entries(raw) if _known(entry.get("type"), MODELS)]
     problems: list[tuple[Loc, str]] = []
     first: dict[str, tuple[int, str]] = {}  # file key -> (index, name): report keys and output file names
     for n, bench in enumerate(_benchmarks(raw)):
@@ -87,15 +87,18 @@ def _task_problems(bench: dict[str, Any], kinds: list[tuple[Loc, str]]) -> list[
     problems: list[tuple[Loc, str]] = []
     own = bench.get("model")
     if isinstance(own, dict):  # a benchmark with its own model runs on it only (the run's models are not used)
-        kinds = [(("model",), own["type"])] if _known(own.get("type"), MODELS) else []
-    for loc, kind in kinds:
+        kinds = [(("model",), own["type"], own)] if _known(own.get("type"), MODELS) else []
+    needs = spec.needs_for(bench)
+    for loc, kind, entry in kinds:
         can = MODELS[kind].capabilities
-        if not can_serve(can, spec.needs):
-            which = f"{format_loc(loc)} type" if len(loc) > 1 else "model type"
-            where = ("model", "type") if isinstance(own, dict) else ("task",)
-            whose = "this benchmark's model type" if isinstance(own, dict) else which
-            problems.append((where, f"task '{task}' needs a model with capability '{spec.needs}', but {whose} "
+        which = f"{format_loc(loc)} type" if len(loc) > 1 else "model type"
+        where = ("model", "type") if isinstance(own, dict) else ("task",)
+        whose = "this benchmark's model type" if isinstance(own, dict) else which
+        if not can_serve(can, needs):
+            problems.append((where, f"task '{task}' needs a model with capability '{needs}', but {whose} "
                                     f"'{kind}' provides: {', '.join(can)}"))
+        elif (why := entry_capability_problem(entry, needs)) is not None:  # settings of the entry rule it out
+            problems.append((where, f"task '{task}' {why} ({whose} '{kind}')"))
     problems += _data_for_task(task, spec, bench.get("data") if isinstance(bench.get("data"), dict) else {})
     problems += spec.config.cross_problems(bench)
     problems += perturb_problems(task, spec.perturbs, bench)

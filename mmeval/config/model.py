@@ -19,7 +19,7 @@ from mmeval.config.base import (
     _Strict,
 )
 from mmeval.config.model_list import is_pattern, matches
-from mmeval.config.served import ServedConfig
+from mmeval.config.served import ServedConfig, capability_problem
 from mmeval.registry import MODELS, unknown_name_message
 
 
@@ -161,3 +161,14 @@ def _model_entries(raw: dict[str, Any]) -> list[tuple[Loc, dict[str, Any]]]:
     if isinstance(model, list):
         return [(("model", n), entry) for n, entry in enumerate(model) if isinstance(entry, dict)]
     return []
+
+
+# Model types whose settings decide some of their capabilities (a served model takes audio only when its server
+# does): type -> check(raw entry, needed capability) -> why not, or None.
+_ENTRY_CAPABILITY_CHECKS = {"openai": capability_problem}
+
+
+def entry_capability_problem(entry: dict[str, Any], needs: str) -> str | None:
+    """Why this raw model entry's settings rule out capability `needs` (its type has it), or None."""
+    check = _ENTRY_CAPABILITY_CHECKS.get(entry.get("type"))
+    return check(entry, needs) if check is not None else None

@@ -84,9 +84,11 @@ def load_model(model_cfg: ModelConfig, trust_checkpoint: bool = False, where: st
     return model
 
 
-def missing_capability(model, task: str) -> str | None:
-    """Why `model` cannot run `task`, or None; checked before any data is loaded."""
-    return lacking(model, task_spec(task).needs, f"task '{task}'")
+def missing_capability(model, task: str, bench=None) -> str | None:
+    """Why `model` cannot run `task` (as benchmark `bench` sets it up, when given), or None; checked before any
+    data is loaded."""
+    spec = task_spec(task)
+    return lacking(model, spec.needs_for(bench) if bench is not None else spec.needs, f"task '{task}'")
 
 
 def lacking(model, capability: str, who: str) -> str | None:
@@ -187,7 +189,7 @@ def _run_benchmark(model_for, bench, ctx: RunContext, outcome: RunOutcome, sampl
     ctx.runtime.dist.together = True  # every rank takes part in the benchmark's passes (see RunContext.passes_done)
     try:
         model, own_block = model_for()
-        problem = missing_capability(model, bench.task)
+        problem = missing_capability(model, bench.task, bench)
         if problem:
             raise MmevalError(problem)
         result = run_benchmark(task_spec(bench.task), model, bench, ctx)  # + its robustness grid, if any

@@ -100,7 +100,9 @@ class FileImages:
 
     def load(self, index: int) -> tuple[bytes, Image.Image]:
         data = self.read_bytes(index)
-        return data, decode_image(data, str(self.paths[index]))
+        image = decode_image(data, str(self.paths[index]))
+        image.info["mmeval.source"] = str(self.paths[index])  # the file behind it (a served model may send its URL)
+        return data, image
 
     def fingerprint(self) -> str:
         """Identifies the files as they are now (path, size, modification time) without reading them: a cache

@@ -264,3 +264,26 @@ class AudioCaptioner(Protocol):
 
 
 CAPABILITIES["audio_captioner"] = AudioCaptioner
+
+
+@runtime_checkable
+class SpokenAnswerer(Protocol):
+    """Capability `spoken_answerer`: one model answers a spoken question about an image (a voice assistant), with
+    no transcript in between.
+
+    Row i is the image `pixels[i]` (through `image_transform`) and the question's waveform `audio[i, :lengths[i]]`
+    (mono, zero-padded, at `sample_rate`); `prompts[i]` is the text instruction sent with them (the benchmark's
+    `spoken_prompt`: the question itself is only in the audio). Deterministic and batch-independent, as
+    `Answerer.answer`.
+    """
+
+    info: ModelInfo
+    module: torch.nn.Module
+    image_transform: Callable[[Image.Image], torch.Tensor]
+    sample_rate: int
+
+    def answer_spoken(self, pixels: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor, prompts: list[str],
+                      settings: GenerationSettings) -> list[str]: ...  # fmt: skip
+
+
+CAPABILITIES["spoken_answerer"] = SpokenAnswerer

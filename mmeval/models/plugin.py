@@ -3,7 +3,8 @@
 The module is imported only here, when a config names it, so plugin code runs only on the user's request.
 The factory gets `checkpoint=` (when the config sets one) and the config's `options` as keyword
 arguments, and must return an object with at least one capability (`ImageTextEncoder`, `Captioner`,
-`Answerer`); that is checked before any data is loaded. A factory may leave out `info`: mmeval then records
+`Answerer`, the audio ones, or `SpokenAnswerer`: image + spoken question in one call, for spoken_vqa's
+`mode: one_model`); that is checked before any data is loaded. A factory may leave out `info`: mmeval then records
 the entry, checkpoint (with its sha256) and the parameter count of `module`.
 
 A factory with a `trust_checkpoint` parameter is told whether the user passed `--trust-checkpoint`, and can

@@ -49,6 +49,9 @@ class TaskSpec:
     headline: Callable[[list[str]], list[str]] = field(default=lambda names: names[:3])  # leaderboard columns
     paired: str | None = None
     html: str | None = None
+    # a task whose needed capability depends on a benchmark's settings (spoken_vqa: pipeline or one model):
+    # bench (raw mapping or config object) -> capability; None: always `needs`
+    needs_of: Callable[[Any], str] | None = None
     data_fields: tuple[str, ...] = ()  # data fields only this task reads, beyond its format's (e.g. label_column)
     answers: str | None = None  # answering tasks: the form of answer the prompt asks for ("short", "letter")
     source: str = "mmeval"  # where the spec came from: mmeval, an entry point, or a module:attr reference
@@ -73,3 +76,7 @@ class TaskSpec:
             if sep and metric.startswith(head + "@"):
                 return better
         return None
+
+    def needs_for(self, bench: Any) -> str:
+        """The capability this benchmark (a raw config mapping or its config object) needs of the run's model."""
+        return self.needs_of(bench) if self.needs_of is not None else self.needs

@@ -6,27 +6,39 @@ unchanged. One engine batch is one round of requests, sent `max_concurrency` at 
 reply is written to the response cache (cache.py) the moment it arrives, so Ctrl-C, a crash or
 `on_failed_request: fail` loses nothing already answered, and a rerun sends only what is missing.
 
+Video goes as its sampled frames (the benchmark's `frames:`), one image part each, in time order, then the
+prompt, in one user message. Audio (speech_recognition, audio_captioning, spoken_vqa's one-model mode) goes as
+an `input_audio` part (16-bit PCM WAV at `audio_sample_rate`), only when `audio_input: true` says the server
+takes it. With `image_transport: url` an image file under `image_root` goes as its URL under `image_base_url`.
+
 The model has no checkpoint hash, so the engine's own output cache stays off for it: the response cache is
 its cache (same `runtime.cache` switch: `--no-cache` bypasses both).
 """
 
 from __future__ import annotations
 
-import base64
 import importlib
-import io
 import logging
 import os
 import time
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from mmeval.errors import MmevalError, ModelLoadError
 from mmeval.models.base import GenerationSettings, ModelInfo
 from mmeval.models.served.cache import ResponseCache, request_key
+from mmeval.config.served import served_capabilities
+from mmeval.models.served.content import (
+    SquareImage,
+    UrlOrSquareImage,
+    audio_part,
+    data_url,
+    image_part,
+    is_url_row,
+    url_of,
+    wav_base64,
+)
 from mmeval.models.served.client import Failure, Policy, Reply, RequestError, list_models, send_all
 from mmeval.models.served.stats import ServingStats
 
@@ -34,43 +46,17 @@ log = logging.getLogger(__name__)
 CACHE_FILE = "served/responses.sqlite"
 
 
-class SquareImage:
-    """PIL image -> (3, size, size) uint8, resized with PIL bicubic unless it already has that size."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        image = image.convert("RGB")
-        if image.size != (self.size, self.size):
-            image = image.resize((self.size, self.size), Image.BICUBIC)
-        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-    def __repr__(self) -> str:
-        return f"SquareImage({self.size}, bicubic)"
-
-
-def data_url(pixels: torch.Tensor, image_format: str, jpeg_quality: int) -> str:
-    """A (3, H, W) uint8 tensor as a data:image/...;base64 URL."""
-    array = pixels.detach().to("cpu", torch.uint8).permute(1, 2, 0).numpy()
-    buffer = io.BytesIO()
-    if image_format == "jpeg":
-        Image.fromarray(array).save(buffer, format="JPEG", quality=jpeg_quality)
-    else:
-        Image.fromarray(array).save(buffer, format="PNG")
-    return f"data:image/{image_format};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 class ServedModel:
-    """Captions and answers from a served model (capabilities `captioner` and `answerer`)."""
-
-    capabilities = ("captioner", "answerer")
+    """Captions and answers from a served model: images and video frames always; audio when `audio_input`."""
 
     def __init__(self, cfg: Any, info: ModelInfo, headers: dict[str, str]):
         self.cfg = cfg  # a ServedConfig
         self.info = info
         self.module = torch.nn.Module()  # no weights here; the engine moves and times it like any model
-        self.image_transform = SquareImage(cfg.image_size)
+        self.capabilities = served_capabilities(cfg)
+        self.image_transform = (UrlOrSquareImage(cfg.image_size, cfg.image_root, cfg.image_base_url)
+                                if cfg.image_transport == "url" else SquareImage(cfg.image_size))  # fmt: skip
+        self.sample_rate = cfg.audio_sample_rate
         self._headers = headers  # may hold the API key: kept on this object only
         self.cache: ResponseCache | None = None
         self.stats = ServingStats()
@@ -101,11 +87,46 @@ class ServedModel:
             raise MmevalError(f"generation.prompt: must contain {{question}} (got {settings.prompt!r})")
 
     def generate(self, pixels: torch.Tensor, settings: GenerationSettings) -> list[str]:
-        return self.complete(pixels, [settings.prompt or self.cfg.caption_prompt] * len(pixels), settings)
+        return self.complete(self._image_parts(pixels), [settings.prompt or self.cfg.caption_prompt] * len(pixels),
+                             settings)  # fmt: skip
 
     def answer(self, pixels: torch.Tensor, questions: list[str], settings: GenerationSettings) -> list[str]:
-        prompts = [settings.prompt.replace("{question}", q) if settings.prompt else q for q in questions]
-        return self.complete(pixels, prompts, settings)
+        return self.complete(self._image_parts(pixels), self._wrap(questions, settings), settings)
+
+    def generate_video(self, frames: torch.Tensor, settings: GenerationSettings) -> list[str]:
+        """Capability `video_captioner`: each video's frames (B, T, 3, S, S) as T image parts + the prompt."""
+        prompt = settings.prompt or self.cfg.video_caption_prompt
+        return self.complete(self._frame_parts(frames), [prompt] * len(frames), settings)
+
+    def answer_video(self, frames: torch.Tensor, questions: list[str], settings: GenerationSettings) -> list[str]:
+        """Capability `video_answerer`: as `generate_video`, with the question as the prompt."""
+        return self.complete(self._frame_parts(frames), self._wrap(questions, settings), settings)
+
+    def describe_video(self) -> dict[str, Any]:
+        """How video reached the server (the report's `video` block of video tasks)."""
+        cfg = self.cfg
+        return {"sent_as": "the sampled frames as image parts (data URLs), in time order, then the prompt, in one "
+                           "user message", "frame_encoding": cfg.image_format,
+                "jpeg_quality": cfg.jpeg_quality if cfg.image_format == "jpeg" else None,
+                "frame_size": cfg.image_size, "resize": "PIL bicubic to a square (unless already that size)"}
+
+    def transcribe(self, audio: torch.Tensor, lengths: torch.Tensor, settings: GenerationSettings) -> list[str]:
+        """Capability `speech_recognizer` (audio_input): each clip as an input_audio part + the transcription
+        prompt, through chat completions."""
+        prompt = settings.prompt or self.cfg.transcription_prompt
+        return self.complete(self._audio_parts(audio, lengths), [prompt] * len(audio), settings)
+
+    def generate_audio(self, audio: torch.Tensor, lengths: torch.Tensor, settings: GenerationSettings) -> list[str]:
+        """Capability `audio_captioner` (audio_input): each clip as an input_audio part + the caption prompt."""
+        prompt = settings.prompt or self.cfg.audio_caption_prompt
+        return self.complete(self._audio_parts(audio, lengths), [prompt] * len(audio), settings)
+
+    def answer_spoken(self, pixels: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor, prompts: list[str],
+                      settings: GenerationSettings) -> list[str]:  # fmt: skip
+        """Capability `spoken_answerer` (audio_input): the image part, the spoken question's input_audio part and
+        the instruction, in one user message."""
+        parts = [image + sound for image, sound in zip(self._image_parts(pixels), self._audio_parts(audio, lengths))]
+        return self.complete(parts, self._wrap(prompts, settings), settings)
 
     def serving_block(self) -> dict[str, Any]:
         """The benchmark's serving figures, read out once per benchmark (then counting starts afresh)."""
@@ -121,16 +142,46 @@ class ServedModel:
                 latency["passes"][name] = {"n_batches": block["requests_answered"], "sample_ms": block[key],
                                            "cached": False, "unit": "one request" if name != "tpot" else "one token"}
 
+    # --- content parts ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _wrap(questions: list[str], settings: GenerationSettings) -> list[str]:
+        return [settings.prompt.replace("{question}", q) if settings.prompt else q for q in questions]
+
+    def _encoded(self, row: torch.Tensor, memo: dict[bytes, str]) -> str:
+        """One image row as the URL sent: its own URL (image_transport: url) or a data URL, encoded once."""
+        if is_url_row(row):
+            return url_of(row)
+        raw = row.detach().cpu().numpy().tobytes()  # rows of one image repeat its pixels: encode each image once
+        if raw not in memo:
+            memo[raw] = data_url(row, self.cfg.image_format, self.cfg.jpeg_quality)
+        return memo[raw]
+
+    def _image_parts(self, pixels: torch.Tensor) -> list[list[dict[str, Any]]]:
+        if self.cfg.image_transport == "url" and len(pixels) and not is_url_row(pixels[0]):
+            raise MmevalError(f"model.served.image_transport is 'url', but these images were not read from files "
+                              f"under image_root {self.cfg.image_root} (in-memory images, or perturbed ones whose "
+                              "URL would show the server the clean file); use image_transport: data_url")
+        memo: dict[bytes, str] = {}
+        return [[image_part(self._encoded(row, memo))] for row in pixels]
+
+    def _frame_parts(self, frames: torch.Tensor) -> list[list[dict[str, Any]]]:
+        memo: dict[bytes, str] = {}
+        return [[image_part(self._encoded(frame, memo)) for frame in clip] for clip in frames]
+
+    def _audio_parts(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[list[dict[str, Any]]]:
+        return [[audio_part(wav_base64(row, int(n), self.sample_rate))] for row, n in zip(audio, lengths)]
+
     # --- requests --------------------------------------------------------------------------------------------
 
-    def body(self, image_url: str, prompt: str, settings: GenerationSettings) -> dict[str, Any]:
-        """The chat-completions request for one image and prompt (without the streaming switches)."""
+    def body(self, parts: list[dict[str, Any]], prompt: str, settings: GenerationSettings) -> dict[str, Any]:
+        """The chat-completions request for one row's content parts and prompt (without the streaming switches);
+        the parts come first, then the text (for one image exactly the body earlier versions sent)."""
         cfg = self.cfg
         messages: list[dict[str, Any]] = []
         if cfg.system_prompt:
             messages.append({"role": "system", "content": cfg.system_prompt})
-        messages.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_url}},
-                                                      {"type": "text", "text": prompt}]})
+        messages.append({"role": "user", "content": [*parts, {"type": "text", "text": prompt}]})
         body: dict[str, Any] = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature,
                                 "max_tokens": cfg.max_tokens or settings.max_new_tokens}
         if cfg.seed is not None:
@@ -139,16 +190,10 @@ class ServedModel:
             body["stop"] = list(cfg.stop)
         return body
 
-    def complete(self, pixels: torch.Tensor, prompts: list[str], settings: GenerationSettings) -> list[str]:
-        """One reply per (image, prompt) row: from the cache, else sent; failures per `on_failed_request`."""
+    def complete(self, parts: list[list[dict[str, Any]]], prompts: list[str], settings: GenerationSettings) -> list[str]:
+        """One reply per (content parts, prompt) row: from the cache, else sent; failures per `on_failed_request`."""
         cfg = self.cfg
-        encoded: dict[bytes, str] = {}  # rows of one image repeat its pixels: encode each image once
-        bodies = []
-        for row, prompt in zip(pixels, prompts):
-            raw = row.detach().cpu().numpy().tobytes()
-            if raw not in encoded:
-                encoded[raw] = data_url(row, cfg.image_format, cfg.jpeg_quality)
-            bodies.append(self.body(encoded[raw], prompt, settings))
+        bodies = [self.body(row, prompt, settings) for row, prompt in zip(parts, prompts)]
         keys = [request_key(cfg.model, body) for body in bodies]
         answers: list[str | None] = [None] * len(bodies)
         for n, key in enumerate(keys):
@@ -221,7 +266,14 @@ def load(model_cfg: Any, trust_checkpoint: bool = False) -> ServedModel:
         "header_names": sorted(cfg.headers),  # names only: values may be secrets
         "images": {"encoding": cfg.image_format, "jpeg_quality": cfg.jpeg_quality if cfg.image_format == "jpeg" else None,
                    "size": cfg.image_size, "resize": "PIL bicubic to a square (unless already that size)",
-                   "sent_as": "data URL"},
+                   "sent_as": "data URL" if cfg.image_transport == "data_url" else
+                   f"URL: {cfg.image_base_url}/<path under {cfg.image_root}> (the server fetches the file as stored)"},
+        "video": {"sent_as": "the sampled frames as image parts (data URLs, the images' encoding), in time order, "
+                             "then the prompt, in one user message"},
+        "audio": ({"sent_as": "input_audio part, format wav (16-bit PCM, mono)", "sample_rate": cfg.audio_sample_rate,
+                   "resampler": "soxr (mmeval's audio decoder)"} if cfg.audio_input
+                  else "not sent (served.audio_input is false)"),
+        "capabilities": list(served_capabilities(cfg)),
         "generation": {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "seed": cfg.seed,
                        "stop": list(cfg.stop), "system_prompt": cfg.system_prompt, "stream": cfg.stream},
         "requests": {"max_concurrency": cfg.max_concurrency, "timeout_s": cfg.timeout_s,
