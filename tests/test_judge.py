@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from served_server import FakeServer, scripted_judge  # noqa: E402
@@ -134,6 +135,8 @@ def runs(tmp_path_factory):
     """Image captions (reference model on shapes), video captions and video QA (reference_video), one judge."""
     patch = pytest.MonkeyPatch()
     patch.setenv("MMEVAL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is as fast, and fair to a shared machine
     server = FakeServer(model="judge-llm", answer_fn=_qa_judge).start()
     folder = tmp_path_factory.mktemp("runs")
     judge = {"base_url": server.base_url, "model": "judge-llm"}
@@ -152,6 +155,7 @@ def runs(tmp_path_factory):
     finally:
         server.stop()
         patch.undo()
+        torch.set_num_threads(threads)
 
 
 def _samples(outcome) -> dict:
