@@ -118,12 +118,13 @@ def judge_captions(bench, ctx: RunContext, medium: str, ids: list[Any], captions
         block["agreement"] = graded_agreement([verdicts[n] for n in judged], [float(rule_values[n]) for n in judged])
 
 
-RULE_ORDER = ("CIDEr", "METEOR", "ROUGE_L", "Bleu_4", "SPICE")  # the rule a caption judge is compared with
+RULE_ORDER = ("SPIDEr", "CIDEr", "METEOR", "ROUGE_L", "Bleu_4", "SPICE")  # the rule a caption judge is compared with
 
 
 def rule_per_caption(per_item: dict[str, dict[Any, float]], ids: list[Any]) -> tuple[str | None, list[float] | None]:
-    """The per-caption rule-based values the caption judge's agreement is computed against: CIDEr-D (the
-    captioning headline) when it was computed, else the first computed of METEOR, ROUGE_L, Bleu_4, SPICE."""
+    """The per-caption rule-based values the caption judge's agreement is computed against: the task's headline
+    caption metric, SPIDEr (audio, when SPICE ran) or CIDEr-D, when computed, else the first computed of METEOR,
+    ROUGE_L, Bleu_4, SPICE."""
     for name in RULE_ORDER:
         if name in per_item:
             return ("CIDEr-D" if name == "CIDEr" else name), [float(per_item[name][i]) for i in ids]
