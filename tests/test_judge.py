@@ -314,3 +314,20 @@ def test_a_judge_on_multiple_choice_is_a_config_error() -> None:
         validate_mapping({"model": {"type": "reference_video"}, "benchmarks": [
             {"name": "qa", "task": "video_qa", "style": "choice", "data": SHAPES_VIDEO,
              "judge": {"base_url": "http://127.0.0.1:9/v1", "model": "j"}}]})
+
+
+def test_robustness_reruns_send_no_judge_request(tmp_path: Path) -> None:
+    from mmeval.perturb import Cell
+
+    server = FakeServer(model="judge-llm", answer_fn=scripted_judge).start()
+    try:
+        ctx = _context(tmp_path)
+        ctx.perturbation = Cell("image", "gaussian_noise", 1, 0)
+        metrics: dict = {}
+        extra: dict = {}
+        check_judge(_bench(server, "fail"), ctx)
+        judge_captions(_bench(server, "fail"), ctx, "image", [0], ["a cat"], [["a cat"]], [1.0], "CIDEr-D",
+                       [{}], metrics, extra)
+    finally:
+        server.stop()
+    assert server.requests == 0 and metrics == {} and extra == {}
