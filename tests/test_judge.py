@@ -260,6 +260,9 @@ def _judge_once(server: FakeServer, policy: str, tmp_path: Path) -> tuple[dict, 
     rows = [{"id": n} for n in range(len(CAPTIONS))]
     judge_captions(_bench(server, policy), _context(tmp_path), "image", list(range(len(CAPTIONS))), CAPTIONS,
                    REFERENCES, RULE, "CIDEr-D", rows, metrics, extra)
+    warnings = extra.get("warnings", [])  # a failed judge request is one warning in the benchmark's report entry
+    assert len(warnings) == (1 if extra["judge"]["n_failed"] else 0)
+    assert all("1 of 5 judge request(s)" in w for w in warnings)
     return metrics, extra["judge"], rows
 
 

@@ -56,6 +56,7 @@ def _verdicts(bench, ctx: RunContext, kind: str, items: list[tuple[str, str, lis
                           "prompt_version": PROMPTS[kind].version, "status": "failed",
                           "error": f"{exc}; judge metrics withheld"}
         log.warning("%s: %s", bench.name, extra["judge"]["error"])
+        extra.setdefault("warnings", []).append(extra["judge"]["error"])
         return None
     block["wall_s"] = time.perf_counter() - started
     extra["judge"] = block
@@ -64,11 +65,15 @@ def _verdicts(bench, ctx: RunContext, kind: str, items: list[tuple[str, str, lis
         what = (f"{len(failed_at)} of {len(items)} judge request(s) to {bench.judge.base_url} failed after "
                 f"retries (first: item {first['item']!r}: {first['error']}, {first['attempts']} tries)")
         if bench.judge.on_failed_request == "fail":
+            kept = ("the verdicts received are cached: a rerun sends only the rest" if cache_root is not None
+                    else "the cache is off, so a rerun asks again")
             block.update(status="failed", error=f"{what}; judge metrics withheld (judge.on_failed_request: fail); "
-                                                "the verdicts received are cached: a rerun sends only the rest")
+                                                f"{kept}")
             log.warning("%s: %s", bench.name, block["error"])
+            extra.setdefault("warnings", []).append(block["error"])
             return None
         log.warning("%s: %s; scored as the lowest verdict (judge.on_failed_request: score_as_wrong)", bench.name, what)
+        extra.setdefault("warnings", []).append(f"{what}; scored as the lowest verdict")
         block["failed_scored_as"] = PROMPTS[kind].lowest
         for n in failed_at:
             verdicts[n] = PROMPTS[kind].lowest
