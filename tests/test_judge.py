@@ -179,6 +179,7 @@ def test_image_caption_judge_scores_agreement_and_report(runs) -> None:
     assert block["prompt_version"] == "mmeval-image-caption-judge-v1" and block["model"] == "judge-llm"
     assert block["server_model_ids"] == ["judge-llm"] and block["scale"] == "1-5" and block["status"] == "complete"
     assert block["n_judged"] == len(rows) == 12 and block["n_failed"] == 0 and block["rule"] == "per-caption CIDEr-D"
+    assert block["requests_answered"] == 12 and block["output_tokens"] == 12 * 2  # "Score: N", as the server counts
     cider = [row["CIDEr"] for row in rows]
     agreement = block["agreement"]
     assert agreement["spearman"] == pytest.approx(spearman_by_hand(expected, cider))
@@ -334,3 +335,28 @@ def test_robustness_reruns_send_no_judge_request(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.requests == 0 and metrics == {} and extra == {}
+
+
+def test_the_judge_request_carries_its_settings_and_prompt(tmp_path: Path) -> None:
+    bodies: list[dict] = []
+    server = FakeServer(model="judge-llm", answer_fn=scripted_judge).start()
+    original = server.handle
+    server.handle = lambda h, body: (bodies.append(body), original(h, body))[1]
+    bench = SimpleNamespace(name="caps", judge=ServedConfig(
+        base_url=server.base_url, model="judge-llm", system_prompt="Be strict.", stop=["\n"], seed=3, max_tokens=2,
+        prices={"input_per_million": 1e6, "output_per_million": 0}))
+    metrics: dict = {}
+    extra: dict = {}
+    try:
+        judge_captions(bench, _context(tmp_path), "image", ["x"], ["a cat"], [["a cat", "a cat"]], None, None,
+                       [{}], metrics, extra)
+    finally:
+        server.stop()
+    body = bodies[0]
+    prompt = PROMPTS["image_caption"].text("", "a cat", ["a cat"])
+    assert body["messages"] == [{"role": "system", "content": "Be strict."}, {"role": "user", "content": prompt}]
+    assert body["stop"] == ["\n"] and body["seed"] == 3 and body["max_tokens"] == 2 and body["temperature"] == 0
+    assert "stream" not in body and metrics["judge_score"]["value"] == 5
+    assert "agreement" not in extra["judge"]  # no rule-based per-caption values were given
+    tokens = len(prompt.split()) + 1  # the test server's usage count
+    assert extra["judge"]["input_tokens"] == tokens and extra["judge"]["cost"] == {"value": tokens, "currency": "USD"}

@@ -140,11 +140,15 @@ def judge(cfg: Any, items: list[tuple[str, str, list[str]]], cache_root: Path | 
     _check_served(cfg, headers)
     cache = ResponseCache(cache_root / "served/responses.sqlite") if cache_root is not None else None
     bodies = []
+    system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     for question, answer, references in items:
         body: dict[str, Any] = {"model": cfg.model, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens or 4,
-                                "messages": [{"role": "user", "content": prompt.text(question, answer, references)}]}
+                                "messages": [*system, {"role": "user",
+                                                       "content": prompt.text(question, answer, references)}]}
         if cfg.seed is not None:
             body["seed"] = cfg.seed
+        if cfg.stop:
+            body["stop"] = list(cfg.stop)
         bodies.append(body)
     keys = [request_key(cfg.model, body) for body in bodies]
     texts: list[str | None] = [None] * len(bodies)
@@ -161,11 +165,12 @@ def judge(cfg: Any, items: list[tuple[str, str, list[str]]], cache_root: Path | 
     policy.stream = False
     results = send_all(f"{cfg.base_url}/chat/completions", [bodies[n] for n in todo], headers, policy, arrived) \
         if todo else []
-    failed, failed_at, server_ids = [], [], set()
+    failed, failed_at, server_ids, replies = [], [], set(), []
     for n, result in zip(todo, results):
         if isinstance(result, Reply):
             texts[n] = result.text
             server_ids.add(result.model)
+            replies.append(result)
         else:
             failed_at.append(n)
             failed.append({"item": ids[n], "answer": items[n][1], "error": result.error,
@@ -178,5 +183,17 @@ def judge(cfg: Any, items: list[tuple[str, str, list[str]]], cache_root: Path | 
              "n_judged": sum(v is not None for v in verdicts), "n_unparseable": len(unparseable),
              "unparseable": unparseable[:MAX_NAMED], "n_failed": len(failed), "failed": failed[:MAX_NAMED],
              "on_failed_request": cfg.on_failed_request,
-             "cache": {"hits": len(bodies) - len(todo), "misses": len(todo)}}
+             "cache": {"hits": len(bodies) - len(todo), "misses": len(todo)}, **_usage(cfg, replies, failed)}
     return verdicts, failed_at, block
+
+
+def _usage(cfg: Any, replies: list[Reply], failed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests sent in this run (cache hits send none): retries, tokens, and the cost with a price table."""
+    tokens_in = sum(r.input_tokens or 0 for r in replies)
+    tokens_out = sum(r.output_tokens or 0 for r in replies)
+    out: dict[str, Any] = {"requests_answered": len(replies), "input_tokens": tokens_in, "output_tokens": tokens_out,
+                           "retries": sum(r.attempts - 1 for r in replies) + sum(f["attempts"] - 1 for f in failed)}
+    if cfg.prices is not None:
+        out["cost"] = {"value": (tokens_in * cfg.prices.input_per_million + tokens_out * cfg.prices.output_per_million)
+                       / 1e6, "currency": cfg.prices.currency}
+    return out
