@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
 from mmeval.config.base import Loc
+from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
 from mmeval.config.bias import BiasConfig
 from mmeval.config.served import ServedConfig
 from mmeval.config.video import FrameSampling
@@ -29,6 +29,6 @@ class VideoQAConfig(BenchmarkConfig):
     def cross_problems(cls, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         """A judge grades open-ended answers; multiple choice is scored exactly."""
         if raw.get("judge") is not None and raw.get("style") == "choice":
-            return [(("judge",), "a judge grades open-ended answers (style: open); multiple-choice answers are "
-                                 "scored exactly: remove judge or set style: open")]
+            return [(("judge",), ("a judge grades open-ended answers (style: open); multiple-choice answers are "
+                                  "scored exactly: remove judge or set style: open"))]
         return []
