@@ -16,6 +16,13 @@ first n requests with that prompt fail; without `x<n>`, every one):
   wrongmodel a reply naming another model id
 
 Every request is counted (`requests`, and per prompt `seen`), so tests can check that the cache sent nothing.
+`fault_fn(prompt)` may name a fault for a prompt without a marker (e.g. a judge's request about one caption).
+
+`scripted_judge` (`answer_fn=scripted_judge`, or `--judge` on the command line) answers as a judge with a fixed,
+checkable rule (mmeval/models/served/judge.py's prompts): to a yes/no prompt, "yes" when the candidate answer is
+one of the reference answers (case and surrounding space ignored), else "no"; to a 1-5 caption prompt,
+"Score: 5" when the candidate caption is one of the references, else "Score: <4 - m>" (at least 1), m the number of
+distinct words of the candidate found in no reference (lower case, split on spaces, "." and "," stripped).
 """
 
 from __future__ import annotations
@@ -60,10 +67,12 @@ class FakeServer:
     """Start with `start()` (a daemon thread on 127.0.0.1, a free port), stop with `stop()`."""
 
     def __init__(self, model: str = "fake-vlm", delay_s: float = 0.0, hang_s: float = 2.0,
-                 answer_fn: Callable[[str, str, int], str] | None = None, echo: bool = False):
+                 answer_fn: Callable[[str, str, int], str] | None = None, echo: bool = False,
+                 fault_fn: Callable[[str], str | None] | None = None):
         self.model, self.delay_s, self.hang_s, self.answer_fn = model, delay_s, hang_s, answer_fn
         self.echo = echo
         self.contents: list[list[dict]] = []  # the content parts of every chat request, in arrival order
+        self.fault_fn = fault_fn
         self.requests = 0
         self.seen: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -138,6 +147,8 @@ class FakeServer:
         kind = None
         if fault and (fault.group(2) is None or nth <= int(fault.group(2))):
             kind = fault.group(1)
+        elif self.fault_fn is not None:
+            kind = self.fault_fn(prompt)
         time.sleep(self.delay_s)
         if kind == "429":
             return h._json(429, {"error": "rate limited"}, {"Retry-After": "0.05"})
@@ -192,6 +203,25 @@ class FakeServer:
         h.wfile.flush()
 
 
+def _words(text: str) -> set[str]:
+    return {word.strip(".,").lower() for word in text.split()} - {""}
+
+
+def scripted_judge(image: str | None, prompt: str, max_tokens: int) -> str:
+    """A judge with a fixed rule (see the module docstring), reading mmeval's judge prompts."""
+    lines = prompt.splitlines()
+    field = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in lines if ": " in line}
+    if "Candidate answer" in field:
+        references = [r.strip().lower() for r in field["Reference answers"].split("; ")]
+        return "yes" if field["Candidate answer"].strip().lower() in references else "no"
+    candidate = field["Candidate caption"]
+    references = [line[2:] for line in lines if line.startswith("- ")]
+    if candidate.strip().lower() in [r.strip().lower() for r in references]:
+        return "Score: 5"
+    missing = _words(candidate) - set().union(*map(_words, references))
+    return f"Score: {max(1, 4 - len(missing))}"
+
+
 def main() -> None:
     """`python tests/served_server.py --delay 0.2`: serve in this process (its own GIL) until killed; prints the
     base URL on the first line of stdout."""
@@ -200,8 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--model", default="fake-vlm")
+    parser.add_argument("--judge", action="store_true", help="answer as scripted_judge")
     args = parser.parse_args()
-    server = FakeServer(model=args.model, delay_s=args.delay).start()
+    server = FakeServer(model=args.model, delay_s=args.delay, answer_fn=scripted_judge if args.judge else None).start()
     print(server.base_url, flush=True)
     try:
         while True:

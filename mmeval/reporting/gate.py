@@ -83,6 +83,16 @@ def _match(pattern: str, keys: list[str]) -> list[str]:
     return [k for k in keys if fnmatchcase(k, pattern)]
 
 
+JUDGE_PREFIX = "judge_"  # an opt-in judge's metrics (judge_accuracy, judge_score): checked only by a rule naming them
+
+
+def _unless_judge_named(pattern: str, matched: list[str]) -> list[str]:
+    """A metric rule checks judge metrics only when its metric pattern names them ('*/judge_score', not '*/*')."""
+    if JUDGE_PREFIX in pattern.rsplit("/", 1)[-1]:
+        return matched
+    return [k for k in matched if not k.rsplit("/", 1)[-1].startswith(JUDGE_PREFIX)]
+
+
 def _no_match(where: str, pattern: str, keys: list[str], what: str) -> str:
     shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
     return f"{where}: '{pattern}' matches no {what} of the reports (there are: {shown or 'none'})"
@@ -142,6 +152,8 @@ class _Gate:
             matched = [k for k in keys if any(fnmatchcase(a, rule.robustness) for a in found[k].aliases)]
         else:
             matched = _match(getattr(rule, kind), keys)
+        if kind == "metric":
+            matched = _unless_judge_named(rule.metric, matched)
         if not matched and not rule.optional:
             where = f"rules[{n}].{kind}"
             if kind == "robustness" and not any(has_robustness(r.report) for r in (self.candidate, self.baseline)

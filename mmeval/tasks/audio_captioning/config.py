@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from mmeval.config.audio import AudioSettings
 from mmeval.config.base import _existing
 from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
+from mmeval.config.served import ServedConfig
 from mmeval.tasks.coco_captions.config import CAPTION_METRICS
 
 
@@ -23,6 +24,8 @@ class AudioCaptioningConfig(BenchmarkConfig):
     )
     spice_jars: Path | None = Field(None, description="audio captioning: folder with the Stanford CoreNLP 3.6.0 jars")
     audio: AudioSettings = Field(default_factory=AudioSettings, description="how clips are decoded")
+    judge: ServedConfig | None = Field(None, description="opt-in: a served model that scores each caption 1-5 "
+                                       "against the references (metric judge_score, beside the rule-based ones)")
 
     @field_validator("spice_jars")
     @classmethod

@@ -23,6 +23,7 @@ from mmeval.models.base import GenerationSettings
 from mmeval.tasks.audio_captioning import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.coco_captions.run import TOKENIZERS
+from mmeval.tasks.judge_block import check_judge, judge_captions, rule_per_caption
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     runtime, progress = ctx.runtime, ctx.progress
     started = time.perf_counter()
     settings = GenerationSettings(**bench.generation.model_dump())
+    check_judge(bench, ctx)
     data = ctx.load_data(load_audio_data, bench.data, "captions")
     load_s = time.perf_counter() - started
 
@@ -102,4 +104,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     per_sample = {"captions": [{"clip_id": clip_id, "caption": caption_of[clip_id],
                                 **{name: float(array[order[clip_id]]) for name, array in per_clip.items()}}
                                for clip_id in scored]}  # fmt: skip
+    if bench.judge is not None:
+        rule, rule_values = rule_per_caption({k: dict(zip(scores.image_ids, a)) for k, a in per_clip.items()}, scored)
+        judge_captions(bench, ctx, "audio", scored, [caption_of[i] for i in scored], [references[i] for i in scored],
+                       rule_values, rule, per_sample["captions"], metrics, extra)
     return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra, timers={"generate": clips.timer})

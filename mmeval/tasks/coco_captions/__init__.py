@@ -14,6 +14,8 @@ METRICS = {
     "SPICE": (True, "scene-graph F-score (needs the Stanford CoreNLP 3.6.0 jars; otherwise skipped)"),
     "CLIPScore": (True, "2.5 * max(cos(caption, image), 0) with the benchmark's scorer model (no references)"),
     "RefCLIPScore": (True, "harmonic mean of CLIPScore and the best caption-reference cosine"),
+    "judge_score": (True, "opt-in (judge:): mean 1-5 score a served judge model gives each caption against its "
+                          "references; agreement with per-caption CIDEr-D in extra.judge"),
 }
 
 TASK = TaskSpec(

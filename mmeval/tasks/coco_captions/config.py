@@ -11,6 +11,7 @@ from mmeval.config.base import Loc, _existing
 from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
 from mmeval.config.bias import BiasConfig
 from mmeval.config.model import ModelConfig, _model_problems
+from mmeval.config.served import ServedConfig
 from mmeval.registry import MODELS
 
 CAPTION_METRICS = ("Bleu", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
@@ -28,6 +29,8 @@ class CaptioningConfig(BenchmarkConfig):
     scorer: ModelConfig | None = Field(None, description="captioning: an image-text encoder for CLIPScore")
     clipscore_prefix: str = Field("A photo depicts", description="captioning: text put before each caption")
     bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-image attributes")
+    judge: ServedConfig | None = Field(None, description="opt-in: a served model that scores each caption 1-5 "
+                                       "against the references (metric judge_score, beside the rule-based ones)")
 
     @field_validator("spice_jars")
     @classmethod

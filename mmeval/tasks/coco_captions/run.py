@@ -29,6 +29,7 @@ from mmeval.tasks.bias_block import (
     check_attributes,
     with_reference_groups,
 )
+from mmeval.tasks.judge_block import check_judge, judge_captions, rule_per_caption
 
 log = logging.getLogger(__name__)
 TOKENIZERS = {"auto": "ptb", "ptb": "ptb", "python": "python"}
@@ -41,6 +42,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     settings = GenerationSettings(**bench.generation.model_dump())
     if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
+    check_judge(bench, ctx)
     data = ctx.load_data(load_retrieval_data, bench.data)
     attributes = with_reference_groups(bench.bias, data)
     check_attributes(bench.bias, data, attributes)
@@ -111,6 +113,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
          **{name: float(values_of[image_id]) for name, values_of in per_image.items()}}
         for image_id in scored
     ]}
+    if bench.judge is not None:
+        rule, rule_values = rule_per_caption(per_image, scored)
+        judge_captions(bench, ctx, "image", scored, [caption_of[i] for i in scored], [references[i] for i in scored],
+                       rule_values, rule, per_sample["captions"], metrics, extra)
     return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra,
                            timers={"generate": images.timer})
 

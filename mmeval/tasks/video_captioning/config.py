@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from mmeval.config.base import _existing
 from mmeval.config.benchmark import BenchmarkConfig, GenerationConfig
 from mmeval.config.bias import BiasConfig
+from mmeval.config.served import ServedConfig
 from mmeval.config.video import FrameSampling
 
 
@@ -23,6 +24,8 @@ class VideoCaptioningConfig(BenchmarkConfig):
         "auto", description="captioning: ptb (Java, as pycocoevalcap), python (fallback), auto (ptb if Java)")
     spice_jars: Path | None = Field(None, description="captioning: folder with the Stanford CoreNLP 3.6.0 jars")
     bias: BiasConfig | None = Field(None, description="bias and fairness metrics by per-video attributes")
+    judge: ServedConfig | None = Field(None, description="opt-in: a served model that scores each caption 1-5 "
+                                       "against the references (metric judge_score, beside the rule-based ones)")
 
     @field_validator("spice_jars")
     @classmethod

@@ -21,6 +21,7 @@ from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import caption_subset_scorer, captioning_bias, check_attributes
 from mmeval.tasks.coco_captions.run import TOKENIZERS
+from mmeval.tasks.judge_block import check_judge, judge_captions, rule_per_caption
 from mmeval.tasks.video_block import video_block, video_data, video_dataset
 from mmeval.tasks.video_captioning import TASK
 
@@ -34,6 +35,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if hasattr(model, "check_settings"):  # e.g. a prompt the model needs: refuse before any data is read
         model.check_settings(settings)
     check_frame_count(model, bench.frames.frames)
+    check_judge(bench, ctx)
     data = ctx.load_data(video_data, bench, "captions")
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     load_s = time.perf_counter() - started
@@ -83,6 +85,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     per_video = {name: dict(zip(scores.image_ids, array)) for name, array in scores.per_image.items()}
     per_sample = {"captions": [{"video_id": v, "caption": caption_of[v],
                                 **{name: float(values[v]) for name, values in per_video.items()}} for v in scored]}
+    if bench.judge is not None:
+        rule, rule_values = rule_per_caption(per_video, scored)
+        judge_captions(bench, ctx, "video", scored, [caption_of[v] for v in scored], [references[v] for v in scored],
+                       rule_values, rule, per_sample["captions"], metrics, extra)
     return BenchmarkResult(TASK.name, dataset, metrics, timings, per_sample, extra, timers={"generate": videos.timer})
 
 

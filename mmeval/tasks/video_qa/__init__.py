@@ -11,6 +11,8 @@ METRICS = {
     "exact_match_<type>": (True, "open: exact_match over the questions of one type"),
     "mc_accuracy": (True, "choice: fraction of questions whose chosen option (letter or option text) is right"),
     "unparseable_rate": (False, "choice: fraction of answers from which no option could be read"),
+    "judge_accuracy": (True, "open, opt-in (judge:): the share of judged answers a served judge model calls "
+                             "correct; agreement with exact_match (accuracy, Cohen's kappa) in extra.judge"),
 }
 
 TASK = TaskSpec(

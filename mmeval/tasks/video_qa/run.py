@@ -25,6 +25,7 @@ from mmeval.models.base import GenerationSettings
 from mmeval.models.video_plugin import check_frame_count, recorded_prompts
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.bias_block import check_attributes, sliced_only
+from mmeval.tasks.judge_block import check_judge, judge_answers
 from mmeval.tasks.video_block import (
     load_choice_questions,
     load_questions,
@@ -69,6 +70,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if hasattr(model, "check_answer_settings"):  # refuse settings the model cannot use before reading data
         model.check_answer_settings(settings)
     check_frame_count(model, bench.frames.frames)
+    check_judge(bench, ctx)
     data = ctx.load_data(video_data, bench, "choice_questions" if bench.style == "choice" else "questions")
     check_attributes(bench.bias, SimpleNamespace(image_ids=data.ids, attributes=data.attributes))
     if not data.questions:
@@ -128,6 +130,10 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     block = add_intervals(metrics, (len(asked),), renamed, ctx.bootstrap, "questions")
     if block is not None:
         extra["bootstrap"] = block
+    if bench.judge is not None and bench.style == "open":
+        judge_answers(bench, ctx, "video_answer", [(data.questions[q], answers[q], list(data.answers[q])) for q in asked],
+                      [row["question_id"] for row in rows], [row["correct"] > 0 for row in rows],
+                      "exact_match (VQA normalisation)", rows, metrics, extra)
     if bench.bias is not None:
         correct_all = np.array([row["correct"] for row in rows], dtype=np.float64)
         head = "exact_match" if bench.style == "open" else "mc_accuracy"

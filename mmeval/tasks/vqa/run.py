@@ -29,6 +29,7 @@ from mmeval.registry import DATA_FORMATS, resolve
 from mmeval.tasks.vqa import TASK
 from mmeval.tasks.base import BenchmarkResult, RunContext, check_skipped, dataset_summary
 from mmeval.tasks.bias_block import check_attributes, sliced_only
+from mmeval.tasks.judge_block import check_judge, judge_answers
 
 log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE = "{question}\nAnswer the question using a single word or phrase."  # LLaVA-1.5's VQAv2 prompt
@@ -95,6 +96,7 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """Answer every question, save the answers in the official results format, then score them."""
     started = time.perf_counter()
     template, settings = prepare(model, bench, DEFAULT_TEMPLATE, ("question",))
+    check_judge(bench, ctx)
     data = ctx.load_data(load_questions, bench.data)
     check_attributes(bench.bias, data)
     load_s = time.perf_counter() - started
@@ -150,16 +152,6 @@ def _judge(bench, ctx: RunContext, questions: list[Question], rows: list[dict], 
            metrics: dict, extra: dict) -> None:  # fmt: skip
     """The opt-in judge's verdicts (`judge_accuracy`) and their agreement with the rule-based score, which counts
     an answer correct when its VQA accuracy is above 0 (at least one annotator gave it)."""
-    from mmeval.models.served.judge import agreement, judge  # httpx only when a judge is configured
-
-    cache_root = ctx.runtime.cache.root if ctx.runtime.cache is not None else None
     items = [(q.text, row["answer"], list(q.answers)) for q, row in zip(questions, rows)]
-    verdicts, block = judge(bench.judge, items, cache_root)
-    for row, value in zip(rows, verdicts):
-        row["judge"] = value
-    pairs = [(v, accuracy > 0) for v, accuracy in zip(verdicts, per_question) if v is not None]
-    if pairs:
-        metrics["judge_accuracy"] = {"value": sum(v for v, _ in pairs) / len(pairs), "higher_is_better": True}
-    block["rule_correct"] = "VQA accuracy > 0"
-    block["agreement"] = agreement([v for v, _ in pairs], [r for _, r in pairs])
-    extra["judge"] = block
+    judge_answers(bench, ctx, "image_answer", items, [row["question_id"] for row in rows],
+                  [accuracy > 0 for accuracy in per_question], "VQA accuracy > 0", rows, metrics, extra)
