@@ -27,6 +27,8 @@ def test_relative_robustness_and_worst_case() -> None:
     relative = relative_robustness(0.8, grid)
     assert relative["blur"] == pytest.approx([1.0, 0.75]) and relative["noise"] == pytest.approx([0.875, 0.5])
     assert worst_case(grid) == {"value": 0.4, "perturbation": "noise", "severity": 2}
+    # severities [1, 5]: the second value is severity 5, not position 2
+    assert worst_case(grid, severities=[1, 5]) == {"value": 0.4, "perturbation": "noise", "severity": 5}
     assert worst_case({"blur": [3.0, 9.0]}, higher_is_better=False) == {"value": 9.0, "perturbation": "blur",
                                                                        "severity": 2}
 

@@ -154,7 +154,7 @@ def robustness_block(spec, bench, result: BenchmarkResult, values: dict) -> dict
         better = result.metrics[metric].get("higher_is_better")
         better = spec.higher_is_better(metric) if better is None else better
         block["relative"][metric] = relative_robustness(clean_value, by_name)
-        block["worst"][metric] = worst_case(by_name, better is not False)
+        block["worst"][metric] = worst_case(by_name, better is not False, block["severities"])
     if cfg.baseline is not None:
         try:
             block["mce"] = mce_block(cfg.baseline, bench.name, block, error_metrics(spec, result))

@@ -24,9 +24,11 @@ def relative_robustness(clean: float, grid: Grid) -> dict[str, list[float]]:
     return {name: [v / clean if clean else math.nan for v in values] for name, values in grid.items()}
 
 
-def worst_case(grid: Grid, higher_is_better: bool = True) -> dict[str, Any]:
-    """The worst value over the grid, with its perturbation and severity (1-based)."""
-    cells = [(v, name, s) for name, values in grid.items() for s, v in enumerate(values, start=1) if math.isfinite(v)]
+def worst_case(grid: Grid, higher_is_better: bool = True, severities: Sequence[int] | None = None) -> dict[str, Any]:
+    """The worst value over the grid, with its perturbation and severity (`severities[i]` for the i-th value;
+    1, 2, ... when not given). Missing (None) and non-finite values are skipped."""
+    cells = [(v, name, severities[i] if severities is not None else i + 1)
+             for name, values in grid.items() for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if not cells:
         return {"value": math.nan, "perturbation": None, "severity": None}
     value, name, severity = (min if higher_is_better else max)(cells, key=lambda cell: cell[0])

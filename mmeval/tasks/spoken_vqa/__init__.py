@@ -31,4 +31,5 @@ TASK = TaskSpec(
     headline=first_present(("spoken_accuracy", "speech_loss", "question_wer")),
     paired="mmeval.tasks.spoken_vqa.samples:paired_values",
     answers="short",
+    perturbs=("audio", "image"),  # the spoken questions (noise) and the images; text cells: none (no typed query)
 )

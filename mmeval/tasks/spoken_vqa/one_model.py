@@ -69,7 +69,8 @@ def answer_spoken(model: Any, bench: Any, ctx: Any, data: Any, settings: Generat
         rows = torch.stack([pixels[image_of[n]] for n, _ in requests]).to(device)
         return model.answer_spoken(rows, inputs["audio"], inputs["lengths"], [p for _, p in requests], settings)
 
-    loader = AudioBatches(data.speech.audio, ctx.runtime, bench.audio, model.sample_rate, bench.data.on_bad_input)
+    loader = AudioBatches(data.speech.audio, ctx.runtime, bench.audio, model.sample_rate, bench.data.on_bad_input,
+                          ctx.perturbation)
     kind = SpokenAnswers(call, bench.spoken_prompt, ctx.runtime)
     done = model_pass(model, loader, kind, ctx.runtime, progress, settings=dataclasses.asdict(settings),
                       prompts=digest([bench.spoken_prompt]), images=source_fingerprint(data.questions.images),

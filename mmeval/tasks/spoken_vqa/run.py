@@ -110,7 +110,7 @@ def _pipeline(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     task = ctx.progress.add_task(f"{bench.name}: transcripts", total=len(data.speech.ids))
     heard, clips = transcribe(recognizer, data.speech.audio, ctx.runtime, bench.audio,
                               GenerationSettings(**bench.recognizer_generation.model_dump()), bench.data.on_bad_input,
-                              lambda n: ctx.progress.advance(task, n))  # fmt: skip
+                              lambda n: ctx.progress.advance(task, n), perturbation=ctx.perturbation)  # fmt: skip
     transcript = {index: text for index, (text, _) in zip(clips.ok_indices, heard)}
     questions = data.questions.questions
     prompts_of: list[list[tuple[Any, str]]] = [[] for _ in data.image_ids]
@@ -120,7 +120,8 @@ def _pipeline(model, bench, ctx: RunContext) -> BenchmarkResult | None:
             prompts_of[q.image].append((("spoken", n), render(template, {"question": transcript[n]})))
     task = ctx.progress.add_task(f"{bench.name}: answers", total=len(data.image_ids))
     answers, images = generate_answers(model, data.questions.images, prompts_of, ctx.runtime, settings, "fail",
-                                       lambda n: ctx.progress.advance(task, n))  # fmt: skip
+                                       lambda n: ctx.progress.advance(task, n),
+                                       perturbation=ctx.perturbation)  # fmt: skip
     if not ctx.passes_done():
         return None
 
@@ -167,14 +168,16 @@ def _one_model(model, bench, ctx: RunContext) -> BenchmarkResult | None:
             prompts_of[q.image].append((n, render(template, {"question": q.text})))
         task = ctx.progress.add_task(f"{bench.name}: text answers", total=len(data.image_ids))
         text, images = generate_answers(model, data.questions.images, prompts_of, ctx.runtime, settings, "fail",
-                                        lambda n: ctx.progress.advance(task, n))  # fmt: skip
+                                        lambda n: ctx.progress.advance(task, n),
+                                        perturbation=ctx.perturbation)  # fmt: skip
         timers["text_answers"] = images.timer
     transcript = None
     if can["speech_recognizer"] and bench.measure_wer:
         task = ctx.progress.add_task(f"{bench.name}: transcripts", total=len(questions))
         heard, heard_clips = transcribe(model, data.speech.audio, ctx.runtime, bench.audio,
                                         GenerationSettings(**bench.recognizer_generation.model_dump()),
-                                        bench.data.on_bad_input, lambda n: ctx.progress.advance(task, n))  # fmt: skip
+                                        bench.data.on_bad_input, lambda n: ctx.progress.advance(task, n),
+                                        perturbation=ctx.perturbation)  # fmt: skip
         transcript = {index: t for index, (t, _) in zip(heard_clips.ok_indices, heard)}
         timers["transcribe"] = heard_clips.timer
     if not ctx.passes_done():
