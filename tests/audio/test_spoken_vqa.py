@@ -100,3 +100,31 @@ benchmarks:
         "recognizer.type" in done.output
         and "must be a speech_recognizer; model type 'reference_audio' is not" in done.output
     )
+
+
+def test_audio_noise_cell_hurts_the_spoken_questions_only(tmp_path: Path, monkeypatch) -> None:
+    """A robustness cell of white noise at 0 dB SNR (severity 5) reaches the recogniser's audio (its WER rises, the
+    spoken accuracy does not improve) and leaves the typed questions alone (text accuracy as clean)."""
+    monkeypatch.setenv("MMEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    config = write_yaml(
+        tmp_path / "run.yaml",
+        f"""
+model: {{type: reference}}
+runtime: {{device: cpu, batch_size: 16, num_workers: 0}}
+output: {{dir: {tmp_path}}}
+benchmarks:
+  - name: spoken_shapes
+    task: spoken_vqa
+    data: {{format: spoken_shapes, limit: 12}}
+    recognizer: {{type: pocketsphinx, grammar: {GRAMMAR}}}
+    perturb: {{audio: [white_noise], severities: [5]}}
+""",
+    )
+    done = CliRunner().invoke(app, ["run", "-c", str(config)])
+    assert done.exit_code == 0, done.output
+    bench = json.loads(next(tmp_path.glob("*[0-9].json")).read_text())["benchmarks"]["spoken_shapes"]
+    block = bench["robustness"]
+    clean, noisy = block["clean"], {m: v[0] for m, v in block["grid"]["audio:white_noise"].items()}
+    assert noisy["question_wer"] > clean["question_wer"] + 0.2
+    assert noisy["spoken_accuracy"] <= clean["spoken_accuracy"]
+    assert noisy["text_accuracy"] == pytest.approx(clean["text_accuracy"])
