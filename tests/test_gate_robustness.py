@@ -173,10 +173,11 @@ def test_the_real_block_of_a_tiny_run(tmp_path: Path) -> None:
     out = check([{"robustness": "retrieval/t2i_R@1/relative/text:*@5", "min": 0.9},
                  {"robustness": "retrieval/t2i_R@1/worst", "min": 0.0},
                  {"robustness": "retrieval/t2i_R@1/mean_relative", "max": 1.0}], outcome.report_path)
-    typo, casing = written["relative"]["t2i_R@1"]["keyboard_typo"][1], written["relative"]["t2i_R@1"]["casing"][1]
-    assert out["retrieval/t2i_R@1/relative/keyboard_typo@5"][:2] == ("fail", pytest.approx(typo))
+    typo, casing = (written["relative"]["t2i_R@1"]["text:keyboard_typo"][1],
+                    written["relative"]["t2i_R@1"]["text:casing"][1])
+    assert out["retrieval/t2i_R@1/relative/text:keyboard_typo@5"][:2] == ("fail", pytest.approx(typo))
     assert typo < 0.9  # typos in 25% of letters hurt the reference model; its tokenizer ignores case
-    assert out["retrieval/t2i_R@1/relative/casing@5"][:2] == ("pass", pytest.approx(casing))
+    assert out["retrieval/t2i_R@1/relative/text:casing@5"][:2] == ("pass", pytest.approx(casing))
     assert out["retrieval/t2i_R@1/worst"][1] == written["worst"]["t2i_R@1"]["value"]
     every = [r for g in written["relative"]["t2i_R@1"].values() for r in g]
     assert out["retrieval/t2i_R@1/mean_relative"][1] == pytest.approx(sum(every) / len(every))

@@ -35,9 +35,17 @@ def _swap_channels(image: np.ndarray, severity: int, rng: np.random.Generator) -
     return np.ascontiguousarray(image[..., ::-1])  # RGB -> BGR: red and blue trade places
 
 
-for _name, _fn in (("test_darken", _darken), ("test_broken", _broken), ("test_swap_channels", _swap_channels)):
-    if _name not in PERTURBATIONS.get("image", {}):
-        register("image", _name, _fn)
+TEST_CORRUPTIONS = {"test_darken": _darken, "test_broken": _broken, "test_swap_channels": _swap_channels}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_corruptions():
+    """Registered for this module's tests only (other tests check the registry holds exactly mmeval's own)."""
+    for name, fn in TEST_CORRUPTIONS.items():
+        register("image", name, fn)
+    yield
+    for name in TEST_CORRUPTIONS:
+        PERTURBATIONS["image"].pop(name, None)
 
 
 def config(tmp_path: Path, bench: dict, name: str = "run", cache: str = "on", workers: int = 0):

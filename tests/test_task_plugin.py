@@ -74,7 +74,7 @@ def test_installed_task_runs_through_every_command(site: Path, tmp_path: Path) -
     done = mmeval(tmp_path, site, "validate", "--config", str(bad))
     assert done.returncode == 2
     assert ("benchmarks[0].treshold: unknown key. Did you mean 'threshold'? Valid keys here: data, model, name, "
-            "offset, task, threshold") in done.stderr
+            "offset, perturb, task, threshold") in done.stderr
 
     good = write(tmp_path / "a.yaml", config(tmp_path, "a", "image_text_matching", {"type": "reference"}))
     assert mmeval(tmp_path, site, "validate", "--config", str(good)).returncode == 0
