@@ -26,7 +26,16 @@ from mmeval.cli.app import (
     app,
 )
 from mmeval.files import check_folder
-from mmeval.reporting.console import bench_table, make_progress, make_status, print_error, results_table, stderr, stdout
+from mmeval.reporting.console import (
+    bench_table,
+    make_progress,
+    make_status,
+    print_error,
+    results_table,
+    robustness_table,
+    stderr,
+    stdout,
+)
 
 _CONFIG_HELP = """A config names one model (or a list of models, or a checkpoint glob) and one or more benchmarks:
 
@@ -117,6 +126,8 @@ def run(
         _print_multi(outcome)
     else:
         stdout.print(results_table(outcome.report))
+        if (robust := robustness_table(outcome.report)) is not None:
+            stdout.print(robust)
         if outcome.report_path:
             stderr.print(f"report: {outcome.report_path}", markup=False, highlight=False)
         if outcome.samples_path:

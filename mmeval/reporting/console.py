@@ -263,3 +263,42 @@ def print_whole(table: Table) -> None:
     wide = Console(width=1000)
     width = Measurement.get(wide, wide.options, table).maximum
     Console(width=max(width, 80)).print(table)
+
+
+def robustness_table(report: dict[str, Any]) -> Table | None:
+    """One row per benchmark with a `perturb` grid and headline metric: clean value, mean relative robustness
+    (perturbed / clean over the grid), the worst cell, and mCE when a baseline gave one; None when no benchmark has
+    a grid. The full grid is in the report (and plotted by `mmeval report --html`)."""
+    from mmeval.reporting.leaderboard import headline_metrics
+    from mmeval.reporting.robustness_numbers import benchmark_numbers
+
+    rows, failed = [], []
+    for name, bench in report["benchmarks"].items():
+        block = bench.get("robustness")
+        if bench.get("status") != "complete" or not isinstance(block, dict):
+            continue
+        if block.get("errors"):
+            failed.append(f"{name}: {len(block['errors'])} cell(s) failed")
+        numbers = {path.split("/", 1)[1]: number.value for path, number in benchmark_numbers(name, bench).items()}
+        for metric in headline_metrics(str(bench.get("task")), list(block.get("clean") or {})):
+            worst = (block.get("worst") or {}).get(metric) or {}
+            where = f"{worst['perturbation']}@{worst.get('severity')}" if worst.get("perturbation") else "-"
+            rows.append([name, metric, _fmt(block["clean"].get(metric)), _fmt(numbers.get(f"{metric}/mean_relative")),
+                         _fmt(worst.get("value")), where, _fmt(numbers.get(f"{metric}/mce"))])
+    if not rows:
+        return None
+    with_mce = any(row[-1] != "-" for row in rows)
+    table = Table(title="robustness: perturbed runs (full grid in the report)", title_justify="left")
+    for column in ("benchmark", "metric", "clean", "perturbed / clean (mean)", "worst", "worst cell", "mCE"):
+        if column != "mCE" or with_mce:
+            table.add_column(column, justify="right" if column in ("clean", "worst", "mCE") or "/" in column
+                             else "left")
+    for row in rows:
+        table.add_row(*(row if with_mce else row[:-1]))
+    if failed:
+        table.caption = "; ".join(failed) + " (listed in the report's robustness.errors)"
+    return table
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
