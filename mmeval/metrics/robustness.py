@@ -12,6 +12,7 @@ Pure functions over plain numbers: the grid comes from the run, the baseline fro
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,8 +28,9 @@ def relative_robustness(clean: float, grid: Grid) -> dict[str, list[float]]:
 def worst_case(grid: Grid, higher_is_better: bool = True, severities: Sequence[int] | None = None) -> dict[str, Any]:
     """The worst value over the grid, with its perturbation and severity (`severities[i]` for the i-th value;
     1, 2, ... when not given). Missing (None) and non-finite values are skipped."""
-    cells = [(v, name, severities[i] if severities is not None else i + 1)
-             for name, values in grid.items() for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    cells = [(v, name, severity) for name, values in grid.items()
+             for severity, v in zip(severities if severities is not None else itertools.count(1), values)
+             if isinstance(v, (int, float)) and math.isfinite(v)]
     if not cells:
         return {"value": math.nan, "perturbation": None, "severity": None}
     value, name, severity = (min if higher_is_better else max)(cells, key=lambda cell: cell[0])

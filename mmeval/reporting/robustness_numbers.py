@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mmeval.metrics.robustness import relative_robustness
+from mmeval.metrics.robustness import relative_robustness, worst_case
 
 ERRORS = ("mce", "relative_mce")  # lower is better, whatever the metric's direction
 
@@ -87,10 +87,9 @@ def benchmark_numbers(name: str, bench: dict[str, Any]) -> dict[str, RobustNumbe
             for severity, value, ratio in zip(severities, values, relative[perturbation]):
                 add(metric, "grid", value, higher, perturbation, f"@{severity}")
                 add(metric, "relative", ratio, higher, perturbation, f"@{severity}")
-        cells = [v for values in grid.values() for v in values if _number(v) is not None]
+        worst = worst_case(grid, higher)["value"]
         ratios = [r for values in relative.values() for r in values if _number(r) is not None]
-        if cells:
-            worst = (min if higher else max)(cells)
+        if _number(worst) is not None:
             add(metric, "worst", worst, higher)
             add(metric, "worst_relative", worst / clean if clean else None, higher)
         if ratios:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mmeval.metrics.robustness import worst_case
 from mmeval.reporting.html import plots
 from mmeval.reporting.html.sections import Run, esc, fmt, plot_img, swatch
 from mmeval.reporting.leaderboard import headline_metrics
@@ -20,10 +21,9 @@ def _finite(value: Any) -> float | None:
 
 def _worst_cell(block: dict[str, Any], metric: str, higher: bool) -> tuple[float, str, Any] | None:
     """(value, perturbation, severity) of the worst grid cell, the severity as the block lists it."""
-    severities = block.get("severities") or []
-    cells = [(v, p, s) for p, by_metric in (block.get("grid") or {}).items()
-             for s, v in zip(severities, (by_metric or {}).get(metric) or []) if _finite(v) is not None]
-    return (min if higher else max)(cells, key=lambda c: c[0]) if cells else None
+    grid = {p: (by_metric or {}).get(metric) or [] for p, by_metric in (block.get("grid") or {}).items()}
+    worst = worst_case(grid, higher, block.get("severities") or [])
+    return (worst["value"], worst["perturbation"], worst["severity"]) if worst["perturbation"] is not None else None
 
 
 def _lookup(numbers: dict[str, RobustNumber], prefix: str):
