@@ -26,13 +26,13 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mmeval.config.runtime import BootstrapConfig
 from mmeval.engine.cache import output_memo
+from mmeval.engine.data_memo import DataMemo
 from mmeval.engine.runner import NullProgress
 from mmeval.errors import DataError
 from mmeval.metrics.robustness import corruption_errors, relative_robustness, worst_case
@@ -42,19 +42,6 @@ log = logging.getLogger(__name__)
 _QUIET = ("mmeval.tasks", "mmeval.io.bad_inputs", "mmeval.metrics")  # loggers muted during re-runs
 
 
-@dataclass
-class _SharedData(RunContext):
-    """A RunContext whose data loads are shared by the clean run and every re-run of one benchmark."""
-
-    shared: dict[tuple[str, ...], Any] = field(default_factory=dict)
-
-    def load_data(self, loader: Callable[..., Any], *args: Any) -> Any:
-        key = (loader.__module__, loader.__qualname__, *(repr(a) for a in args))
-        if key not in self.shared:
-            self.shared[key] = super().load_data(loader, *args)
-        return self.shared[key]
-
-
 def run_benchmark(spec, model, bench, ctx: RunContext) -> BenchmarkResult | None:
     """`spec`'s run of `bench` on `model`; with a `perturb` grid, also the grid, in `result.extra["robustness"]`."""
     run = spec.load("run")
@@ -62,7 +49,9 @@ def run_benchmark(spec, model, bench, ctx: RunContext) -> BenchmarkResult | None
     if not cells:
         return run(model, bench, ctx)
     with output_memo() as memo:
-        clean_ctx = _SharedData(**{f.name: getattr(ctx, f.name) for f in dataclasses.fields(RunContext)})
+        # the data is loaded once for the clean run and every re-run: through the run's data memo, or one of the
+        # benchmark's own when the run has none
+        clean_ctx = dataclasses.replace(ctx, memo=ctx.memo if ctx.memo is not None else DataMemo())
         began = time.perf_counter()
         result = run(model, bench, clean_ctx)
         clean_s = time.perf_counter() - began
@@ -83,15 +72,15 @@ def run_benchmark(spec, model, bench, ctx: RunContext) -> BenchmarkResult | None
     return result
 
 
-def _grid(run, model, bench, clean_ctx: _SharedData, cells: list) -> tuple[dict, list[dict], list[float], bool]:
+def _grid(run, model, bench, clean_ctx: RunContext, cells: list) -> tuple[dict, list[dict], list[float], bool]:
     """Every cell's metric values ({cell: {metric: value}}; a failed cell maps to {}), the failures, the seconds
     per cell, and whether Ctrl-C stopped the grid."""
     values: dict[Any, dict[str, float]] = {}
     errors: list[dict[str, str]] = []
     seconds: list[float] = []
     for number, cell in enumerate(cells, start=1):
-        ctx = _SharedData(clean_ctx.runtime, NullProgress(), None, clean_ctx.memo, BootstrapConfig(n=0),
-                          perturbation=cell, shared=clean_ctx.shared)
+        ctx = RunContext(clean_ctx.runtime, NullProgress(), None, clean_ctx.memo, BootstrapConfig(n=0),
+                         perturbation=cell)
         ctx.runtime.dist.together = True  # every rank takes part in the re-run's passes, as in the clean run
         began = time.perf_counter()
         try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mmeval.config.run import BootstrapConfig
 from mmeval.engine.runner import NullProgress, Timer
@@ -56,6 +57,8 @@ class RunContext:
         run's memo when there is one."""
         if self.checked_data is not None:
             data, self.checked_data = self.checked_data, None
+            if self.memo is not None:  # a later load of the same data (a robustness re-run) gets this copy
+                self.memo.remember(loader, args, data)
             return data
         return self.memo.load(loader, *args) if self.memo is not None else loader(*args)
 
