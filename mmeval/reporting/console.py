@@ -283,22 +283,20 @@ def robustness_table(report: dict[str, Any]) -> Table | None:
         for metric in headline_metrics(str(bench.get("task")), list(block.get("clean") or {})):
             worst = (block.get("worst") or {}).get(metric) or {}
             where = f"{worst['perturbation']}@{worst.get('severity')}" if worst.get("perturbation") else "-"
-            rows.append([name, metric, _fmt(block["clean"].get(metric)), _fmt(numbers.get(f"{metric}/mean_relative")),
-                         _fmt(worst.get("value")), where, _fmt(numbers.get(f"{metric}/mce"))])
+            rows.append([name, metric, _format(metric, block["clean"].get(metric)),
+                         _format("", numbers.get(f"{metric}/mean_relative")), _format(metric, worst.get("value")),
+                         where, numbers.get(f"{metric}/mce")])
     if not rows:
         return None
-    with_mce = any(row[-1] != "-" for row in rows)
+    with_mce = any(row[-1] is not None for row in rows)
     table = Table(title="robustness: perturbed runs (full grid in the report)", title_justify="left")
     for column in ("benchmark", "metric", "clean", "perturbed / clean (mean)", "worst", "worst cell", "mCE"):
         if column != "mCE" or with_mce:
             table.add_column(column, justify="right" if column in ("clean", "worst", "mCE") or "/" in column
                              else "left")
-    for row in rows:
-        table.add_row(*(row if with_mce else row[:-1]))
+    for *row, mce in rows:
+        table.add_row(*row, *([_format("", mce)] if with_mce else []))
     if failed:
         table.caption = "; ".join(failed) + " (listed in the report's robustness.errors)"
     return table
 
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
