@@ -1,7 +1,8 @@
 """Audio throughput, measured side by side in one run:
 
 1. decode + resample: mmeval's audio loader (`io/audio_loading.AudioBatches` with its defaults: decoding
-   threads reading whole batches, one soxr_hq call per group of batches; cold = decoding every clip, warm = the
+   threads reading whole batches through libsndfile directly (io/sndfile_direct.py), one soxr_hq stream per group
+   of batches writing into the padded batches; cold = decoding every clip, warm = the
    decoded-input cache filled by an earlier pass) against the naive single-process per-file loop a script would
    write (`librosa.load(path, sr=rate)` per clip, which also resamples with soxr_hq; soundfile +
    scipy.signal.resample_poly when librosa is not installed), over the shipped spoken shapes clips, same files,
@@ -130,7 +131,7 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
     print(f"  {'mmeval AudioBatches, decoded-input cache (warm)':<52} {warm_s:8.3f} {'x%.2f' % (naive_s / warm_s):>7}")
     print(f"  samples: lengths differ by at most {length_diff} sample(s) (librosa fixes the length to "
           f"ceil(n x ratio), soxr rounds half up); max |mmeval - naive| = {diff:.2e}, {diff_after:.2e} after "
-          f"the output of each clip's first 3 input samples (io/audio_resample.py: one libsoxr call per group of batches)")
+          f"the output of each clip's first 3 input samples (io/audio_resample.py: one libsoxr stream per group of batches)")
 
 
 def bench_whisper(paths: list[Path], batch: int, repeats: int) -> None:

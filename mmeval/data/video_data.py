@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmeval.io.source import file_stamps
+
 
 class VideoSource:
     """Video files with their ids: indexable, picklable (DataLoader workers decode from it)."""
@@ -32,16 +34,9 @@ class VideoSource:
         return str(self.paths[index])
 
     def fingerprint(self) -> str:
-        """Identifies the files as they are now (path, size, modification time) without reading them, so a
-        decoded-frame cache made from other or since-changed files never matches."""
-        digest = hashlib.sha256(b"videos")
-        for path in self.paths:
-            try:
-                stat = path.stat()
-                digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{path}|missing\n".encode())
-        return digest.hexdigest()
+        """The files as they are now (`io.source.file_stamps`), without reading them: a decoded-frame cache made
+        from other or since-changed files never matches."""
+        return file_stamps(self.paths, b"videos")
 
     def subset(self, indices: list[int]) -> VideoSource:
         return VideoSource([self.paths[i] for i in indices], [self.ids[i] for i in indices])

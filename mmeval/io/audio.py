@@ -22,6 +22,7 @@ import numpy as np
 from mmeval.config.audio import AudioSettings
 from mmeval.errors import DataError
 from mmeval.io.audio_resample import SOXR_QUALITY, resample
+from mmeval.io.sndfile_direct import read_frames
 
 _SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
 _RATE_RANGE = (1000, 768_000)  # header rates outside this are corrupt metadata, not audio
@@ -117,6 +118,12 @@ def _read_soundfile(path: Path, data: bytes, settings: AudioSettings,
     import soundfile as sf
 
     _check_wav_header(path, data)
+    direct = read_frames(path, lambda rate: _limit(settings, rate)) if from_path else None
+    if direct is not None:  # the common case without soundfile's per-call Python (io/sndfile_direct.py)
+        rate = _check_rate(path, direct.rate)
+        info = {"original_rate": rate, "channels": direct.samples.shape[1], "duration_s": direct.declared_frames / rate,
+                "codec": f"{direct.format}/{direct.subtype}"}  # fmt: skip
+        return direct.samples, rate, info
     try:
         with sf.SoundFile(str(path) if from_path else io.BytesIO(data)) as handle:
             rate = _check_rate(path, handle.samplerate)

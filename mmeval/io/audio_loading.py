@@ -39,9 +39,9 @@ from mmeval.config.audio import AudioSettings
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
 from mmeval.io.audio import Audio, ClipTooLong, decode_native, read_bytes
-from mmeval.io.audio_resample import resample_joined
+from mmeval.io.audio_resample import output_length, resample_into
 from mmeval.io.audio_store import AudioStore
-from mmeval.io.source import Batch
+from mmeval.io.source import Batch, file_stamps
 from mmeval.perturb import Cell, apply_cell
 
 log = logging.getLogger(__name__)
@@ -69,29 +69,19 @@ class AudioSource:
         return blob if blob is not None else read_bytes(self.paths[index])
 
     def fingerprint(self) -> str:
-        """The files as they are now (path, size, modification time), without reading them; in-memory clips
-        by their bytes."""
-        if self.blobs is not None:
-            digest = hashlib.sha256(b"audio-blobs")
-            for path, blob in zip(self.paths, self.blobs):
-                digest.update(f"{path}|{hashlib.sha256(blob).hexdigest() if blob is not None else _stat(path)}\n".encode())
-            return digest.hexdigest()
-        digest = hashlib.sha256(b"audio-files")
-        for path in self.paths:
-            digest.update(f"{_stat(path)}\n".encode())
+        """The files as they are now (`io.source.file_stamps`: path, size, modification time), without reading
+        them; in-memory clips by their bytes."""
+        if self.blobs is None:
+            return file_stamps(self.paths, b"audio-files")
+        digest = hashlib.sha256(b"audio-blobs")
+        for path, blob in zip(self.paths, self.blobs):
+            stamp = hashlib.sha256(blob).hexdigest() if blob is not None else file_stamps([path], b"")
+            digest.update(f"{path}|{stamp}\n".encode())
         return digest.hexdigest()
 
     def subset(self, indices: list[int]) -> AudioSource:
         blobs = [self.blobs[i] for i in indices] if self.blobs is not None else None
         return AudioSource([self.paths[i] for i in indices], [self.ids[i] for i in indices], blobs)
-
-
-def _stat(path: Path) -> str:
-    try:
-        stat = path.stat()
-        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    except (OSError, ValueError):
-        return f"{path}|missing"
 
 
 @dataclass
@@ -109,7 +99,7 @@ class AudioPass:
 # Clips a decoding thread reads, decodes and resamples in one go (whole batches: at least one): one libsoxr call
 # for 64 short 16 kHz clips to 22.05 kHz took 0.64 of the time of four calls for 16 (74 vs 115 ms for 200 clips,
 # idle box); 32 keeps enough groups for two threads on a small set. Read ahead: (threads + 1) groups.
-GROUP_CLIPS = 32
+GROUP_CLIPS = 16
 
 
 class _Reader:
@@ -136,22 +126,33 @@ class _Reader:
             return index, None, digest, str(exc), False
 
     def group(self, batches: list[list[int]]) -> list[tuple[list, list[np.ndarray], Any]]:
-        """Several consecutive batches at once, so that one libsoxr call resamples all their clips of one rate
-        (io/audio_resample.py: the fewer calls, the less set-up); returns each batch's result as `batch` would."""
+        """Several consecutive batches at once, so that one libsoxr stream resamples all their clips of one rate
+        (io/audio_resample.py: the fewer streams, the less set-up), straight into the padded batches; returns
+        each batch's result as `batch` would."""
         items = [self.clip(index) for indices in batches for index in indices]
-        ok = [(index, audio) for index, audio, _, error, _ in items if error is None]
-        waves: dict[int, np.ndarray] = {}
-        for rate in sorted({audio.rate for _, audio in ok}):  # one libsoxr call per rate
-            same = [(index, audio.samples) for index, audio in ok if audio.rate == rate]
-            resampled = resample_joined([s for _, s in same], rate, self.rate, self.settings.resampler)
-            waves.update({index: wave for (index, _), wave in zip(same, resampled)})
+        by_rate: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # native rate -> [(decoded clip, its row)]
         out, at = [], 0
         for indices in batches:
             mine, at = items[at : at + len(indices)], at + len(indices)
-            good = [perturbed_audio(self.cell, waves[index], self.source.ids[index])
-                    for index, _, _, error, _ in mine if error is None]  # fmt: skip
-            out.append(([(index, digest, error, fatal) for index, _, digest, error, fatal in mine], good,
-                        pad(good) if good else None))  # fmt: skip
+            decoded = [(index, audio) for index, audio, _, error, _ in mine if error is None]
+            rows, padded = [], None
+            if decoded:
+                lengths = np.array([output_length(len(a.samples), a.rate, self.rate) for _, a in decoded], np.int64)
+                batch = np.empty((len(decoded), int(lengths.max())), dtype=np.float32)
+                for row, ((_, audio), n) in enumerate(zip(decoded, lengths)):
+                    batch[row, n:] = 0.0  # the padding; the clip goes into batch[row, :n]
+                    rows.append(batch[row, :n])
+                    by_rate.setdefault(audio.rate, []).append((audio.samples, rows[-1]))
+                padded = (torch.from_numpy(batch), torch.from_numpy(lengths))
+            out.append(([(index, digest, error, fatal) for index, _, digest, error, fatal in mine], rows, padded))
+        for rate, pairs in sorted(by_rate.items()):  # one libsoxr stream per native rate
+            resample_into([clip for clip, _ in pairs], rate, self.rate, self.settings.resampler,
+                          [row for _, row in pairs])  # fmt: skip
+        if self.cell is not None:  # perturbed in place, on the decoded wave at the model's rate
+            for findings, rows, _ in out:
+                good = [index for index, _, error, _ in findings if error is None]
+                for index, row in zip(good, rows):
+                    row[:] = perturbed_audio(self.cell, row, self.source.ids[index])
         return out
 
     def batch(self, indices: list[int]) -> tuple[list, list[np.ndarray], Any]:
@@ -196,11 +197,12 @@ def in_threads(work: Callable[[Any], Any], chunks: list[Any], threads: int) -> I
 
 def pad(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-padded (B, max length) float32 batch and the (B,) lengths (filled in NumPy: torch's per-row copies
-    cost more than the decoding on a busy CPU)."""
+    cost more than the decoding on a busy CPU; only the padding is zeroed, not the whole batch first)."""
     lengths = np.array([len(w) for w in waves], dtype=np.int64)
-    out = np.zeros((len(waves), int(lengths.max()) if len(waves) else 0), dtype=np.float32)
+    out = np.empty((len(waves), int(lengths.max()) if len(waves) else 0), dtype=np.float32)
     for row, wave in enumerate(waves):
         out[row, : len(wave)] = wave
+        out[row, len(wave) :] = 0.0
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
@@ -213,8 +215,8 @@ class AudioBatches:
         self.source, self.runtime, self.settings, self.on_bad_input = source, runtime, settings, on_bad_input
         self.rate = settings.sample_rate or rate
         self.cell = perturbation if perturbation is not None and perturbation.modality == "audio" else None
-        cache, fingerprint = runtime.cache, source.fingerprint()
-        self.store = AudioStore(cache.root, {"audio": fingerprint, "settings": settings.key(), "rate": self.rate}) \
+        cache, self.fingerprint = runtime.cache, source.fingerprint()  # once per pass: the files as they are now
+        self.store = AudioStore(cache.root, {"audio": self.fingerprint, "settings": settings.key(), "rate": self.rate}) \
             if cache is not None and cache.pixels else None  # fmt: skip
         self.done = AudioPass()
 
@@ -222,7 +224,7 @@ class AudioBatches:
         return list(range(len(self.source)))
 
     def cache_parts(self) -> dict[str, Any]:
-        parts = {"audio": self.source.fingerprint(), "audio_settings": self.settings.key(), "rate": self.rate,
+        parts = {"audio": self.fingerprint, "audio_settings": self.settings.key(), "rate": self.rate,
                  "on_bad_input": self.on_bad_input}  # fmt: skip
         if self.cell is not None:  # perturbed audio: its outputs are the cell's, never the clean pass's
             parts["perturbation"] = [self.cell.modality, self.cell.name, self.cell.severity, self.cell.seed]

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mmeval.errors import DataError
-from mmeval.io.source import source_fingerprint
+from mmeval.io.source import file_stamps, source_fingerprint
 
 SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
 _EOI = b"\xff\xd9"  # JPEG end-of-image marker
@@ -105,16 +105,8 @@ class FileImages:
         return data, image
 
     def fingerprint(self) -> str:
-        """Identifies the files as they are now (path, size, modification time) without reading them: a cache
-        entry made from other or since-changed files never matches."""
-        digest = hashlib.sha256(b"files")
-        for path in self.paths:
-            try:
-                stat = path.stat()
-                digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{path}|missing\n".encode())
-        return digest.hexdigest()
+        """The files as they are now (`file_stamps`), without reading them."""
+        return file_stamps(self.paths, b"files")
 
 
 class SubsetImages:

@@ -13,8 +13,11 @@ reuses the engine's batching, caching, resume, data parallelism, OOM halving, Na
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # torch-free at run time: data loaders import their sources without torch
@@ -29,6 +32,25 @@ class InputSource(Protocol):
     def describe(self, index: int) -> str: ...  # a file path or row id, for error messages
 
     def fingerprint(self) -> str | None: ...  # the content's identity for cache keys; None: never cached
+
+
+def file_stamps(paths: Iterable[Path], tag: bytes) -> str:
+    """Identifies files as they are now (real path, size, modification time) without reading them, so a cache
+    entry made from other or since-changed files never matches. Each folder is resolved once (a file's own
+    symlink is not followed in its name, but `stat` follows it for the size and time): resolving every file's
+    path costs a few `lstat` calls per file, noticeable on sets of short clips."""
+    digest, folders = hashlib.sha256(tag), {}
+    for path in paths:
+        text = os.fspath(path)
+        try:
+            stat = os.stat(text)
+            folder, name = os.path.split(text)
+            if folder not in folders:
+                folders[folder] = os.path.realpath(folder or ".")
+            digest.update(f"{os.path.join(folders[folder], name)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except (OSError, ValueError):  # ValueError: a NUL byte in the path
+            digest.update(f"{text}|missing\n".encode())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Resampling a batch of clips in one libsoxr call (io/audio_resample.py) against one `soxr.resample` call per
-clip (what librosa.load does), on shipped spoken-shapes clips."""
+"""Resampling a batch of clips through one libsoxr stream (io/audio_resample.py) against one `soxr.resample` call
+per clip (what librosa.load does) and against one call on the joined array built by hand, on shipped
+spoken-shapes clips."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import soundfile as sf
 import soxr
 
 from mmeval.data.speech_formats import SPOKEN_SHAPES
-from mmeval.io.audio_resample import output_length, resample_joined
+from mmeval.io.audio_resample import _gap, output_length, resample_into, resample_joined
 
 CLIPS = [sf.read(SPOKEN_SHAPES / f"{n:04d}.flac", dtype="float32")[0] for n in range(0, 40, 3)]
 
@@ -29,6 +30,31 @@ def test_joined_resampling_equals_one_call_per_clip_after_the_first_input_sample
     # a clip's samples do not depend on its neighbours: the same clip alone in its own batch
     second = resample_joined([CLIPS[1], CLIPS[4]], 16000, rate_out, resampler)[0]
     assert float(np.abs(second - joined[1]).max()) < 1e-6
+
+
+@pytest.mark.parametrize("rate_out", [8000, 22050, 44100])
+def test_streamed_rows_equal_one_call_on_the_joined_array_built_by_hand(rate_out: int) -> None:
+    """The stream fed piece by piece writes exactly the samples one `soxr.resample` call gives on the whole
+    joined layout (clip starts on multiples of the ratio's denominator, silence between), into rows of a padded
+    batch, leaving the padding alone."""
+    g = math.gcd(16000, rate_out)
+    up, down, gap = rate_out // g, 16000 // g, _gap(16000, rate_out, "soxr_hq")
+    starts, at = [], -(-gap // down) * down
+    for clip in CLIPS:
+        starts.append(at)
+        at += -(-(len(clip) + gap) // down) * down
+    joined = np.zeros(at, np.float32)
+    for start, clip in zip(starts, CLIPS):
+        joined[start : start + len(clip)] = clip
+    whole = soxr.resample(joined, 16000, rate_out, quality="HQ")
+    lengths = [output_length(len(clip), 16000, rate_out) for clip in CLIPS]
+    batch = np.full((len(CLIPS), max(lengths) + 5), -7.0, np.float32)
+    resample_into(CLIPS, 16000, rate_out, "soxr_hq", [batch[r, :n] for r, n in enumerate(lengths)])
+    for row, start, n in zip(batch, starts, lengths):
+        np.testing.assert_array_equal(row[:n], whole[start // down * up : start // down * up + n])
+        assert (row[n:] == -7.0).all()
+    with pytest.raises(ValueError, match="a row of"):
+        resample_into(CLIPS[:2], 16000, rate_out, "soxr_hq", [batch[0, :3], batch[1, :3]])
 
 
 def test_output_length_is_libsoxrs() -> None:
