@@ -144,3 +144,24 @@ def test_speech_recognition_task_matches_jiwer_on_its_own_rows(tmp_path: Path) -
     assert speakers["en-gb"]["wer"] > speakers["en-us"]["wer"]  # the acoustic model is US English
     assert result.dataset["decoder"]["resampler"].startswith("soxr_hq") and result.extra["normalizers"]["basic"]
     assert result.metrics["wer"]["ci95"][0] <= result.metrics["wer"]["value"] <= result.metrics["wer"]["ci95"][1]
+
+
+@pytest.mark.parametrize("n_speakers", [12, 4])
+def test_speech_intervals_resample_speakers_only_when_there_are_enough(tmp_path: Path, n_speakers: int) -> None:
+    """The bootstrap resamples speakers (the paired test's unit) with >= MIN_SPEAKERS named, utterances below:
+    a percentile bootstrap over a handful of clusters is unreliable."""
+    from mmeval.tasks.speech_recognition.samples import MIN_SPEAKERS
+
+    rows = spoken_rows("en-us", 12)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({**r, "audio_filepath": str(SPOKEN_SHAPES / r["audio_filepath"]),
+                                            "speaker": f"s{n % n_speakers}"}) + "\n" for n, r in enumerate(rows)))  # fmt: skip
+    bench = SpeechRecognitionConfig(name="asr", task="speech_recognition", data={"format": "nemo", "annotations": manifest})
+    result = run(load_pocketsphinx(ModelConfig(type="pocketsphinx", grammar=GRAMMAR)), bench, RunContext(_runtime()))
+    block = result.extra["bootstrap"]
+    if n_speakers >= MIN_SPEAKERS:
+        assert block["resampled"] == "clusters" and block["unit"].startswith("speakers")
+    else:
+        assert block["resampled"] == "rows" and block["unit"] == "utterances"
+    low, high = result.metrics["wer"]["ci95"]
+    assert low <= result.metrics["wer"]["value"] <= high

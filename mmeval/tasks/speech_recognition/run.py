@@ -18,13 +18,14 @@ import numpy as np
 from mmeval.data.speech_formats import SpeechData
 from mmeval.engine.audio_passes import AudioPass, transcribe
 from mmeval.errors import DataError, MmevalError
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.text_norm import get_normaliser
 from mmeval.metrics.wer import rtfx, summarise, utterance_errors
 from mmeval.models.base import GenerationSettings
 from mmeval.registry import DATA_FORMATS, resolve
 from mmeval.tasks.base import BenchmarkResult, RunContext
 from mmeval.tasks.speech_recognition import TASK
+from mmeval.tasks.speech_recognition.samples import speaker_labels
 
 log = logging.getLogger(__name__)
 EMPTY_REFERENCES = ("an utterance whose normalised reference is empty has no per-utterance rate; its transcript's "
@@ -131,7 +132,11 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
         metrics["rtfx"] = {"value": speed, "higher_is_better": True}
     else:
         extra["rtfx_note"] = "not measured: the transcripts came from the output cache"
-    block = add_intervals(metrics, (len(rows),), _ratio_statistic(sums, lengths), ctx.bootstrap, "utterances")
+    # speakers as the paired test's unit (samples.py), when the data names enough of them for a bootstrap
+    speakers = speaker_labels(rows)
+    clusters = None if speakers is None else Clusters.from_labels(speakers, name="speakers")
+    block = add_intervals(metrics, (len(rows),), _ratio_statistic(sums, lengths), ctx.bootstrap, "utterances",
+                          clusters)  # fmt: skip
     if block is not None:
         extra["bootstrap"] = block
     extra["errors"] = errors_block
