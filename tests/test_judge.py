@@ -6,7 +6,9 @@ unparseable judge requests counted and named, the gate and headline ignoring jud
 from __future__ import annotations
 
 import json
+import math
 import random
+import statistics
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,7 +129,7 @@ def _qa_judge(image, prompt: str, max_tokens: int) -> str:
 def _config(folder: Path, model: dict, benchmarks: list[dict], name: str):
     return validate_mapping({"model": model, "benchmarks": benchmarks,
                              "runtime": {"device": "cpu", "batch_size": 4, "num_workers": 0},
-                             "bootstrap": {"n": 0}, "output": {"dir": str(folder), "name": name}})
+                             "bootstrap": {"n": 500}, "output": {"dir": str(folder), "name": name}})
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +190,12 @@ def test_image_caption_judge_scores_agreement_and_report(runs) -> None:
     assert agreement["cohen_kappa"] == pytest.approx(kappa_by_hand([s >= 4 for s in expected],
                                                                    [c >= median for c in cider]))
     assert headline_metrics("coco_captions", list(bench["metrics"])) == ["CIDEr", "Bleu_4"]  # no judge metric
+    # its interval: percentile bootstrap over the judged captions, near the normal one for a mean of 12 scores
+    low, high = bench["metrics"]["judge_score"]["ci95"]
+    spread = 1.96 * statistics.pstdev(expected) / math.sqrt(len(expected))
+    assert low < bench["metrics"]["judge_score"]["value"] < high
+    assert (high - low) == pytest.approx(2 * spread, rel=0.3)
+    assert block["bootstrap"]["unit"] == "judged captions" and block["bootstrap"]["resampled"] == "rows"
 
 
 def test_rerun_reads_every_verdict_from_the_cache(runs) -> None:
@@ -218,6 +226,8 @@ def test_video_captions_and_video_qa_judged(runs) -> None:
     rule = [row["correct"] > 0 for row in rows]
     assert [row["judge"] for row in rows] == judged
     assert qa["metrics"]["judge_accuracy"]["value"] == pytest.approx(sum(judged) / len(judged))
+    low, high = qa["metrics"]["judge_accuracy"]["ci95"]
+    assert 0 <= low < qa["metrics"]["judge_accuracy"]["value"] < high <= 1
     assert "exact_match" in qa["metrics"]
     block = qa["judge"]
     assert block["prompt_version"] == "mmeval-video-answer-judge-v1" and block["scale"] == "yes/no"

@@ -4,7 +4,8 @@ A task with `judge:` set calls `judge_answers` (binary verdicts; metric `judge_a
 rule: accuracy and Cohen's kappa) or `judge_captions` (1-5 scores; metric `judge_score`, the mean score;
 agreement with a per-caption rule value such as CIDEr-D: Spearman, and accuracy / kappa after the binarisation
 of mmeval.metrics.judge_agreement). The report's `judge` block holds the judge's model id, prompt version,
-counts, cache hits and misses, the named failures and the agreement.
+counts, cache hits and misses, the named failures and the agreement. The judge metric gets a percentile
+bootstrap interval over the judged items like the rule-based metrics (the block's `bootstrap` says how).
 
 Failed judge requests are never silently scored. With the judge's `on_failed_request: fail` (the default) the
 judge metric and agreement are withheld (`judge.status: failed`, the failures named, a warning) while the
@@ -97,6 +98,7 @@ def judge_answers(bench, ctx: RunContext, kind: str, items: list[tuple[str, str,
     pairs = [(bool(v), bool(r)) for v, r in zip(verdicts, rule_correct) if v is not None]
     if pairs:
         metrics["judge_accuracy"] = {"value": sum(v for v, _ in pairs) / len(pairs), "higher_is_better": True}
+        _interval(ctx, metrics, "judge_accuracy", [float(v) for v, _ in pairs], "judged answers", block)
     block["rule"] = rule_name
     block["agreement"] = binary_agreement([v for v, _ in pairs], [r for _, r in pairs])
 
@@ -118,9 +120,24 @@ def judge_captions(bench, ctx: RunContext, medium: str, ids: list[Any], captions
     judged = [n for n, v in enumerate(verdicts) if v is not None]
     if judged:
         metrics["judge_score"] = {"value": sum(verdicts[n] for n in judged) / len(judged), "higher_is_better": True}
+        _interval(ctx, metrics, "judge_score", [float(verdicts[n]) for n in judged], "judged captions", block)
     if rule_values is not None:
         block["rule"] = f"per-caption {rule_name}"
         block["agreement"] = graded_agreement([verdicts[n] for n in judged], [float(rule_values[n]) for n in judged])
+
+
+def _interval(ctx: RunContext, metrics: dict, name: str, values: list[float], unit: str, block: dict) -> None:
+    """The judge metric's percentile bootstrap interval (a mean over the judged items, resampled one by one with
+    the run's bootstrap settings) beside its value; the judge block records how (`bootstrap`)."""
+    import numpy as np
+
+    from mmeval.metrics.stats.bootstrap import add_intervals, mean
+
+    judged = np.asarray(values, dtype=np.float64)
+    done = add_intervals({name: metrics[name]}, (len(judged),), lambda counts: {name: mean(counts, judged)},
+                         ctx.bootstrap, unit)  # fmt: skip
+    if done is not None:
+        block["bootstrap"] = done
 
 
 RULE_ORDER = ("SPIDEr", "CIDEr", "METEOR", "ROUGE_L", "Bleu_4", "SPICE")  # the rule a caption judge is compared with
