@@ -84,6 +84,8 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
     from mmeval.engine.timing import Timer
     from mmeval.io.audio import describe_decoder
     from mmeval.io.audio_loading import AudioBatches, AudioSource
+    from mmeval.io.audio_resample import resample_joined
+    from mmeval.io.sndfile_direct import read_frames
 
     name, load = naive_loader()
 
@@ -103,8 +105,10 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
 
     inline, threaded = runtime_with(0), runtime_with(workers)
     load(paths[0], rate), loaded(inline)  # imports and first-call set-up out of the timings
+    waves = [read_frames(p).samples[:, 0] for p in paths]
     timed = interleaved({"naive": lambda: [load(p, rate) for p in paths], "inline": lambda: loaded(inline),
-                         "cold": lambda: loaded(threaded)}, repeats)  # fmt: skip
+                         "cold": lambda: loaded(threaded), "decode floor": lambda: [read_frames(p) for p in paths],
+                         "resample floor": lambda: resample_joined(waves, 16000, rate, "soxr_hq")}, repeats)  # fmt: skip
     naive_s, naive_cpu, naive = timed["naive"]
     with tempfile.TemporaryDirectory() as folder:
         threaded.cache = Cache(Path(folder))
@@ -129,6 +133,11 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
         wall, cpu, _ = timed[key]
         print(f"  {label:<52} {wall:8.3f} {'x%.2f' % (naive_s / wall):>7} {cpu:8.3f}")
     print(f"  {'mmeval AudioBatches, decoded-input cache (warm)':<52} {warm_s:8.3f} {'x%.2f' % (naive_s / warm_s):>7}")
+    floor = timed["decode floor"][1] + timed["resample floor"][1]
+    cores = min(workers, os.cpu_count() or 1)
+    print(f"  the C work alone, one thread: libsndfile decode {timed['decode floor'][1]:.3f} CPU s + one soxr stream over "
+          f"all clips {timed['resample floor'][1]:.3f} CPU s = {floor:.3f}; on {cores} fully parallel cores with no "
+          f"other cost, the best cold ratio would be x{naive_s / (floor / cores):.2f}")
     print(f"  samples: lengths differ by at most {length_diff} sample(s) (librosa fixes the length to "
           f"ceil(n x ratio), soxr rounds half up); max |mmeval - naive| = {diff:.2e}, {diff_after:.2e} after "
           f"the output of each clip's first 3 input samples (io/audio_resample.py: one libsoxr stream per group of batches)")
