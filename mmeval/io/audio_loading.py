@@ -96,9 +96,10 @@ class AudioPass:
     decoder: dict[str, Any] = field(default_factory=dict)  # io.audio.describe_decoder(), for the report
 
 
-# Clips a decoding thread reads, decodes and resamples in one go (whole batches: at least one): one libsoxr call
-# for 64 short 16 kHz clips to 22.05 kHz took 0.64 of the time of four calls for 16 (74 vs 115 ms for 200 clips,
-# idle box); 32 keeps enough groups for two threads on a small set. Read ahead: (threads + 1) groups.
+# Clips a decoding thread reads, decodes and resamples in one go (whole batches: at least one), through one libsoxr
+# stream. Swept on 200 short 16 kHz clips to 22.05 kHz with 2 threads (2 cores, scripts/bench_audio.py): groups of
+# 8 / 16 / 32 / 64 clips took 142 / 131 / 146 / 161 ms; larger groups pay fewer stream set-ups but leave a thread
+# idle at the end of a small set. Read ahead: (threads + 1) groups.
 GROUP_CLIPS = 16
 
 
