@@ -92,6 +92,7 @@ class ClusterKey:
 
 
 image_id = ClusterKey("image_id", "images")
+video_id = ClusterKey("video_id", "videos")
 
 
 def question_id(row: dict) -> Any:

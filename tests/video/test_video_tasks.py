@@ -273,3 +273,11 @@ def test_bias_slices_of_video_retrieval_and_qa_by_loops(tmp_path):
         assert recall[group] == pytest.approx(sum(r <= 1 for r in ranks) / len(ranks))
         correct = [r["correct"] for r in samples["qa"]["answers"] if speed[r["video_id"]] == group]
         assert answered[group] == pytest.approx(sum(correct) / len(correct))
+    # the questions about one video are drawn together: the interval and the paired test resample videos
+    block = report["benchmarks"]["qa"]["bootstrap"]
+    assert block["resampled"] == "clusters" and block["unit"].startswith("videos")
+    from mmeval.reporting.sample_values import paired_values
+
+    pair = paired_values("video_qa", "exact_match", samples["qa"], samples["qa"], ["exact_match"])
+    videos = [r["video_id"] for r in samples["qa"]["answers"]]
+    assert pair.unit == "videos" and list(pair.clusters[0]) == videos and len(set(videos)) < len(videos)

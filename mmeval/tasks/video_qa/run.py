@@ -18,7 +18,7 @@ import numpy as np
 from mmeval.errors import DataError, MmevalError
 from mmeval.io.video_loading import answer_for_videos
 from mmeval.metrics.multiple_choice import extract_choice, format_options, letters, score_choices
-from mmeval.metrics.stats.bootstrap import add_intervals
+from mmeval.metrics.stats.bootstrap import Clusters, add_intervals
 from mmeval.metrics.stats.bootstrap_metrics import choice_statistic, vqa_statistic
 from mmeval.metrics.vqa import normalize_answer
 from mmeval.models.base import GenerationSettings
@@ -127,7 +127,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if ctx.save_artifact is not None:
         extra["predictions_file"] = ctx.save_artifact("answers", rows).name
     metrics = {name: {"value": value, "higher_is_better": name != "unparseable_rate"} for name, value in values.items()}
-    block = add_intervals(metrics, (len(asked),), renamed, ctx.bootstrap, "questions")
+    block = add_intervals(metrics, (len(asked),), renamed, ctx.bootstrap, "questions",
+                          Clusters.from_labels([row["video_id"] for row in rows], name="videos"))  # fmt: skip
     if block is not None:
         extra["bootstrap"] = block
     if bench.judge is not None and bench.style == "open":

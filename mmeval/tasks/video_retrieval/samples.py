@@ -8,10 +8,10 @@ are drawn together), as the bootstrap resamples videos; mean / median rank stay 
 
 from __future__ import annotations
 
-from mmeval.reporting.sample_values import ClusterKey, PairedValues
+from mmeval.reporting.sample_values import PairedValues, video_id
 from mmeval.tasks.retrieval.samples import ranking_paired_values
 
-VIDEO = ClusterKey("video_id", "videos")
+VIDEO = video_id
 
 
 def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
