@@ -370,3 +370,20 @@ def test_the_judge_request_carries_its_settings_and_prompt(tmp_path: Path) -> No
     assert "agreement" not in extra["judge"]  # no rule-based per-caption values were given
     tokens = len(prompt.split()) + 1  # the test server's usage count
     assert extra["judge"]["input_tokens"] == tokens and extra["judge"]["cost"] == {"value": tokens, "currency": "USD"}
+
+
+def test_judge_metrics_have_paired_values_from_each_rows_verdict(runs) -> None:
+    """Paired tests on a judge metric use each row's verdict, matched by the task's key and cluster."""
+    from mmeval.reporting.sample_values import paired_values
+
+    image = _samples(runs.outcomes["image"])["cap"]
+    data = paired_values("coco_captions", "judge_score", image, image, ["CIDEr", "judge_score"])
+    assert not data.reason and list(data.strata[0][0]) == [float(r["judge"]) for r in image["captions"]]
+    video = _samples(runs.outcomes["video"])
+    qa = paired_values("video_qa", "judge_accuracy", video["qa"], video["qa"], ["exact_match", "judge_accuracy"])
+    assert qa.unit == "videos" and list(qa.strata[0][1]) == [float(r["judge"]) for r in video["qa"]["answers"]]
+    shifted = {"answers": [{**r, "judge": not r["judge"]} if n < 3 else r for n, r in enumerate(video["qa"]["answers"])]}
+    flipped = paired_values("video_qa", "judge_accuracy", video["qa"], shifted, ["judge_accuracy"])
+    assert (flipped.strata[0][0] != flipped.strata[0][1]).sum() == 3
+    unjudged = {"answers": [{**r, "judge": None} for r in video["qa"]["answers"]]}
+    assert paired_values("video_qa", "judge_accuracy", video["qa"], unjudged, ["judge_accuracy"]).reason

@@ -99,6 +99,19 @@ def question_id(row: dict) -> Any:
     return row.get("question_id")
 
 
+JUDGE_METRICS = ("judge_accuracy", "judge_score")
+
+
+def judge_values(metric: str, rows_a: list[dict], rows_b: list[dict], key: Callable[[dict], Any],
+                 cluster: Callable[[dict], Any] | None = None) -> PairedValues | None:
+    """An opt-in judge's metric (the mean of its verdicts) as paired values: each row's `judge` (yes / no as 1 / 0,
+    or the 1-5 score) over the rows judged in both runs; None for any other metric."""
+    if metric not in JUDGE_METRICS:
+        return None
+    return single(rows_a, rows_b, key, lambda r: float(r["judge"]), keep=lambda r: r.get("judge") is not None,
+                  cluster=cluster)
+
+
 def rows_of(samples: dict[str, list] | None, kind: str) -> list[dict] | None:
     rows = (samples or {}).get(kind)
     return rows if isinstance(rows, list) else None

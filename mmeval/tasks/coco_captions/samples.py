@@ -8,7 +8,7 @@ the per-sample rows hold only sentence BLEU, so BLEU gets no p-value.
 
 from __future__ import annotations
 
-from mmeval.reporting.sample_values import PairedValues, image_id, no_test, rows_of, single
+from mmeval.reporting.sample_values import PairedValues, image_id, judge_values, no_test, rows_of, single
 
 
 def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
@@ -17,6 +17,9 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
     ra, rb = rows_of(a, "captions"), rows_of(b, "captions")
     if ra is None or rb is None:
         return no_test("no per-image caption scores")
+    judged = judge_values(metric, ra, rb, image_id)
+    if judged is not None:
+        return judged
     if not any(metric in row for row in ra):
         return no_test(f"no per-image {metric} values")
     out = single(ra, rb, image_id, lambda r: r.get(metric))

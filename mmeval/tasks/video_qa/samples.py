@@ -4,7 +4,7 @@ about one video are not independent: they flip and are drawn together (by video,
 
 from __future__ import annotations
 
-from mmeval.reporting.sample_values import PairedValues, no_test, rows_of, single, video_id
+from mmeval.reporting.sample_values import PairedValues, judge_values, no_test, rows_of, single, video_id
 
 
 def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
@@ -20,4 +20,5 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
                       lambda r: float(r["correct"]), cluster=video_id)
     if metric == "unparseable_rate":
         return single(ra, rb, key, lambda r: float(r.get("choice") is None), cluster=video_id)
-    return no_test("no per-sample values for this metric")
+    judged = judge_values(metric, ra, rb, key, cluster=video_id)
+    return judged if judged is not None else no_test("no per-sample values for this metric")

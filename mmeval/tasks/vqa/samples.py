@@ -5,7 +5,7 @@ VQA: per-question accuracy (per answer type: that type's questions); multiple ch
 
 from __future__ import annotations
 
-from mmeval.reporting.sample_values import PairedValues, image_id, no_test, question_id, rows_of, single
+from mmeval.reporting.sample_values import PairedValues, image_id, judge_values, no_test, question_id, rows_of, single
 
 
 def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
@@ -22,4 +22,5 @@ def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValu
         return single(ra, rb, question_id, lambda r: float(bool(r.get("correct"))), cluster=image_id)
     if metric == "unparseable_rate":
         return single(ra, rb, question_id, lambda r: float(r.get("choice") is None), cluster=image_id)
-    return no_test("no per-sample values for this metric")
+    judged = judge_values(metric, ra, rb, question_id, cluster=image_id)
+    return judged if judged is not None else no_test("no per-sample values for this metric")
