@@ -139,11 +139,9 @@ class _Reader:
             rows, padded = [], None
             if decoded:
                 lengths = np.array([output_length(len(a.samples), a.rate, self.rate) for _, a in decoded], np.int64)
-                batch = np.empty((len(decoded), int(lengths.max())), dtype=np.float32)
-                for row, ((_, audio), n) in enumerate(zip(decoded, lengths)):
-                    batch[row, n:] = 0.0  # the padding; the clip goes into batch[row, :n]
-                    rows.append(batch[row, :n])
-                    by_rate.setdefault(audio.rate, []).append((audio.samples, rows[-1]))
+                batch, rows = empty_batch(lengths)
+                for (_, audio), row in zip(decoded, rows):
+                    by_rate.setdefault(audio.rate, []).append((audio.samples, row))
                 padded = (torch.from_numpy(batch), torch.from_numpy(lengths))
             out.append(([(index, digest, error, fatal) for index, _, digest, error, fatal in mine], rows, padded))
         for rate, pairs in sorted(by_rate.items()):  # one libsoxr stream per native rate
@@ -196,15 +194,24 @@ def in_threads(work: Callable[[Any], Any], chunks: list[Any], threads: int) -> I
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def empty_batch(lengths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A (B, max length) float32 batch with only its padding zeroed, and each row's first `lengths[i]` samples as
+    a view to fill (filled in NumPy: torch's per-row copies cost more than the decoding on a busy CPU)."""
+    batch = np.empty((len(lengths), int(lengths.max()) if len(lengths) else 0), dtype=np.float32)
+    rows = []
+    for row, n in enumerate(lengths):
+        batch[row, n:] = 0.0
+        rows.append(batch[row, :n])
+    return batch, rows
+
+
 def pad(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded (B, max length) float32 batch and the (B,) lengths (filled in NumPy: torch's per-row copies
-    cost more than the decoding on a busy CPU; only the padding is zeroed, not the whole batch first)."""
+    """Zero-padded (B, max length) float32 batch of `waves` and the (B,) lengths."""
     lengths = np.array([len(w) for w in waves], dtype=np.int64)
-    out = np.empty((len(waves), int(lengths.max()) if len(waves) else 0), dtype=np.float32)
-    for row, wave in enumerate(waves):
-        out[row, : len(wave)] = wave
-        out[row, len(wave) :] = 0.0
-    return torch.from_numpy(out), torch.from_numpy(lengths)
+    batch, rows = empty_batch(lengths)
+    for row, wave in zip(rows, waves):
+        row[:] = wave
+    return torch.from_numpy(batch), torch.from_numpy(lengths)
 
 
 class AudioBatches:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from mmeval.reporting.sample_values import PairedValues, video_id
 from mmeval.tasks.retrieval.samples import ranking_paired_values
 
-VIDEO = video_id
-
 
 def paired_values(metric: str, a: dict, b: dict, names: list[str]) -> PairedValues:
-    return ranking_paired_values(metric, a, b, names, ("t2v", "v2t"), "video_id", cluster=VIDEO)
+    return ranking_paired_values(metric, a, b, names, ("t2v", "v2t"), "video_id", cluster=video_id)
