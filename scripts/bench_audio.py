@@ -4,8 +4,8 @@
    threads reading whole batches through libsndfile directly (io/sndfile_direct.py), one soxr_hq stream per group
    of batches writing into the padded batches; cold = decoding every clip, warm = the
    decoded-input cache filled by an earlier pass) against the naive single-process per-file loop a script would
-   write (`librosa.load(path, sr=rate)` per clip, which also resamples with soxr_hq; soundfile +
-   scipy.signal.resample_poly when librosa is not installed), over the shipped spoken shapes clips, same files,
+   write (`librosa.load(path, sr=rate)` per clip, which also resamples with soxr_hq; librosa comes with the
+   `bench` extra: pip install -e '.[bench]'), over the shipped spoken shapes clips, same files,
    same target rate, outputs compared (lengths, max abs difference);
 2. Whisper (a tiny random config, tests/audio/tiny_speech.py, saved and loaded through mmeval's adapter):
    batched `generate` at --batch against one clip per call, transcripts checked identical.
@@ -35,21 +35,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def naive_loader():
-    """The per-file load a script would write: librosa.load, or soundfile + scipy when librosa is missing."""
+    """The per-file load a script would write: `librosa.load` (the peer the target is set against; it resamples
+    with soxr_hq as mmeval does). Without librosa: one line saying how to install it, exit 2 (a weaker stand-in
+    with another resampler would give a flattering ratio and samples that differ)."""
     try:
         import librosa
-
-        return "librosa.load", lambda path, rate: librosa.load(path, sr=rate, mono=True)[0]
     except ImportError:
-        import soundfile as sf
-        from scipy.signal import resample_poly
-
-        def load(path: Path, rate: int) -> np.ndarray:
-            samples, native = sf.read(path, dtype="float32", always_2d=True)
-            mono = samples.mean(axis=1)
-            return mono if native == rate else resample_poly(mono, rate, native).astype(np.float32)
-
-        return "soundfile.read + scipy resample_poly", load
+        print("bench_audio.py: the decode + resample comparison needs librosa, the peer it measures against: "
+              "pip install -e '.[bench]' (or --skip loading)", file=sys.stderr)
+        sys.exit(2)
+    return "librosa.load", lambda path, rate: librosa.load(path, sr=rate, mono=True)[0]
 
 
 def median_time(work, repeats: int) -> tuple[float, object]:
