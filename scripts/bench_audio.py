@@ -1,12 +1,15 @@
 """Audio throughput, measured side by side in one run:
 
 1. decode + resample: mmeval's audio loader (`io/audio_loading.AudioBatches` with its defaults: decoding
-   threads reading whole batches through libsndfile directly (io/sndfile_direct.py), one soxr_hq stream per group
-   of batches writing into the padded batches; cold = decoding every clip, warm = the
+   threads, each decoding a group of batches clip by clip through libsndfile directly (io/audio_direct.py) into
+   one soxr_hq stream that writes into the padded batches; cold = decoding every clip, warm = the
    decoded-input cache filled by an earlier pass) against the naive single-process per-file loop a script would
    write (`librosa.load(path, sr=rate)` per clip, which also resamples with soxr_hq; librosa comes with the
    `bench` extra: pip install -e '.[bench]'), over the shipped spoken shapes clips, same files,
-   same target rate, outputs compared (lengths, max abs difference);
+   same target rate. In the timed passes each batch (each clip, for the naive loop) is dropped once loaded, as a
+   model pass consumes it; untimed passes keep the samples to compare them (lengths, max abs difference). Beside
+   them, the floor: the C work alone (libsndfile decoding, one soxr stream over all clips) and how much faster
+   the decoding alone runs split over the threads, measured in the same rounds;
 2. Whisper (a tiny random config, tests/audio/tiny_speech.py, saved and loaded through mmeval's adapter):
    batched `generate` at --batch against one clip per call, transcripts checked identical.
 
@@ -27,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,13 +88,20 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
 
     name, load = naive_loader()
 
-    def loaded(runtime) -> list[np.ndarray]:
+    def loaded(runtime, keep: bool = False) -> list[np.ndarray]:
+        """One pass of mmeval's loader; each batch dropped once seen, as the model pass does after its forward
+        (the timed runs), or every clip's samples kept (the untimed runs that compare them)."""
         loader = AudioBatches(AudioSource(paths), runtime, AudioSettings(), rate, "skip")
         out = []
         for done in loader.batches(loader.order(), Timer()):
             audio, lengths = done.inputs["audio"], done.inputs["lengths"]
-            out += [audio[r, : int(n)].numpy() for r, n in enumerate(lengths)]
+            if keep:
+                out += [audio[r, : int(n)].numpy() for r, n in enumerate(lengths)]
         return out
+
+    def naive_pass() -> None:  # each clip dropped once loaded, as a model would consume it
+        for p in paths:
+            load(p, rate)
 
     def runtime_with(threads: int):
         runtime = resolve_runtime(RuntimeConfig(device="cpu", precision="fp32", batch_size=batch,
@@ -101,15 +112,24 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
     inline, threaded = runtime_with(0), runtime_with(workers)
     load(paths[0], rate), loaded(inline)  # imports and first-call set-up out of the timings
     waves = [read_frames(p).samples[:, 0] for p in paths]
-    timed = interleaved({"naive": lambda: [load(p, rate) for p in paths], "inline": lambda: loaded(inline),
+    pool = ThreadPoolExecutor(max_workers=workers)
+    shares = [paths[k::workers] for k in range(workers)]
+
+    def decode_split() -> None:  # the decode floor split over the threads, each reading its share of the files
+        list(pool.map(lambda share: [read_frames(p) for p in share], shares))
+
+    timed = interleaved({"naive": naive_pass, "inline": lambda: loaded(inline),
                          "cold": lambda: loaded(threaded), "decode floor": lambda: [read_frames(p) for p in paths],
+                         "decode floor split": decode_split,
                          "resample floor": lambda: resample_joined(waves, 16000, rate, "soxr_hq")}, repeats)  # fmt: skip
-    naive_s, naive_cpu, naive = timed["naive"]
+    pool.shutdown()
+    naive_s, naive_cpu, _ = timed["naive"]
+    naive, cold = [load(p, rate) for p in paths], loaded(threaded, keep=True)  # the samples compared
     with tempfile.TemporaryDirectory() as folder:
         threaded.cache = Cache(Path(folder))
         loaded(threaded)  # fills the decoded-input cache
-        warm_s, warm = median_time(lambda: loaded(threaded), repeats)
-    cold = timed["cold"][2]
+        warm_s, _ = median_time(lambda: loaded(threaded), repeats)
+        warm = loaded(threaded, keep=True)
     seconds = sum(len(w) for w in naive) / rate
     diffs = [np.abs(a[: len(b)] - b[: len(a)]) for a, b in zip(naive, cold)]
     skip = math.ceil(3 * rate / 16000) + 1  # the output samples of a clip's first 3 input samples
@@ -130,9 +150,12 @@ def bench_loading(paths: list[Path], rate: int, workers: int, batch: int, repeat
     print(f"  {'mmeval AudioBatches, decoded-input cache (warm)':<52} {warm_s:8.3f} {'x%.2f' % (naive_s / warm_s):>7}")
     floor = timed["decode floor"][1] + timed["resample floor"][1]
     cores = min(workers, os.cpu_count() or 1)
+    scaling = timed["decode floor"][0] / timed["decode floor split"][0]
     print(f"  the C work alone, one thread: libsndfile decode {timed['decode floor'][1]:.3f} CPU s + one soxr stream over "
           f"all clips {timed['resample floor'][1]:.3f} CPU s = {floor:.3f}; on {cores} fully parallel cores with no "
           f"other cost, the best cold ratio would be x{naive_s / (floor / cores):.2f}")
+    print(f"  measured parallelism: the decode alone split over {workers} threads (nothing else) runs x{scaling:.2f} "
+          f"faster than in one; at that scaling and no other cost, the cold ratio would be about x{naive_s / (floor / scaling):.2f}")
     print(f"  samples: lengths differ by at most {length_diff} sample(s) (librosa fixes the length to "
           f"ceil(n x ratio), soxr rounds half up); max |mmeval - naive| = {diff:.2e}, {diff_after:.2e} after "
           f"the output of each clip's first 3 input samples (io/audio_resample.py: one libsoxr stream per group of batches)")

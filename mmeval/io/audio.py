@@ -24,8 +24,8 @@ from mmeval.errors import DataError
 from mmeval.io.audio_resample import SOXR_QUALITY, resample
 from mmeval.io.sndfile_direct import read_frames
 
-_SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
-_RATE_RANGE = (1000, 768_000)  # header rates outside this are corrupt metadata, not audio
+SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+RATE_RANGE = (1000, 768_000)  # header rates outside this are corrupt metadata, not audio
 
 
 class ClipTooLong(DataError):
@@ -63,7 +63,7 @@ def decode_native(path: Path | str, settings: AudioSettings, data: bytes | None 
         data = read_bytes(path)
     if not data:
         raise DataError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
+    if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         samples, rate, info = _read_soundfile(path, data, settings, from_path)
     else:
         samples, rate, info = _read_av(path, data, settings)
@@ -90,13 +90,13 @@ def read_bytes(path: Path) -> bytes:
 
 
 def _check_rate(path: Path, rate: Any) -> int:
-    if not isinstance(rate, int) or not _RATE_RANGE[0] <= rate <= _RATE_RANGE[1]:
+    if not isinstance(rate, int) or not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
         raise DataError(f"{path}: implausible sample rate {rate!r} Hz in the header (expected "
-                        f"{_RATE_RANGE[0]}..{_RATE_RANGE[1]}); the file's metadata is wrong")  # fmt: skip
+                        f"{RATE_RANGE[0]}..{RATE_RANGE[1]}); the file's metadata is wrong")  # fmt: skip
     return rate
 
 
-def _limit(settings: AudioSettings, rate: int) -> int | None:
+def frame_limit(settings: AudioSettings, rate: int) -> int | None:
     """Frames to read at most (truncate: the limit; skip / fail: one past it, enough to tell)."""
     if settings.max_seconds is None:
         return None
@@ -117,8 +117,8 @@ def _read_soundfile(path: Path, data: bytes, settings: AudioSettings,
                     from_path: bool = False) -> tuple[np.ndarray, int, dict[str, Any]]:  # fmt: skip
     import soundfile as sf
 
-    _check_wav_header(path, data)
-    direct = read_frames(path, lambda rate: _limit(settings, rate)) if from_path else None
+    check_wav_header(path, data)
+    direct = read_frames(path, lambda rate: frame_limit(settings, rate)) if from_path else None
     if direct is not None:  # the common case without soundfile's per-call Python (io/sndfile_direct.py)
         rate = _check_rate(path, direct.rate)
         info = {"original_rate": rate, "channels": direct.samples.shape[1], "duration_s": direct.declared_frames / rate,
@@ -130,7 +130,7 @@ def _read_soundfile(path: Path, data: bytes, settings: AudioSettings,
             declared = handle.frames
             info = {"original_rate": rate, "channels": handle.channels, "duration_s": declared / rate,
                     "codec": f"{handle.format}/{handle.subtype}"}  # fmt: skip
-            wanted = _limit(settings, rate)
+            wanted = frame_limit(settings, rate)
             frames = declared if wanted is None else min(declared, wanted)
             samples = handle.read(frames, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, OSError, ValueError, TypeError) as exc:
@@ -141,7 +141,7 @@ def _read_soundfile(path: Path, data: bytes, settings: AudioSettings,
     return samples, rate, info
 
 
-def _check_wav_header(path: Path, data: bytes) -> None:
+def check_wav_header(path: Path, data: bytes) -> None:
     """Two header faults libsndfile does not name: a sample rate of 0 or nonsense in the fmt chunk (it says only
     "SF_INFO struct incomplete" or decodes at that rate), and a `data` chunk declared longer than the file holds
     (it silently shortens the frame count). Written here because no library reports either."""
@@ -174,7 +174,7 @@ def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarr
             channels = stream.channels
             # fltp: float planar, one row per channel, whatever the codec's own sample format
             resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
-            wanted, have, pieces = _limit(settings, rate), 0, []
+            wanted, have, pieces = frame_limit(settings, rate), 0, []
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     pieces.append(out.to_ndarray())

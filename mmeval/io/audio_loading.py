@@ -1,9 +1,9 @@
 """Reading audio files into model-ready waveform batches: decoding and padding in threads, the decoded cache.
 
 `AudioBatches` is the audio `BatchLoader` (`io/source.py`) the engine's model pass runs over. Clips are read and
-decoded (`io/audio.read_audio`: mono, resampled to the model's rate) a whole batch at a time in
-`runtime.num_workers` threads (`in_threads`: the C libraries release the GIL), which also hash the raw bytes
-(the dataset digest). A batch is `{"audio": float32 [B, N] zero-padded, "lengths": int64 [B]}`; models
+decoded (mono, resampled to the model's rate: `io/audio_direct.py` for plain files, `io/audio.decode_native` for
+the rest and for every fault) a group of whole batches at a time in `runtime.num_workers` threads (`in_threads`:
+the C libraries release the GIL), which also hash the raw bytes (the dataset digest). A batch is `{"audio": float32 [B, N] zero-padded, "lengths": int64 [B]}`; models
 must ignore the padding (the capability contracts in models/base.py). Unreadable clips come back by index with
 the reason, so the main process skips them (counted, named) or stops with one line (`on_bad_input: fail`); a clip
 over `audio.max_seconds` with `audio.on_too_long: fail` always stops the run.
@@ -39,6 +39,7 @@ from mmeval.config.audio import AudioSettings
 from mmeval.engine.timing import Timer, sync
 from mmeval.errors import DataError
 from mmeval.io.audio import Audio, ClipTooLong, decode_native, read_bytes
+from mmeval.io.audio_direct import decode_group, empty_batch
 from mmeval.io.audio_resample import output_length, resample_into
 from mmeval.io.audio_store import AudioStore
 from mmeval.io.source import Batch, file_stamps
@@ -97,9 +98,9 @@ class AudioPass:
 
 
 # Clips a decoding thread reads, decodes and resamples in one go (whole batches: at least one), through one libsoxr
-# stream. Swept on 200 short 16 kHz clips to 22.05 kHz with 2 threads (2 cores, scripts/bench_audio.py): groups of
-# 8 / 16 / 32 / 64 clips took 142 / 131 / 146 / 161 ms; larger groups pay fewer stream set-ups but leave a thread
-# idle at the end of a small set. Read ahead: (threads + 1) groups.
+# stream. Swept on 200 short 16 kHz clips with 2 threads (2 cores, medians of 15 interleaved passes): groups of
+# 8 / 16 / 32 / 64 clips took 90 / 86 / 86 / 103 ms to 22.05 kHz and 51 / 50 / 53 / 66 ms at 16 kHz; larger groups
+# pay fewer stream set-ups but leave a thread idle at the end of a small set. Read ahead: (threads + 1) groups.
 GROUP_CLIPS = 16
 
 
@@ -129,7 +130,26 @@ class _Reader:
     def group(self, batches: list[list[int]]) -> list[tuple[list, list[np.ndarray], Any]]:
         """Several consecutive batches at once, so that one libsoxr stream resamples all their clips of one rate
         (io/audio_resample.py: the fewer streams, the less set-up), straight into the padded batches; returns
-        each batch's result as `batch` would."""
+        each batch's result as `batch` would. Plain files go through `io/audio_direct.decode_group` (decoded and
+        resampled clip by clip, in cache), anything else through `decoded_group`, which names the faults."""
+        plain_files = self.source.blobs is None
+        direct = decode_group(self.source.paths, batches, self.settings, self.rate) if plain_files else None
+        if direct is None:
+            out = self.decoded_group(batches)
+        else:
+            out = [([(index, digest, None, False) for index, digest in found], rows,
+                    (torch.from_numpy(batch), torch.from_numpy(lengths)))
+                   for found, batch, lengths, rows in direct]  # fmt: skip
+        if self.cell is not None:  # perturbed in place, on the decoded wave at the model's rate
+            for findings, rows, _ in out:
+                good = [index for index, _, error, _ in findings if error is None]
+                for index, row in zip(good, rows):
+                    row[:] = perturbed_audio(self.cell, row, self.source.ids[index])
+        return out
+
+    def decoded_group(self, batches: list[list[int]]) -> list[tuple[list, list[np.ndarray], Any]]:
+        """`group` through `io/audio.decode_native` clip by clip (every format, in-memory clips, and each fault
+        with its own message), then one libsoxr stream per native rate over the group's decoded clips."""
         items = [self.clip(index) for indices in batches for index in indices]
         by_rate: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # native rate -> [(decoded clip, its row)]
         out, at = [], 0
@@ -147,11 +167,6 @@ class _Reader:
         for rate, pairs in sorted(by_rate.items()):  # one libsoxr stream per native rate
             resample_into([clip for clip, _ in pairs], rate, self.rate, self.settings.resampler,
                           [row for _, row in pairs])  # fmt: skip
-        if self.cell is not None:  # perturbed in place, on the decoded wave at the model's rate
-            for findings, rows, _ in out:
-                good = [index for index, _, error, _ in findings if error is None]
-                for index, row in zip(good, rows):
-                    row[:] = perturbed_audio(self.cell, row, self.source.ids[index])
         return out
 
     def batch(self, indices: list[int]) -> tuple[list, list[np.ndarray], Any]:
@@ -192,17 +207,6 @@ def in_threads(work: Callable[[Any], Any], chunks: list[Any], threads: int) -> I
             yield done
     finally:  # an error, a stopped pass or an interrupt: drop what was read ahead
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def empty_batch(lengths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A (B, max length) float32 batch with only its padding zeroed, and each row's first `lengths[i]` samples as
-    a view to fill (filled in NumPy: torch's per-row copies cost more than the decoding on a busy CPU)."""
-    batch = np.empty((len(lengths), int(lengths.max()) if len(lengths) else 0), dtype=np.float32)
-    rows = []
-    for row, n in enumerate(lengths):
-        batch[row, n:] = 0.0
-        rows.append(batch[row, :n])
-    return batch, rows
 
 
 def pad(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,8 +9,8 @@ output is then the clip resampled as if preceded and followed by silence. Agains
 (tests/audio/test_audio_resample.py, 16 kHz speech to 8-48 kHz): equal lengths, samples equal to ~3e-7 except
 the output samples of the first ~3 input samples (up to 8 at 44.1 kHz), which differ by up to ~3e-4 on clips
 that start with sound (a lone call starts its filter on the first sample; here it runs on the silence before
-it). The silence costs 1/16 s or more per clip of extra resampling. No library does this join; it is written
-here.
+it). The silence costs 1/16 s or more per clip of extra resampling, so ratios of small terms, whose set-up is
+cheap, are not joined (`joins`). No library does this join; it is written here.
 """
 
 from __future__ import annotations
@@ -53,9 +53,24 @@ def _gap(rate: int, rate_out: int, resampler: str) -> int:
     return max(2 * math.ceil(extent * rate / rate_out), rate // 16)
 
 
+# Joining pays only when libsoxr's set-up is costly: ~0.1-0.25 ms a call for ratios such as 441/320 (16 -> 22.05
+# kHz) or 160/441 (44.1 -> 16 kHz), ~0.03 ms for small ones such as 3/1 (16 -> 48 kHz) or 1/2, where the silence
+# between joined clips costs about what it saves (200 speech clips, resampling alone: to 22.05 kHz 101 ms one call
+# per clip, 55 ms joined; to 48 kHz 84 ms against 91 ms; the whole audio loader to 48 kHz 96-97 ms either way).
+# Those small ratios get one plain call per clip: exactly librosa's samples, at no cost.
+SMALL_RATIO = 8
+
+
+def joins(rate: int, rate_out: int) -> bool:
+    """Whether clips going from `rate` to `rate_out` are resampled joined (else one call per clip): the reduced
+    ratio up / down has a term above SMALL_RATIO."""
+    g = math.gcd(rate, rate_out)
+    return rate != rate_out and max(rate // g, rate_out // g) > SMALL_RATIO
+
+
 def resample_joined(clips: list[np.ndarray], rate: int, rate_out: int, resampler: str) -> list[np.ndarray]:
     """Every clip of `clips` (float32, all at `rate`) resampled to `rate_out` through one libsoxr stream."""
-    if rate == rate_out or len(clips) < 2:
+    if not joins(rate, rate_out) or len(clips) < 2:
         return [resample(clip, rate, rate_out, resampler) for clip in clips]
     rows = [np.empty(output_length(len(clip), rate, rate_out), dtype=np.float32) for clip in clips]
     resample_into(clips, rate, rate_out, resampler, rows)
@@ -64,41 +79,75 @@ def resample_joined(clips: list[np.ndarray], rate: int, rate_out: int, resampler
 
 def resample_into(clips: list[np.ndarray], rate: int, rate_out: int, resampler: str, rows: list[np.ndarray]) -> None:
     """Resample every clip of `clips` (float32, all at `rate`) into `rows[i]`, a float32 array (a row of a padded
-    batch) of exactly `output_length(len(clips[i]), rate, rate_out)` samples, through one libsoxr stream.
+    batch) of exactly `output_length(len(clips[i]), rate, rate_out)` samples, through one libsoxr stream
+    (`JoinedStream`)."""
+    if len(rows) != len(clips):
+        raise ValueError(f"{len(clips)} clips but {len(rows)} rows")
+    stream = JoinedStream([len(clip) for clip in clips], rate, rate_out, resampler, rows)
+    for clip in clips:
+        stream.feed(clip)
+    stream.finish()
+
+
+class JoinedStream:
+    """One libsoxr stream over clips fed one at a time, in order, each clip's output written into its row (a row
+    of a padded batch of exactly `output_length(lengths[i], rate, rate_out)` samples).
 
     The stream is fed the joined layout piece by piece (silence, clip, silence, clip, ...) and its output is
     copied straight into the rows: the same samples as one call on the joined array (a stream's output does not
-    depend on how its input is cut; tests/audio/test_audio_resample.py), without allocating the joined input, the
-    joined output or a second copy into the batch. That saves memory, not time: on 200 short clips both ways took
-    86 ms (2-core box)."""
-    if len(rows) != len(clips):
-        raise ValueError(f"{len(clips)} clips but {len(rows)} rows")
-    if rate == rate_out or len(clips) == 1:  # a lone clip: one plain call, as `resample` gives it
-        for clip, row in zip(clips, rows):
-            row[:] = resample(clip, rate, rate_out, resampler)
-        return
-    import soxr
+    depend on how its input is cut; tests/audio/test_audio_resample.py), without allocating the joined input or
+    output. Since clips come one at a time, a decoding thread can decode a clip into a small reused buffer and feed
+    it at once, while it is still in the CPU's cache (io/audio_direct.py). A lone clip, or a ratio that `joins`
+    leaves alone, is one plain call per clip, as `resample` gives it; matching rates copy the clip."""
 
-    g = math.gcd(rate, rate_out)
-    up, down = rate_out // g, rate // g
-    gap = _gap(rate, rate_out, resampler)
-    lead = -(-gap // down) * down  # silence before the first clip too: every clip alike
-    silence = np.zeros(lead + down, dtype=np.float32)  # the longest piece of silence fed (after a clip: < gap + down)
-    starts, at = [], lead
-    for clip, row in zip(clips, rows):
-        if len(row) != output_length(len(clip), rate, rate_out):
-            raise ValueError(f"a row of {len(row)} samples for a clip of {len(clip)} ({rate} -> {rate_out} Hz)")
-        starts.append(at // down * up)  # each clip starts on a multiple of `down` input samples
-        at += -(-(len(clip) + gap) // down) * down
-    stream = soxr.ResampleStream(rate, rate_out, 1, dtype="float32", quality=SOXR_QUALITY[resampler])
-    writer = _RowWriter(starts, rows)
-    writer.take(stream.resample_chunk(silence[:lead]))
-    for clip in clips:
-        writer.take(stream.resample_chunk(np.ascontiguousarray(clip, dtype=np.float32)))
-        writer.take(stream.resample_chunk(silence[: -(-(len(clip) + gap) // down) * down - len(clip)]))
-    writer.take(stream.resample_chunk(silence[:0], last=True))
-    if writer.next < len(rows):
-        raise RuntimeError(f"libsoxr returned {writer.written} samples, fewer than the clips need")
+    def __init__(self, lengths: list[int], rate: int, rate_out: int, resampler: str, rows: list[np.ndarray]):
+        if len(rows) != len(lengths):
+            raise ValueError(f"{len(lengths)} clips but {len(rows)} rows")
+        for n, row in zip(lengths, rows):
+            if len(row) != output_length(n, rate, rate_out):
+                raise ValueError(f"a row of {len(row)} samples for a clip of {n} ({rate} -> {rate_out} Hz)")
+        self.lengths, self.rate, self.rate_out, self.resampler, self.rows = lengths, rate, rate_out, resampler, rows
+        self.fed, self._stream = 0, None
+        if not joins(rate, rate_out) or len(lengths) == 1:
+            return
+        import soxr
+
+        g = math.gcd(rate, rate_out)
+        up, self._down = rate_out // g, rate // g
+        self._gap = _gap(rate, rate_out, resampler)
+        lead = -(-self._gap // self._down) * self._down  # silence before the first clip too: every clip alike
+        # the longest piece of silence fed (after a clip: < gap + down)
+        self._silence = np.zeros(lead + self._down, dtype=np.float32)
+        starts, at = [], lead
+        for n in lengths:
+            starts.append(at // self._down * up)  # each clip starts on a multiple of `down` input samples
+            at += -(-(n + self._gap) // self._down) * self._down
+        self._stream = soxr.ResampleStream(rate, rate_out, 1, dtype="float32", quality=SOXR_QUALITY[resampler])
+        self._writer = _RowWriter(starts, rows)
+        self._writer.take(self._stream.resample_chunk(self._silence[:lead]))
+
+    def feed(self, clip: np.ndarray) -> None:
+        """The next clip: float32 samples, exactly as many as its length said."""
+        if self.fed >= len(self.rows) or len(clip) != self.lengths[self.fed]:
+            raise ValueError(f"clip {self.fed} of {len(self.rows)} has {len(clip)} samples, not the length given")
+        row, self.fed = self.rows[self.fed], self.fed + 1
+        if self._stream is None:
+            row[:] = resample(clip, self.rate, self.rate_out, self.resampler)
+            return
+        n = len(clip)
+        self._writer.take(self._stream.resample_chunk(np.ascontiguousarray(clip, dtype=np.float32)))
+        padding = -(-(n + self._gap) // self._down) * self._down - n  # to the next clip's start
+        self._writer.take(self._stream.resample_chunk(self._silence[:padding]))
+
+    def finish(self) -> None:
+        """Flush the stream after the last clip (every row complete)."""
+        if self.fed != len(self.rows):
+            raise ValueError(f"{self.fed} of {len(self.rows)} clips fed")
+        if self._stream is None:
+            return
+        self._writer.take(self._stream.resample_chunk(self._silence[:0], last=True))
+        if self._writer.next < len(self.rows):
+            raise RuntimeError(f"libsoxr returned {self._writer.written} samples, fewer than the clips need")
 
 
 class _RowWriter:

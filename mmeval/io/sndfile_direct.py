@@ -56,9 +56,36 @@ def _library() -> tuple[Any, Any, dict[int, str], dict[int, str]] | None:
     return ffi, lib, formats, subtypes
 
 
-def read_frames(path: Path | str, max_frames: Callable[[int], int | None] | None = None) -> SoundFileFrames | None:
-    """All frames of the file at `path` as float32 (at most `max_frames(its rate)` when given), or None when the
-    direct read is not possible or not clean (the caller then goes through `soundfile`, which names the reason)."""
+class OpenSoundFile:
+    """A file libsndfile has opened, its header read and nothing decoded yet: `frames` (what a read gives: the
+    declared frames, at most `max_frames(rate)`) are decoded by `read_into` into any float32 array of that shape,
+    such as a decoding thread's reused buffer or a padded batch's row (io/audio_direct.py). Close it after."""
+
+    def __init__(self, handle: Any, rate: int, declared: int, channels: int, frames: int, format: str,
+                 subtype: str):  # fmt: skip
+        self._handle, self.rate, self.declared_frames, self.channels = handle, rate, declared, channels
+        self.frames, self.format, self.subtype = frames, format, subtype
+
+    def read_into(self, out: np.ndarray) -> bool:
+        """Decode all `frames` into `out` (C-contiguous float32, frames x channels); False when fewer could be
+        read (a truncated or undecodable file: the public path names it)."""
+        if out.shape != (self.frames, self.channels) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"read_into needs a C-contiguous float32 ({self.frames}, {self.channels}) array, "
+                             f"not {out.dtype} {out.shape}")  # fmt: skip
+        ffi, lib = _library()[:2]
+        if not self.frames:
+            return True
+        return lib.sf_readf_float(self._handle, ffi.from_buffer("float[]", out), self.frames) == self.frames
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _library()[1].sf_close(self._handle)
+            self._handle = None
+
+
+def open_sound(path: Path | str, max_frames: Callable[[int], int | None] | None = None) -> OpenSoundFile | None:
+    """The file at `path` opened through libsndfile with its header read, or None when the direct read is not
+    possible (no such file, a format libsndfile does not know, an implausible header: the public path names it)."""
     library = _library()
     if library is None:
         return None
@@ -67,17 +94,27 @@ def read_frames(path: Path | str, max_frames: Callable[[int], int | None] | None
     handle = lib.sf_open(os.fsencode(str(path)), _SFM_READ, info)
     if handle == ffi.NULL:
         return None
-    try:
-        declared, channels = int(info.frames), int(info.channels)
-        if declared < 0 or channels <= 0:
-            return None
-        limit = max_frames(int(info.samplerate)) if max_frames is not None else None
-        wanted = declared if limit is None else min(declared, limit)
-        samples = np.empty((wanted, channels), dtype=np.float32)
-        got = lib.sf_readf_float(handle, ffi.from_buffer("float[]", samples), wanted) if wanted else 0
-    finally:
+    declared, channels, rate = int(info.frames), int(info.channels), int(info.samplerate)
+    if declared < 0 or channels <= 0:
         lib.sf_close(handle)
-    if got != wanted:
+        return None
+    limit = max_frames(rate) if max_frames is not None else None
+    return OpenSoundFile(handle, rate, declared, channels, declared if limit is None else min(declared, limit),
+                         formats.get(info.format & _FORMAT_TYPEMASK, "?"),
+                         subtypes.get(info.format & _FORMAT_SUBMASK, "?"))  # fmt: skip
+
+
+def read_frames(path: Path | str, max_frames: Callable[[int], int | None] | None = None) -> SoundFileFrames | None:
+    """All frames of the file at `path` as float32 (at most `max_frames(its rate)` when given), or None when the
+    direct read is not possible or not clean (the caller then goes through `soundfile`, which names the reason)."""
+    opened = open_sound(path, max_frames)
+    if opened is None:
+        return None
+    try:
+        samples = np.empty((opened.frames, opened.channels), dtype=np.float32)
+        complete = opened.read_into(samples)
+    finally:
+        opened.close()
+    if not complete:
         return None  # truncated or undecodable: the public path says which
-    return SoundFileFrames(samples, int(info.samplerate), declared, formats.get(info.format & _FORMAT_TYPEMASK, "?"),
-                           subtypes.get(info.format & _FORMAT_SUBMASK, "?"))  # fmt: skip
+    return SoundFileFrames(samples, opened.rate, opened.declared_frames, opened.format, opened.subtype)

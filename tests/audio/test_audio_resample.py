@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 
 from mmeval.data.speech_formats import SPOKEN_SHAPES
-from mmeval.io.audio_resample import _gap, output_length, resample_into, resample_joined
+from mmeval.io.audio_resample import _gap, joins, output_length, resample_into, resample_joined
 
 CLIPS = [sf.read(SPOKEN_SHAPES / f"{n:04d}.flac", dtype="float32")[0] for n in range(0, 40, 3)]
 
@@ -32,7 +32,7 @@ def test_joined_resampling_equals_one_call_per_clip_after_the_first_input_sample
     assert float(np.abs(second - joined[1]).max()) < 1e-6
 
 
-@pytest.mark.parametrize("rate_out", [8000, 22050, 44100])
+@pytest.mark.parametrize("rate_out", [11025, 22050, 44100])
 def test_streamed_rows_equal_one_call_on_the_joined_array_built_by_hand(rate_out: int) -> None:
     """The stream fed piece by piece writes exactly the samples one `soxr.resample` call gives on the whole
     joined layout (clip starts on multiples of the ratio's denominator, silence between), into rows of a padded
@@ -55,6 +55,18 @@ def test_streamed_rows_equal_one_call_on_the_joined_array_built_by_hand(rate_out
         assert (row[n:] == -7.0).all()
     with pytest.raises(ValueError, match="a row of"):
         resample_into(CLIPS[:2], 16000, rate_out, "soxr_hq", [batch[0, :3], batch[1, :3]])
+
+
+@pytest.mark.parametrize(("rate", "rate_out"), [(16000, 48000), (16000, 8000), (16000, 32000), (16000, 24000)])
+def test_small_ratios_are_resampled_one_call_per_clip_as_librosa_does(rate: int, rate_out: int) -> None:
+    """Where libsoxr's set-up is cheap (a reduced ratio of small terms) joining saves nothing: each row is exactly
+    one plain call on its clip."""
+    assert not joins(rate, rate_out) and joins(16000, 22050) and joins(44100, 16000) and not joins(rate, rate)
+    lengths = [output_length(len(clip), rate, rate_out) for clip in CLIPS]
+    batch = np.zeros((len(CLIPS), max(lengths)), np.float32)
+    resample_into(CLIPS, rate, rate_out, "soxr_hq", [batch[r, :n] for r, n in enumerate(lengths)])
+    for row, clip, n in zip(batch, CLIPS, lengths):
+        np.testing.assert_array_equal(row[:n], soxr.resample(clip, rate, rate_out, quality="HQ"))
 
 
 def test_output_length_is_libsoxrs() -> None:
