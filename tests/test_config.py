@@ -111,7 +111,8 @@ def test_unknown_key_inside_a_list_item(workdir: Path) -> None:
     problems = problems_of(lambda raw: data(raw).update(annotaions=data(raw).pop("annotations")))
     assert problems == [
         f"benchmarks[0].data.annotaions: unknown key. Did you mean 'annotations'? Valid keys here: {DATA_KEYS}",
-        "benchmarks[0].data.annotations: required for format 'coco' (the annotation JSON file)",
+        "benchmarks[0].data.annotations: required for format 'coco' (the annotation file: JSON; CSV for "
+        "audiocaps, clotho, esc50 and csv; a JSONL manifest for nemo)",
     ]
 
 

@@ -81,7 +81,8 @@ class DataConfig(_Strict):
     """Where a benchmark's images and texts come from. Fields used depend on `format`."""
 
     format: str = Field(description="one of " + ", ".join(sorted(DATA_FORMATS)))
-    annotations: Path | None = Field(None, description="the annotation JSON file")
+    annotations: Path | None = Field(None, description="the annotation file: JSON; CSV for audiocaps, clotho, "
+                                      "esc50 and csv; a JSONL manifest for nemo")
     questions: Path | None = Field(None, description="vqav2: the questions JSON")
     image_pattern: str | None = Field(None, description="vqav2, coco: image file name from {image_id}, "
                                       "e.g. {image_id:012d}.jpg (vqav2 default COCO_val2014_{image_id:012d}.jpg; "
