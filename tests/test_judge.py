@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -228,6 +229,18 @@ def test_video_captions_and_video_qa_judged(runs) -> None:
     assert qa["metrics"]["judge_accuracy"]["value"] == pytest.approx(sum(judged) / len(judged))
     low, high = qa["metrics"]["judge_accuracy"]["ci95"]
     assert 0 <= low < qa["metrics"]["judge_accuracy"]["value"] < high <= 1
+    # a video's questions drawn together, as exact_match's interval does: against a brute-force cluster bootstrap
+    assert qa["judge"]["bootstrap"]["resampled"] == "clusters" and qa["judge"]["bootstrap"]["unit"].startswith("videos")
+    by_video: dict[str, list[float]] = {}
+    for row, verdict in zip(rows, judged):
+        by_video.setdefault(row["video_id"], []).append(float(verdict))
+    groups = list(by_video.values())
+    rng = np.random.default_rng(0)
+    means = []
+    for _ in range(4000):
+        drawn = [groups[k] for k in rng.integers(0, len(groups), len(groups))]
+        means.append(sum(map(sum, drawn)) / sum(map(len, drawn)))
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=0.04)
     assert "exact_match" in qa["metrics"]
     block = qa["judge"]
     assert block["prompt_version"] == "mmeval-video-answer-judge-v1" and block["scale"] == "yes/no"

@@ -5,7 +5,8 @@ rule: accuracy and Cohen's kappa) or `judge_captions` (1-5 scores; metric `judge
 agreement with a per-caption rule value such as CIDEr-D: Spearman, and accuracy / kappa after the binarisation
 of mmeval.metrics.judge_agreement). The report's `judge` block holds the judge's model id, prompt version,
 counts, cache hits and misses, the named failures and the agreement. The judge metric gets a percentile
-bootstrap interval over the judged items like the rule-based metrics (the block's `bootstrap` says how).
+bootstrap interval over the judged items like the rule-based metrics, drawing a VQA image's or a video's
+questions together as they do (the block's `bootstrap` says how).
 
 Failed judge requests are never silently scored. With the judge's `on_failed_request: fail` (the default) the
 judge metric and agreement are withheld (`judge.status: failed`, the failures named, a warning) while the
@@ -84,9 +85,11 @@ def _verdicts(bench, ctx: RunContext, kind: str, items: list[tuple[str, str, lis
 
 def judge_answers(bench, ctx: RunContext, kind: str, items: list[tuple[str, str, list[str]]], ids: list[Any],
                   rule_correct: Sequence[bool], rule_name: str, rows: list[dict], metrics: dict,
-                  extra: dict[str, Any]) -> None:
+                  extra: dict[str, Any], clusters: tuple[Sequence[Any], str] | None = None) -> None:
     """Yes/no verdicts on (question, answer, references) items: `judge_accuracy` (the share judged correct among
-    the judged items) and its agreement with `rule_correct` on the same items; each row gets its `judge`."""
+    the judged items) and its agreement with `rule_correct` on the same items; each row gets its `judge`.
+    `clusters`: (each item's cluster label, what a cluster is), e.g. its image: the interval then resamples those,
+    as the task's rule-based intervals do."""
     from mmeval.metrics.judge_agreement import binary_agreement
 
     got = _verdicts(bench, ctx, kind, items, ids, extra)
@@ -95,10 +98,12 @@ def judge_answers(bench, ctx: RunContext, kind: str, items: list[tuple[str, str,
     verdicts, block = got
     for row, value in zip(rows, verdicts):
         row["judge"] = value
-    pairs = [(bool(v), bool(r)) for v, r in zip(verdicts, rule_correct) if v is not None]
+    judged = [n for n, v in enumerate(verdicts) if v is not None]
+    pairs = [(bool(verdicts[n]), bool(rule_correct[n])) for n in judged]
     if pairs:
         metrics["judge_accuracy"] = {"value": sum(v for v, _ in pairs) / len(pairs), "higher_is_better": True}
-        _interval(ctx, metrics, "judge_accuracy", [float(v) for v, _ in pairs], "judged answers", block)
+        labels = ([clusters[0][n] for n in judged], clusters[1]) if clusters is not None else None
+        _interval(ctx, metrics, "judge_accuracy", [float(v) for v, _ in pairs], "judged answers", block, labels)
     block["rule"] = rule_name
     block["agreement"] = binary_agreement([v for v, _ in pairs], [r for _, r in pairs])
 
@@ -126,16 +131,19 @@ def judge_captions(bench, ctx: RunContext, medium: str, ids: list[Any], captions
         block["agreement"] = graded_agreement([verdicts[n] for n in judged], [float(rule_values[n]) for n in judged])
 
 
-def _interval(ctx: RunContext, metrics: dict, name: str, values: list[float], unit: str, block: dict) -> None:
-    """The judge metric's percentile bootstrap interval (a mean over the judged items, resampled one by one with
-    the run's bootstrap settings) beside its value; the judge block records how (`bootstrap`)."""
+def _interval(ctx: RunContext, metrics: dict, name: str, values: list[float], unit: str, block: dict,
+              labels: tuple[list[Any], str] | None = None) -> None:  # fmt: skip
+    """The judge metric's percentile bootstrap interval (a mean over the judged items, resampled with the run's
+    bootstrap settings: by cluster when `labels` (each judged item's cluster, what a cluster is) are given, else
+    one by one) beside its value; the judge block records how (`bootstrap`)."""
     import numpy as np
 
-    from mmeval.metrics.stats.bootstrap import add_intervals, mean
+    from mmeval.metrics.stats.bootstrap import Clusters, add_intervals, mean
 
     judged = np.asarray(values, dtype=np.float64)
+    clusters = Clusters.from_labels(labels[0], name=labels[1]) if labels is not None else None
     done = add_intervals({name: metrics[name]}, (len(judged),), lambda counts: {name: mean(counts, judged)},
-                         ctx.bootstrap, unit)  # fmt: skip
+                         ctx.bootstrap, unit, clusters)  # fmt: skip
     if done is not None:
         block["bootstrap"] = done
 

@@ -134,7 +134,8 @@ def run(model, bench, ctx: RunContext) -> BenchmarkResult | None:
     if bench.judge is not None and bench.style == "open":
         judge_answers(bench, ctx, "video_answer", [(data.questions[q], answers[q], list(data.answers[q])) for q in asked],
                       [row["question_id"] for row in rows], [row["correct"] > 0 for row in rows],
-                      "exact_match (VQA normalisation)", rows, metrics, extra)
+                      "exact_match (VQA normalisation)", rows, metrics, extra,
+                      ([row["video_id"] for row in rows], "videos"))  # fmt: skip
     if bench.bias is not None:
         correct_all = np.array([row["correct"] for row in rows], dtype=np.float64)
         head = "exact_match" if bench.style == "open" else "mc_accuracy"

@@ -154,4 +154,5 @@ def _judge(bench, ctx: RunContext, questions: list[Question], rows: list[dict], 
     an answer correct when its VQA accuracy is above 0 (at least one annotator gave it)."""
     items = [(q.text, row["answer"], list(q.answers)) for q, row in zip(questions, rows)]
     judge_answers(bench, ctx, "image_answer", items, [row["question_id"] for row in rows],
-                  [accuracy > 0 for accuracy in per_question], "VQA accuracy > 0", rows, metrics, extra)
+                  [accuracy > 0 for accuracy in per_question], "VQA accuracy > 0", rows, metrics, extra,
+                  ([q.image for q in questions], "images"))  # fmt: skip
