@@ -37,7 +37,7 @@ def _general(paths: list[Path], batches: list[list[int]], settings: AudioSetting
                          ids=["whole", "truncated"])  # fmt: skip
 def test_direct_batches_equal_the_general_paths_bit_for_bit(tmp_path: Path, rate: int, settings) -> None:
     paths = _mixed_files(tmp_path)
-    batches = [list(range(0, 4)), list(range(4, 11)), list(range(11, len(paths)))]
+    batches = [list(range(4)), list(range(4, 11)), list(range(11, len(paths)))]
     for _ in range(2):  # the second time through, the thread's decoding buffer is reused
         direct = decode_group(paths, batches, settings, rate)
         general = _general(paths, batches, settings, rate)
