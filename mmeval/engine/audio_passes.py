@@ -17,7 +17,7 @@ from mmeval.engine.model_pass import PassResult, RowLimit, model_pass
 from mmeval.engine.outputs import Embeddings, Generation
 from mmeval.engine.runtime import Runtime
 from mmeval.io.audio import describe_decoder
-from mmeval.io.audio_loading import AudioBatches, AudioPass, AudioSource
+from mmeval.io.audio_loading import AudioBatches, AudioPass, AudioSource, resampling_policy
 from mmeval.io.source import Batch
 
 __all__ = ["AudioPass", "AudioSource", "encode_audio", "generate_audio_captions", "transcribe"]
@@ -81,4 +81,5 @@ def _audio_pass(done: PassResult, loader: AudioBatches, settings: AudioSettings)
     part = done.part
     return AudioPass(ok_indices=list(part.ok), bad=list(part.bad), digests=dict(part.digests), timer=done.timer,
                      decoded_from_cache=loader.done.decoded_from_cache,
-                     decoder={**describe_decoder(settings), "rate": loader.rate})  # fmt: skip
+                     decoder={**describe_decoder(settings), "rate": loader.rate,
+                              "resampling": resampling_policy()})  # fmt: skip

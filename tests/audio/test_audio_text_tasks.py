@@ -79,6 +79,7 @@ def test_reports_record_decoder_resampler_and_settings(runs) -> None:
         decoder = bench["dataset"]["decoder"]
         assert decoder["rate"] == 16000 and decoder["resampler"].startswith("soxr_hq")
         assert decoder["settings"] == AudioSettings().model_dump() and "soundfile" in decoder
+        assert decoder["resampling"].startswith("one libsoxr stream per group of up to 16 clips")
     assert report["benchmarks"]["sa_retrieval"]["dataset"]["n_clips"] == N_CLIPS
     assert report["benchmarks"]["sa_retrieval"]["dataset"]["n_texts"] == 5 * N_CLIPS
     assert report["model"]["adapter"] == "reference_audio"
