@@ -141,14 +141,14 @@ def _task_table(report: dict[str, Any], benches: dict[str, Any], title: str) -> 
     model = report["model"]
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
-    rows: dict[str, list[str]] = {"images / texts": []}
+    rows: dict[str, list[str]] = {"data": []}
     for bench_name, bench in benches.items():
         table.add_column(bench_name, justify="right")
         ok = bench["status"] == "complete"
         data = bench.get("dataset") or {}
         inputs = (f"{data['n_clips']} clips" if "n_clips" in data  # audio: clips, video: videos, not images
-                  else f"{data['n_videos']} videos" if "n_videos" in data else data.get("n_images"))
-        rows["images / texts"].append(f"{inputs} / {data.get('n_texts')}" if ok else f"[red]{bench['status']}[/]")
+                  else f"{data['n_videos']} videos" if "n_videos" in data else f"{data.get('n_images')} images")
+        rows["data"].append(f"{inputs} / {data.get('n_texts')} texts" if ok else f"[red]{bench['status']}[/]")
     entries = {b.get("name"): b.get("model") for b in (report.get("config") or {}).get("benchmarks", [])
                if isinstance(b, dict)}  # benchmarks[].model as configured: named even when it did not load
     if any("model" in bench or entries.get(name) for name, bench in report["benchmarks"].items()):
