@@ -1,11 +1,12 @@
-"""Reading a sound file with the libsndfile that `soundfile` loaded, in four C calls and no Python in between.
+"""Opening and reading a sound file with the libsndfile that `soundfile` loaded, in three C calls.
 
 Why: `soundfile.SoundFile(path).read()` spends ~0.13 ms per file in Python (mode parsing, path checks, seeks,
 format lookups) holding the GIL; for the short clips of speech and sound-event sets that is a third of the
 decoding, and it stops decoding threads from running in parallel (200 spoken-shapes FLAC clips on 2 cores:
 87 ms with two threads through `soundfile.read`, 53 ms through this; scripts/bench_audio.py). `soundfile` has no
-public call without that overhead, so the happy path is written here: `sf_open`, `sf_readf_float` into a NumPy
-array, `sf_close`, each releasing the GIL (cffi does for every C call). The samples are libsndfile's own
+public call without that overhead, so the happy path is written here: `sf_open` (`open_sound`: the header),
+`sf_readf_float` into a NumPy array (`read_into`: any array of the right shape, e.g. a reused buffer or a batch
+row), `sf_close`, each releasing the GIL (cffi does for every C call). The samples are libsndfile's own
 (normalised float, as `soundfile.read(dtype="float32")` gives; tests/audio/test_sndfile_direct.py checks them
 equal). Anything unusual (a file libsndfile cannot open, fewer frames than declared, soundfile without the
 attributes used) returns None, and the caller reads the file through `soundfile`'s public API, whose messages
