@@ -38,15 +38,21 @@ from mmeval.models.reference import DEMO_CHECKPOINT, load_folder
 
 
 class Logged:
-    """The reference model; each captioning call appends its row count to $CALLS_LOG and sleeps $DELAY s."""
+    """The reference model; each captioning call appends its row count to $CALLS_LOG and sleeps $DELAY s. With
+    $HOLD_AFTER = n, call n + 1 waits (up to 120 s) for the signal the test sends: the run is surely still going."""
 
     def __init__(self, inner):
-        self._inner = inner
+        self._inner, self._calls = inner, 0
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     def generate(self, pixels, settings):
+        self._calls += 1
+        hold = int(os.environ.get("HOLD_AFTER", "0"))
+        if hold and self._calls > hold:
+            time.sleep(120)
+            raise RuntimeError("held for 120 s and no signal came")
         with open(os.environ["CALLS_LOG"], "a") as log:
             log.write(f"{len(pixels)}\\n")
         time.sleep(float(os.environ.get("DELAY", "0")))
@@ -77,9 +83,9 @@ def setup(tmp_path: Path, own_cache: Path) -> dict:
     return {"config": config, "cache": own_cache, "dir": tmp_path}
 
 
-def _env(setup: dict, log: str, delay: float) -> dict[str, str]:
+def _env(setup: dict, log: str, delay: float, hold_after: int = 0) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(setup["dir"]), "CALLS_LOG": str(setup["dir"] / log),
-            "DELAY": str(delay), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}  # fmt: skip
+            "DELAY": str(delay), "HOLD_AFTER": str(hold_after), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}  # fmt: skip
 
 
 def _mmeval(*args: str) -> list[str]:
@@ -109,8 +115,10 @@ def _rows_computed(setup: dict, log: str) -> int:
 
 
 def _start_and_wait(setup: dict, n_chunks: int) -> subprocess.Popen:
-    """Start a run and return once `n_chunks` chunks are on disk (while it is still running)."""
-    process = subprocess.Popen(_mmeval("run", "-c", str(setup["config"])), env=_env(setup, "interrupted.log", 0.25),
+    """Start a run and return once `n_chunks` chunks are on disk, while it is still running: the model holds its
+    call after the next one until the test's signal (on a busy machine a timed delay let the run finish first)."""
+    env = _env(setup, "interrupted.log", 0.05, hold_after=n_chunks + 1)
+    process = subprocess.Popen(_mmeval("run", "-c", str(setup["config"])), env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while len(_chunk_files(setup["cache"])) < n_chunks:
@@ -174,6 +182,7 @@ def test_ctrl_c_keeps_finished_batches_and_prints_the_resume_command(setup: dict
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
+    assert _rows_computed(setup, "interrupted.log") == 2 * 4  # stopped in the fifth call, held for the signal
     assert "interrupted; the finished benchmarks were saved in the report" in stderr
     hint = next(line for line in stderr.splitlines() if line.startswith("finished batches were kept; to resume: "))
     command = shlex.split(hint.split("to resume: ", 1)[1])
