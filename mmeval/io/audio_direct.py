@@ -33,6 +33,7 @@ from mmeval.io.sndfile_direct import OpenSoundFile, open_sound
 DecodedBatch = tuple[list[tuple[int, str]], np.ndarray, np.ndarray, list[np.ndarray]]
 
 _scratch = threading.local()  # each decoding thread's reused buffer
+_KEPT_SAMPLES = 1 << 22  # 16 MB of float32: 87 s of 48 kHz stereo; longer clips get a buffer of their own
 
 
 def empty_batch(lengths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -119,8 +120,11 @@ def _decode(opened: list[tuple[int, str, OpenSoundFile]], batches: list[list[int
 
 def _buffer(frames: int, channels: int) -> np.ndarray:
     """This thread's reused float32 (frames, channels) buffer: a clip decoded into it is still in the CPU's cache
-    when it is resampled, and no fresh memory is touched."""
+    when it is resampled, and no fresh memory is touched. A clip over `_KEPT_SAMPLES` (long recordings) gets an
+    array of its own, so a thread never holds on to hundreds of MB after it."""
     need = frames * channels
+    if need > _KEPT_SAMPLES:
+        return np.empty((frames, channels), dtype=np.float32)
     buffer = getattr(_scratch, "buffer", None)
     if buffer is None or len(buffer) < need:
         buffer = _scratch.buffer = np.empty(max(need, 1 << 16), dtype=np.float32)

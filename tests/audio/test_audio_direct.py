@@ -4,6 +4,7 @@ anything unusual, whose messages the fault suite checks."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,17 @@ def test_direct_batches_equal_the_general_paths_bit_for_bit(tmp_path: Path, rate
             np.testing.assert_array_equal(batch, audio.numpy())
             np.testing.assert_array_equal(lengths, general_lengths.numpy())
             assert [len(r) for r in rows] == [len(r) for r in general_rows]
+
+
+def test_a_clip_over_the_kept_buffer_size_gets_its_own_array(tmp_path: Path, monkeypatch) -> None:
+    import mmeval.io.audio_direct as direct
+
+    paths = _mixed_files(tmp_path)
+    want = decode_group(paths, [[0, 3, 7]], AudioSettings(), 22050)[0][1]
+    monkeypatch.setattr(direct, "_KEPT_SAMPLES", 1000)  # every clip is "long" now
+    monkeypatch.setattr(direct, "_scratch", threading.local())
+    np.testing.assert_array_equal(decode_group(paths, [[0, 3, 7]], AudioSettings(), 22050)[0][1], want)
+    assert getattr(direct._scratch, "buffer", None) is None  # nothing kept by the thread
 
 
 def test_a_lone_clip_and_the_models_own_rate_are_decoded_as_alone(tmp_path: Path) -> None:
