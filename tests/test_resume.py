@@ -118,7 +118,10 @@ def _start_and_wait(setup: dict, n_chunks: int) -> subprocess.Popen:
     """Start a run and return once `n_chunks` chunks are on disk, while it is still running: the model holds its
     call after the next one until the test's signal (on a busy machine a timed delay let the run finish first)."""
     env = _env(setup, "interrupted.log", 0.05, hold_after=n_chunks + 1)
-    process = subprocess.Popen(_mmeval("run", "-c", str(setup["config"])), env=env,
+    # SIGINT at its default in the run, as a terminal's Ctrl-C finds it: a suite started in the background
+    # (`cmd &` without job control) ignores SIGINT, and an ignored SIGINT is inherited through exec
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    process = subprocess.Popen(_mmeval("run", "-c", str(setup["config"])), env=env, preexec_fn=default_sigint,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while len(_chunk_files(setup["cache"])) < n_chunks:
