@@ -185,7 +185,8 @@ def test_ctrl_c_keeps_finished_batches_and_prints_the_resume_command(setup: dict
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert _rows_computed(setup, "interrupted.log") == 2 * 4  # stopped in the fifth call, held for the signal
+    # stopped after the 3 awaited batches and by the held fifth call at the latest: the signal lands mid-run
+    assert 2 * 3 <= _rows_computed(setup, "interrupted.log") <= 2 * 4
     assert "interrupted; the finished benchmarks were saved in the report" in stderr
     hint = next(line for line in stderr.splitlines() if line.startswith("finished batches were kept; to resume: "))
     command = shlex.split(hint.split("to resume: ", 1)[1])
