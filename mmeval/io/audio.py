@@ -89,7 +89,8 @@ def read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
 
 
-def _check_rate(path: Path, rate: Any) -> int:
+def check_rate(path: Path, rate: Any) -> int:
+    """`rate` when it is a plausible header rate, else a DataError naming `path`."""
     if not isinstance(rate, int) or not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
         raise DataError(f"{path}: implausible sample rate {rate!r} Hz in the header (expected "
                         f"{RATE_RANGE[0]}..{RATE_RANGE[1]}); the file's metadata is wrong")  # fmt: skip
@@ -103,8 +104,13 @@ def frame_limit(settings: AudioSettings, rate: int) -> int | None:
     return math.floor(settings.max_seconds * rate) + (0 if settings.on_too_long == "truncate" else 1)
 
 
+def over_limit(settings: AudioSettings, duration_s: float) -> bool:
+    """Whether a clip of `duration_s` (the header's, or the decoded samples') is over `max_seconds`."""
+    return settings.max_seconds is not None and duration_s > settings.max_seconds
+
+
 def _cut(path: Path, mono: np.ndarray, rate: int, settings: AudioSettings, info: dict[str, Any]) -> np.ndarray:
-    if settings.max_seconds is None or info["duration_s"] <= settings.max_seconds:
+    if not over_limit(settings, info["duration_s"]):
         return mono
     if settings.on_too_long == "truncate":
         info["truncated_to_s"] = settings.max_seconds
@@ -120,13 +126,13 @@ def _read_soundfile(path: Path, data: bytes, settings: AudioSettings,
     check_wav_header(path, data)
     direct = read_frames(path, lambda rate: frame_limit(settings, rate)) if from_path else None
     if direct is not None:  # the common case without soundfile's per-call Python (io/sndfile_direct.py)
-        rate = _check_rate(path, direct.rate)
+        rate = check_rate(path, direct.rate)
         info = {"original_rate": rate, "channels": direct.samples.shape[1], "duration_s": direct.declared_frames / rate,
                 "codec": f"{direct.format}/{direct.subtype}"}  # fmt: skip
         return direct.samples, rate, info
     try:
         with sf.SoundFile(str(path) if from_path else io.BytesIO(data)) as handle:
-            rate = _check_rate(path, handle.samplerate)
+            rate = check_rate(path, handle.samplerate)
             declared = handle.frames
             info = {"original_rate": rate, "channels": handle.channels, "duration_s": declared / rate,
                     "codec": f"{handle.format}/{handle.subtype}"}  # fmt: skip
@@ -153,7 +159,7 @@ def check_wav_header(path: Path, data: bytes) -> None:
     while at + 8 <= len(data):
         chunk, length = data[at : at + 4], struct.unpack("<I", data[at + 4 : at + 8])[0]
         if chunk == b"fmt " and at + 16 <= len(data):
-            _check_rate(path, struct.unpack("<I", data[at + 12 : at + 16])[0])
+            check_rate(path, struct.unpack("<I", data[at + 12 : at + 16])[0])
         if chunk == b"data":
             if length != 0xFFFFFFFF and at + 8 + length > len(data):
                 raise DataError(f"{path}: truncated audio (the data chunk declares {length} bytes, "
@@ -170,7 +176,7 @@ def _read_av(path: Path, data: bytes, settings: AudioSettings) -> tuple[np.ndarr
             if not container.streams.audio:
                 raise DataError(f"{path}: no audio stream")
             stream = container.streams.audio[0]
-            rate = _check_rate(path, stream.rate)
+            rate = check_rate(path, stream.rate)
             channels = stream.channels
             # fltp: float planar, one row per channel, whatever the codec's own sample format
             resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)

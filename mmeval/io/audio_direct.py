@@ -25,7 +25,7 @@ import numpy as np
 
 from mmeval.config.audio import AudioSettings
 from mmeval.errors import DataError
-from mmeval.io.audio import RATE_RANGE, SOUNDFILE_SUFFIXES, check_wav_header, frame_limit, read_bytes
+from mmeval.io.audio import SOUNDFILE_SUFFIXES, check_rate, check_wav_header, frame_limit, over_limit, read_bytes
 from mmeval.io.audio_resample import JoinedStream, output_length
 from mmeval.io.sndfile_direct import OpenSoundFile, open_sound
 
@@ -77,10 +77,14 @@ def _open(path: Path, settings: AudioSettings) -> tuple[str, OpenSoundFile] | No
     sound = open_sound(path, lambda native: frame_limit(settings, native)) if data else None
     if sound is None:
         return None
-    plausible = RATE_RANGE[0] <= sound.rate <= RATE_RANGE[1]
-    too_long = plausible and settings.max_seconds is not None and settings.on_too_long != "truncate" \
-        and sound.declared_frames / sound.rate > settings.max_seconds  # fmt: skip
-    if not plausible or too_long or sound.frames == 0:
+    try:
+        rate = check_rate(path, sound.rate)
+    except DataError:
+        rate = None
+    # over max_seconds with on_too_long skip / fail: the general path says so (truncate is read up to the limit)
+    refused = rate is not None and settings.on_too_long != "truncate" \
+        and over_limit(settings, sound.declared_frames / rate)  # fmt: skip
+    if rate is None or refused or sound.frames == 0:
         sound.close()
         return None
     return hashlib.sha256(data).hexdigest(), sound

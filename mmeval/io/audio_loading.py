@@ -3,7 +3,8 @@
 `AudioBatches` is the audio `BatchLoader` (`io/source.py`) the engine's model pass runs over. Clips are read and
 decoded (mono, resampled to the model's rate: `io/audio_direct.py` for plain files, `io/audio.decode_native` for
 the rest and for every fault) a group of whole batches at a time in `runtime.num_workers` threads (`in_threads`:
-the C libraries release the GIL), which also hash the raw bytes (the dataset digest). A batch is `{"audio": float32 [B, N] zero-padded, "lengths": int64 [B]}`; models
+the C libraries release the GIL), which also hash the raw bytes (the dataset digest). A batch is
+`{"audio": float32 [B, N] zero-padded, "lengths": int64 [B]}`; models
 must ignore the padding (the capability contracts in models/base.py). Unreadable clips come back by index with
 the reason, so the main process skips them (counted, named) or stops with one line (`on_bad_input: fail`); a clip
 over `audio.max_seconds` with `audio.on_too_long: fail` always stops the run.
